@@ -1,0 +1,414 @@
+"""Guest side: run scenario items inside the VM and hand results back to the host.
+
+Invoked by the host as ``python3 guest/runner.py PLAN.json``. For each item it
+marks the scenario in the kernel log (``harness: scenario-start/end ID`` via
+/dev/kmsg, so the host can attribute splats), sets fixtures up, runs workers
+and the action timeline cycle by cycle, checks what can be checked from user
+space (errnos, hangs, proof that work happened, taint, slab growth) and writes
+``<results>/guest/<id>.json``. Progress goes to stdout as ``@@harness {json}``.
+
+If a scenario leaves the kernel tainted or a thread stuck, the runner stops:
+the host boots a fresh kernel for the remaining items.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import gpio  # noqa: E402
+from workers import Handle, Worker  # noqa: E402
+
+REMOVING = ("remove", "unbind")
+MIDREAD_WINDOW = 0.5
+TRIGGER_WAIT_MAX = 120.0
+
+
+def event(kind: str, **fields) -> None:
+    print("@@harness " + json.dumps({"event": kind, **fields}), flush=True)
+
+
+def kmsg(text: str) -> None:
+    try:
+        with open("/dev/kmsg", "w") as sink:
+            sink.write(f"<2>{text}\n")
+    except OSError:
+        print(f"(no /dev/kmsg) {text}", flush=True)
+
+
+def taint() -> int:
+    return int(Path("/proc/sys/kernel/tainted").read_text())
+
+
+def slab_kb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Slab:"):
+            return int(line.split()[1])
+    return 0
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+class ScenarioRun:
+    def __init__(self, item: dict):
+        self.item = item
+        self.sc = item["scenario"]
+        self.expect = self.sc["expect"]
+        self.id = item["id"]
+        self.rng = random.Random(item["seed"])
+        self.violations: list[str] = []
+        self.actions: list[dict] = []
+        self.fixtures: dict[str, gpio.GpioSim] = {}
+        self.held: list[tuple[int, Handle]] = []
+        self.totals: dict[str, dict] = {}
+        self.needs_reboot = False
+        self.cycle = 0
+        self.removed_this_cycle: set[str] = set()
+
+    def violate(self, text: str) -> None:
+        self.violations.append(f"cycle {self.cycle}: {text}")
+        event("violation", id=self.id, text=self.violations[-1])
+
+    # --- fixtures ------------------------------------------------------------
+
+    def setup_fixtures(self) -> None:
+        for index, fx in enumerate(self.sc["fixtures"]):
+            sim = gpio.GpioSim(fx["name"], fx["banks"], f"harness-{os.getpid()}-{index}")
+            self.fixtures[fx["name"]] = sim
+            sim.define()
+            sim.set_live(True)
+            sim.wait_ready()
+
+    def teardown_fixtures(self) -> None:
+        for sim in self.fixtures.values():
+            try:
+                sim.destroy()
+            except OSError as exc:
+                self.violate(f"teardown of {sim.name} failed: {exc}")
+
+    def resolve(self, template: str) -> str:
+        values = {}
+        for name, sim in self.fixtures.items():
+            values[f"{name}.dev"] = sim.dev(0) if sim.chips else ""
+            values[f"{name}.device"] = sim.device or ""
+        out = template
+        for key, value in values.items():
+            out = out.replace("{" + key + "}", value)
+        return out
+
+    # --- actions -------------------------------------------------------------
+
+    def _targets(self, workers: list[Worker], fixture: str | None) -> list[Worker]:
+        return [w for w in workers if fixture is None or w.spec.get("fixture") in (fixture, None)]
+
+    def _wait_trigger(self, action: dict, workers: list[Worker], cycle_start: float) -> None:
+        if action["at"] is not None:
+            delay = cycle_start + action["at"] - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        if action["after_worker"]:
+            worker = next(w for w in workers if w.name == action["after_worker"])
+            deadline = time.monotonic() + TRIGGER_WAIT_MAX
+            while worker.ops < action["after_ops"] and time.monotonic() < deadline:
+                if worker.alive() == 0:
+                    break
+                time.sleep(0.01)
+            if worker.ops < action["after_ops"]:
+                self.violate(
+                    f"{action['do']} was to wait for {worker.name} to do {action['after_ops']} ops; "
+                    f"it did {worker.ops} ({worker.alive()} threads alive); the consumer did not really run"
+                )
+
+    def _perform(self, action: dict, step: int) -> None:
+        do, sim = action["do"], self.fixtures.get(action["fixture"] or "")
+        if do == "remove":
+            sim.set_live(False)
+        elif do == "create":
+            if not sim.is_live():
+                sim.set_live(True)
+            sim.wait_ready()
+        elif do == "unbind":
+            sim.unbind()
+        elif do == "bind":
+            sim.bind()
+            sim.wait_ready()
+        elif do == "set-pull":
+            sim.set_pull(action["bank"], action["line"], action["pull"])
+        elif do == "toggle-pull":
+            pull = ("pull-up", "pull-down")[step % 2]
+            sim.set_pull(action["bank"], action["line"], pull)
+        elif do == "sleep":
+            time.sleep(action["duration"])
+
+    def run_action(self, action: dict, workers: list[Worker], cycle_start: float) -> None:
+        self._wait_trigger(action, workers, cycle_start)
+        do = action["do"]
+        if do == "wait-workers":
+            self._wait_workers(workers)
+            return
+        record: dict = {"cycle": self.cycle, "do": do, "fixture": action["fixture"]}
+        if do in REMOVING:
+            record["midread"] = self._midread(workers, action["fixture"])
+        bound = action["within"] or self.expect["action_within"]
+        latencies = []
+        for step in range(action["repeat"]):
+            outcome: dict = {}
+
+            def body(step: int = step, outcome: dict = outcome) -> None:
+                try:
+                    self._perform(action, step)
+                except (OSError, gpio.FixtureError) as exc:
+                    outcome["error"] = str(exc)
+
+            t0 = time.monotonic()
+            thread = threading.Thread(target=body, daemon=True, name=f"action-{do}")
+            thread.start()
+            thread.join(bound)
+            latency = time.monotonic() - t0
+            if thread.is_alive():
+                self.violate(f"{do} {action['fixture'] or ''} did not return within {bound:g} s")
+                record["hung"] = True
+                self.needs_reboot = True
+                break
+            latencies.append(latency)
+            if "error" in outcome:
+                self.violate(f"{do} {action['fixture'] or ''} failed: {outcome['error']}")
+                record["error"] = outcome["error"]
+                break
+            if action["interval"]:
+                time.sleep(action["interval"])
+        if do in REMOVING:
+            self.removed_this_cycle.add(action["fixture"])
+        if do in ("create", "bind") and "error" not in record:
+            self.removed_this_cycle.discard(action["fixture"])
+        record["latency_s"] = round(max(latencies, default=0.0), 4)
+        record["repeats"] = len(latencies)
+        self.actions.append(record)
+        event("action", id=self.id, cycle=self.cycle, do=do, latency_s=record["latency_s"])
+
+    def _midread(self, workers: list[Worker], fixture: str | None) -> dict:
+        """Prove the consumers were busy right before the provider went away."""
+        targets = self._targets(workers, fixture)
+        before = {w.name: w.ops for w in targets}
+        time.sleep(MIDREAD_WINDOW)
+        proof = {}
+        for w in targets:
+            snap = w.snapshot()
+            snap["ops_in_window"] = w.ops - before[w.name]
+            proof[w.name] = snap
+            if self.expect["require_midread"] and (snap["alive_threads"] == 0 or snap["ops_in_window"] == 0):
+                self.violate(
+                    f"worker {w.name} was not running when {fixture} was removed "
+                    f"({snap['alive_threads']} threads alive, {snap['ops_in_window']} ops in the last "
+                    f"{MIDREAD_WINDOW:g} s): the removal did not come mid-read"
+                )
+        return proof
+
+    def _wait_workers(self, workers: list[Worker]) -> None:
+        bound = self.expect["workers_exit_within"]
+        deadline = time.monotonic() + bound
+        t0 = time.monotonic()
+        targets = [w for w in workers if w.spec.get("fixture") in self.removed_this_cycle]
+        while time.monotonic() < deadline and any(w.alive() for w in targets):
+            time.sleep(0.01)
+        waited = time.monotonic() - t0
+        self.actions.append({"cycle": self.cycle, "do": "wait-workers", "latency_s": round(waited, 4)})
+        for w in targets:
+            if w.alive():
+                self.violate(
+                    f"worker {w.name}: {w.alive()} thread(s) still running {bound:g} s after "
+                    f"{w.spec.get('fixture')} was removed (no error returned, or blocked)"
+                )
+
+    # --- cycles --------------------------------------------------------------
+
+    def run_cycle(self) -> None:
+        self.removed_this_cycle = set()
+        for sim in self.fixtures.values():
+            if not sim.is_live():
+                sim.set_live(True)
+                sim.wait_ready()
+        workers = [Worker(spec, self.resolve, self.fixtures.get(spec.get("fixture") or ""), self.item["seed"])
+                   for spec in self.sc["workers"]]
+        for w in workers:
+            w.start()
+            if w.setup_error:
+                self.violate(f"worker {w.setup_error}")
+        cycle_start = time.monotonic()
+        for action in self.sc["actions"]:
+            self.run_action(action, workers, cycle_start)
+            if self.needs_reboot:
+                break
+        removed = set(self.removed_this_cycle)
+        ended_before_stop = {w.name: [s.end_errno for s in w.states] for w in workers}
+        for w in workers:
+            w.stop()
+        for w in workers:
+            stuck = w.join(self.expect["workers_exit_within"])
+            if stuck:
+                self.violate(f"worker threads blocked and never returned: {', '.join(stuck)}")
+                self.needs_reboot = True
+        self._check_workers(workers, removed, ended_before_stop)
+        for w in workers:
+            self._release(w)
+        self._close_held()
+
+    def _check_workers(self, workers: list[Worker], removed: set[str], ended: dict) -> None:
+        allowed = set(self.expect["worker_errnos"])
+        for w in workers:
+            stats = w.stats()
+            total = self.totals.setdefault(
+                w.name, {"type": w.kind, "threads": stats["threads"], "ops": 0, "min_cycle_ops": None,
+                         "errors": {}, "end_errnos": {}, "longest_op_s": 0.0}
+            )
+            total["ops"] += stats["ops"]
+            total["min_cycle_ops"] = (stats["ops"] if total["min_cycle_ops"] is None
+                                      else min(total["min_cycle_ops"], stats["ops"]))
+            for key in ("errors", "end_errnos"):
+                for name, count in stats[key].items():
+                    total[key][name] = total[key].get(name, 0) + count
+            total["longest_op_s"] = max(total["longest_op_s"], stats["longest_op_s"])
+            if stats["setup_error"]:
+                continue
+            if stats["ops"] < w.spec["min_ops"]:
+                self.violate(f"worker {w.name} did {stats['ops']} ops (min_ops {w.spec['min_ops']})")
+            affected = w.spec.get("fixture") in removed or (w.spec.get("fixture") is None and removed)
+            if not affected and stats["errors"]:
+                self.violate(f"worker {w.name} got errors with its provider present: {stats['errors']}")
+                continue
+            unexpected = {e: n for e, n in stats["errors"].items() if allowed and e not in allowed}
+            if unexpected:
+                self.violate(
+                    f"worker {w.name} got {unexpected}; allowed: {', '.join(sorted(allowed))}"
+                )
+            if affected and self.expect["workers_must_fail"] and w.spec["on_error"] == "stop":
+                running = sum(1 for e in ended[w.name] if e is None)
+                if running:
+                    self.violate(
+                        f"worker {w.name}: {running} of {len(ended[w.name])} thread(s) kept working "
+                        "after the provider was removed (no error)"
+                    )
+
+    def _release(self, w: Worker) -> None:
+        hold = w.spec.get("hold_cycles", 0)
+        for handle in w.handles:
+            if hold:
+                self.held.append((self.cycle + hold, handle))
+            else:
+                self._close(handle, w.name)
+
+    def _close(self, handle: Handle, owner: str) -> None:
+        problems = handle.close()
+        if problems:
+            self.violate(f"close() of {owner}'s fd failed: {problems}")
+
+    def _close_held(self, everything: bool = False) -> None:
+        keep = []
+        for release_cycle, handle in self.held:
+            if everything or release_cycle <= self.cycle:
+                self._close(handle, "held")
+            else:
+                keep.append((release_cycle, handle))
+        self.held = keep
+
+    # --- whole scenario ------------------------------------------------------
+
+    def execute(self) -> dict:
+        started = time.monotonic()
+        taint_before = taint()
+        fds_before = open_fds()
+        kmsg(f"harness: scenario-start {self.id}")
+        event("start", id=self.id, cycles=self.sc["cycles"])
+        slab_first = slab_last = None
+        error = None
+        try:
+            self.setup_fixtures()
+            for self.cycle in range(self.sc["cycles"]):
+                self.run_cycle()
+                if self.cycle == 0:
+                    slab_first = slab_kb()
+                slab_last = slab_kb()
+                event("cycle", id=self.id, cycle=self.cycle, violations=len(self.violations))
+                if self.needs_reboot:
+                    break
+        except gpio.FixtureError as exc:
+            error = str(exc)
+        except OSError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if not self.needs_reboot:
+                self._close_held(everything=True)
+                self.teardown_fixtures()
+        fds_after = open_fds()
+        taint_after = taint()
+        kmsg(f"harness: scenario-end {self.id}")
+        growth = None if slab_first is None else slab_last - slab_first
+        limit = self.expect["max_slab_growth_kb"]
+        if limit is not None and growth is not None and growth > limit:
+            self.violate(f"Slab grew by {growth} kB from cycle 0 to the end (bound {limit} kB)")
+        fd_limit = self.expect["max_fd_growth"]
+        if fd_limit is not None and fds_after - fds_before > fd_limit and not self.needs_reboot:
+            self.violate(f"runner fds grew from {fds_before} to {fds_after} (bound {fd_limit})")
+        if taint_after != taint_before:
+            self.needs_reboot = True
+        return {
+            "id": self.id,
+            "scenario": self.sc["name"],
+            "repetition": self.item["repetition"],
+            "seed": self.item["seed"],
+            "cycles_done": self.cycle + 1 if error is None else self.cycle,
+            "cycles": self.sc["cycles"],
+            "error": error,
+            "violations": self.violations,
+            "workers": self.totals,
+            "actions": self.actions,
+            "taint_before": taint_before,
+            "taint_after": taint_after,
+            "slab_kb_cycle0": slab_first,
+            "slab_kb_end": slab_last,
+            "slab_growth_kb": growth,
+            "fds_before": fds_before,
+            "fds_after": fds_after,
+            "duration_s": round(time.monotonic() - started, 2),
+            "needs_reboot": self.needs_reboot,
+        }
+
+
+def write_result(result_dir: Path, result: dict) -> None:
+    result_dir.mkdir(parents=True, exist_ok=True)
+    target = result_dir / f"{result['id'].replace('/', '_')}.json"
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, target)
+
+
+def main(argv: list[str]) -> int:
+    plan = json.loads(Path(argv[1]).read_text())
+    result_dir = Path(plan["result_dir"])
+    event("ready", kernel=os.uname().release, items=len(plan["items"]))
+    gc.disable()  # no collector pauses inside timing-sensitive loops
+    for item in plan["items"]:
+        run = ScenarioRun(item)
+        result = run.execute()
+        write_result(result_dir, result)
+        event("end", id=item["id"], violations=len(result["violations"]), error=result["error"])
+        gc.collect()
+        if result["needs_reboot"]:
+            event("needs-reboot", id=item["id"])
+            return 3
+    event("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

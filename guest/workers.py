@@ -1,0 +1,254 @@
+"""Concurrent consumers: threads that keep using a provider while it goes away.
+
+Each worker counts operations, errors by errno, and the longest time one
+operation blocked; each thread records whether it is inside an operation, so
+the runner can prove a removal came while readers were really reading.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob
+import os
+import select
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import gpio
+
+
+class Handle:
+    """An open fd (chip or line request) that several threads may share."""
+
+    def __init__(self, fd: int, chip_fd: int | None = None):
+        self.fd = fd
+        self.chip_fd = chip_fd
+
+    def close(self) -> list[str]:
+        """Close everything; return close() errors (close after removal must not crash)."""
+        problems = []
+        for fd in (self.fd, self.chip_fd):
+            if fd is None or fd < 0:
+                continue
+            try:
+                os.close(fd)
+            except OSError as exc:
+                problems.append(errno.errorcode.get(exc.errno, str(exc.errno)))
+        self.fd = self.chip_fd = -1
+        return problems
+
+
+class ThreadState:
+    def __init__(self) -> None:
+        self.ops = 0
+        self.in_op = False
+        self.alive = False
+        self.end_errno: str | None = None
+        self.longest = 0.0
+
+
+class Worker:
+    """One ``workers:`` entry of a scenario: N threads running the same operation."""
+
+    def __init__(self, spec: dict, resolve: Callable[[str], str], fixture, seed: int):
+        self.spec = spec
+        self.name = spec["name"]
+        self.kind = spec["type"]
+        self.resolve = resolve
+        self.fixture = fixture
+        self.seed = seed
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.states: list[ThreadState] = []
+        self.errors: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.handles: list[Handle] = []
+        self.setup_error: str | None = None
+        self.started_at = 0.0
+
+    # --- opening -------------------------------------------------------------
+
+    def _chip_path(self) -> str:
+        if self.spec.get("path"):
+            return self.resolve(self.spec["path"])
+        return self.fixture.dev(self.spec["bank"])
+
+    def _open_handle(self, lines: list[int]) -> Handle:
+        kind = self.kind
+        if kind in ("gpio-get-values", "gpio-edge-events"):
+            chip_fd = os.open(self._chip_path(), os.O_RDONLY)
+            try:
+                line_fd = gpio.request_lines(
+                    chip_fd, lines, edges=kind == "gpio-edge-events", consumer=f"harness-{self.name}"
+                )
+            except OSError:
+                os.close(chip_fd)
+                raise
+            return Handle(line_fd, chip_fd)
+        if kind == "gpio-chip-info":
+            return Handle(os.open(self._chip_path(), os.O_RDONLY))
+        if kind == "read-file":
+            return Handle(os.open(self._file_path(), os.O_RDONLY))
+        raise ValueError(kind)
+
+    def _file_path(self) -> str:
+        pattern = self.resolve(self.spec["path"])
+        matches = sorted(glob.glob(pattern))
+        if not matches:
+            raise FileNotFoundError(errno.ENOENT, "no file matches", pattern)
+        return matches[0]
+
+    def _line_slices(self) -> list[list[int]]:
+        lines = list(self.spec["lines"])
+        threads = self.spec["threads"]
+        if self.spec["share_fd"] or self.kind not in ("gpio-get-values", "gpio-edge-events"):
+            return [lines] * threads
+        return [lines[i::threads] for i in range(threads)]
+
+    # --- operations ----------------------------------------------------------
+
+    def _op(self, handle: Handle | None, lines: list[int], buf: bytearray) -> None:
+        kind = self.kind
+        if kind == "gpio-get-values":
+            gpio.get_values(handle.fd, len(lines))
+        elif kind == "gpio-edge-events":
+            ready, _, _ = select.select([handle.fd], [], [], 0.2)
+            if ready:
+                os.read(handle.fd, gpio.LINE_EVENT_SIZE * 16)
+        elif kind == "gpio-chip-info":
+            gpio.chip_info(handle.fd)
+        elif kind == "open-close":
+            fd = os.open(self._chip_path(), os.O_RDONLY)
+            try:
+                if self.fixture is not None:
+                    gpio.chip_info(fd)
+                else:
+                    os.read(fd, 64)
+            finally:
+                os.close(fd)
+        elif kind == "read-file":
+            if handle is not None:
+                n = os.preadv(handle.fd, [buf], 0)
+            else:
+                fd = os.open(self._file_path(), os.O_RDONLY)
+                try:
+                    n = os.readv(fd, [buf])
+                finally:
+                    os.close(fd)
+            if n < 0:
+                raise OSError(errno.EIO, "short read")
+
+    def _loop(self, state: ThreadState, handle: Handle | None, lines: list[int]) -> None:
+        buf = bytearray(4096)
+        interval = self.spec["interval"]
+        on_error = self.spec["on_error"]
+        state.alive = True
+        try:
+            while not self.stop_event.is_set():
+                t0 = time.monotonic()
+                state.in_op = True
+                try:
+                    self._op(handle, lines, buf)
+                    state.ops += 1
+                except OSError as exc:
+                    name = errno.errorcode.get(exc.errno, str(exc.errno))
+                    with self.lock:
+                        self.errors[name] += 1
+                    if on_error == "stop":
+                        state.end_errno = name
+                        return
+                    if on_error == "reopen" and handle is not None:
+                        handle = self._reopen(handle, lines)
+                        if handle is None:
+                            time.sleep(0.05)
+                finally:
+                    state.in_op = False
+                    state.longest = max(state.longest, time.monotonic() - t0)
+                if interval:
+                    self.stop_event.wait(interval)
+        finally:
+            state.alive = False
+
+    def _reopen(self, old: Handle, lines: list[int]) -> Handle | None:
+        old.close()
+        try:
+            fresh = self._open_handle(lines)
+        except OSError:
+            return None
+        with self.lock:
+            self.handles.append(fresh)
+        return fresh
+
+    # --- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Open what the threads use, then start them. An open failure is a setup error."""
+        persistent = self.kind not in ("open-close",) and not (
+            self.kind == "read-file" and not self.spec.get("hold", True)
+        )
+        slices = self._line_slices()
+        handles: list[Handle | None] = []
+        try:
+            if persistent and self.spec["share_fd"]:
+                shared = self._open_handle(slices[0])
+                self.handles.append(shared)
+                handles = [shared] * len(slices)
+            elif persistent:
+                for lines in slices:
+                    handle = self._open_handle(lines)
+                    self.handles.append(handle)
+                    handles.append(handle)
+            else:
+                handles = [None] * len(slices)
+        except OSError as exc:
+            self.setup_error = f"{self.name}: cannot open: {exc}"
+            return
+        self.started_at = time.monotonic()
+        for index, (handle, lines) in enumerate(zip(handles, slices, strict=True)):
+            state = ThreadState()
+            self.states.append(state)
+            thread = threading.Thread(
+                target=self._loop, args=(state, handle, lines), name=f"{self.name}/{index}", daemon=True
+            )
+            self.threads.append(thread)
+            thread.start()
+
+    @property
+    def ops(self) -> int:
+        return sum(s.ops for s in self.states)
+
+    def alive(self) -> int:
+        return sum(1 for s in self.states if s.alive)
+
+    def in_op(self) -> int:
+        return sum(1 for s in self.states if s.in_op)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def join(self, timeout: float) -> list[str]:
+        """Wait for all threads; return the names of threads still blocked."""
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return [t.name for t in self.threads if t.is_alive()]
+
+    def snapshot(self) -> dict:
+        return {
+            "ops": self.ops,
+            "alive_threads": self.alive(),
+            "threads_in_op": self.in_op(),
+        }
+
+    def stats(self) -> dict:
+        return {
+            "type": self.kind,
+            "threads": len(self.states),
+            "ops": self.ops,
+            "errors": dict(self.errors),
+            "end_errnos": dict(Counter(s.end_errno for s in self.states if s.end_errno)),
+            "longest_op_s": round(max((s.longest for s in self.states), default=0.0), 4),
+            "setup_error": self.setup_error,
+        }

@@ -1,0 +1,206 @@
+"""Configure and build a kernel out of tree, with a record of what was built.
+
+tree + fragments -> (merge_config.sh on allnoconfig, olddefconfig, verify)
+-> build directory keyed by (tree location, resolved .config) -> make.
+Keeping one build directory per (tree, config) lets make rebuild
+incrementally when the tree changes and do nothing when nothing did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness import kconfig, paths
+from harness.kconfig import FragmentSet, Mismatch
+from harness.progress import Ticker, say
+from harness.tree import KernelTree
+
+
+class BuildError(Exception):
+    """Configuration or compilation failed; the message says where to look."""
+
+
+@dataclass(frozen=True)
+class ConfigResult:
+    tree: KernelTree
+    fragments: tuple[Path, ...]
+    dotconfig: Path
+    config_hash: str
+    mismatches: tuple[Mismatch, ...]
+
+    def report(self) -> str:
+        lines = ["fragments (merged in this order, later wins):"]
+        lines += [f"  {p}" for p in self.fragments]
+        if self.mismatches:
+            lines.append(f"config check FAILED: {len(self.mismatches)} requested option(s) did not stick:")
+            lines += ["  " + m.explain().replace("\n", "\n  ") for m in self.mismatches]
+        else:
+            lines.append(f"config check passed (config {self.config_hash})")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """Metadata of one build, written next to the results (cf. tuxmake's metadata.json)."""
+
+    tree: str
+    tree_version: str
+    git_commit: str | None
+    git_describe: str | None
+    git_dirty: bool
+    config_hash: str
+    fragments: list[str]
+    build_dir: str
+    kernel_image: str
+    kernel_release: str
+    toolchain: str
+    ccache: bool
+    jobs: int
+    objects_compiled: int
+    duration_s: float
+    log: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _run(cmd: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None,
+         on_line: Callable[[str], None] | None = None) -> int:
+    """Run a command with its output appended to ``log``; return the exit code."""
+    with log.open("a") as sink:
+        sink.write(f"$ {' '.join(cmd)}\n")
+        sink.flush()
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, errors="replace", start_new_session=True,
+        )
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                sink.write(line)
+                if on_line:
+                    on_line(line)
+            return proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            raise
+
+
+def _tail(log: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _jobs() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def configure(tree: KernelTree, fragments: FragmentSet) -> ConfigResult:
+    """Resolve fragments into a .config in a scratch directory and verify it."""
+    requests = fragments.requests()
+    scratch = paths.cache_dir() / "configs" / f"{tree.identity}-{fragments.digest()}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    log = scratch / "config.log"
+    log.write_text("")
+    say(f"config: merging {len(fragments.files)} fragments on allnoconfig ({tree.path})")
+    merge = tree.path / "scripts" / "kconfig" / "merge_config.sh"
+    rc = _run(["bash", str(merge), "-n", "-O", str(scratch), *map(str, fragments.files)],
+              cwd=tree.path, log=log)
+    if rc == 0:
+        rc = _run(["make", "-s", f"O={scratch}", "olddefconfig"], cwd=tree.path, log=log)
+    if rc != 0:
+        raise BuildError(f"configuration failed (exit {rc}); log: {log}\n{_tail(log)}")
+    dotconfig = scratch / ".config"
+    values = kconfig.parse_dotconfig(dotconfig.read_text())
+    mismatches = kconfig.check(requests, values)
+    if mismatches:
+        mismatches = kconfig.explain(mismatches, tree.path, values)
+    return ConfigResult(tree, fragments.files, dotconfig, _file_hash(dotconfig), tuple(mismatches))
+
+
+def build_dir_for(config: ConfigResult) -> Path:
+    return paths.cache_dir() / "builds" / f"{config.tree.identity}-{config.config_hash}"
+
+
+_COMPILED = re.compile(r"^\s+(CC|AS|LD|AR|HOSTCC|OBJCOPY|BUILD|LDS)\s+(?:\[M\]\s+)?(\S+)")
+
+
+def _toolchain() -> str:
+    try:
+        out = subprocess.run(["gcc", "--version"], capture_output=True, text=True, timeout=30)
+        return out.stdout.splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def build(config: ConfigResult, use_ccache: bool = True) -> BuildRecord:
+    """Compile the configured kernel (incrementally if its build directory exists)."""
+    if config.mismatches:
+        raise BuildError(config.report())
+    out = build_dir_for(config)
+    out.mkdir(parents=True, exist_ok=True)
+    target_config = out / ".config"
+    if not target_config.exists() or target_config.read_bytes() != config.dotconfig.read_bytes():
+        shutil.copyfile(config.dotconfig, target_config)
+    log = out / "build.log"
+    log.write_text("")
+    env = dict(os.environ)
+    make = ["make", f"O={out}", f"-j{_jobs()}"]
+    ccache = use_ccache and shutil.which("ccache") is not None
+    if ccache:
+        make.append("CC=ccache gcc")
+        env.setdefault("CCACHE_BASEDIR", str(paths.cache_dir()))
+    say(f"build: {out} (-j{_jobs()}{', ccache' if ccache else ''}); log: {log}")
+    counted = {"objects": 0, "last": ""}
+    ticker = Ticker()
+    started = time.monotonic()
+
+    def on_line(line: str) -> None:
+        m = _COMPILED.match(line)
+        if not m:
+            return
+        if m.group(1) == "CC":
+            counted["objects"] += 1
+        counted["last"] = m.group(2)
+        ticker.update(f"build: {counted['objects']} objects compiled, now {m.group(1)} {m.group(2)}")
+
+    rc = _run([*make, "olddefconfig"], cwd=config.tree.path, log=log, env=env)
+    if rc == 0:
+        rc = _run(make, cwd=config.tree.path, log=log, env=env, on_line=on_line)
+    duration = time.monotonic() - started
+    if rc != 0:
+        ticker.done(f"build: FAILED after {duration:.0f} s")
+        raise BuildError(f"kernel build failed (exit {rc}); full log: {log}\n{_tail(log)}")
+    image = out / "arch" / "x86" / "boot" / "bzImage"
+    release = subprocess.run(
+        ["make", "-s", f"O={out}", "kernelrelease"], cwd=config.tree.path,
+        capture_output=True, text=True,
+    ).stdout.strip()
+    ticker.done(
+        f"build: done in {duration:.0f} s, {counted['objects']} objects compiled"
+        + (" (nothing to rebuild)" if counted["objects"] == 0 else "")
+    )
+    tree = config.tree
+    return BuildRecord(
+        tree=str(tree.path), tree_version=tree.version, git_commit=tree.git_commit,
+        git_describe=tree.git_describe, git_dirty=tree.git_dirty,
+        config_hash=config.config_hash, fragments=[str(p) for p in config.fragments],
+        build_dir=str(out), kernel_image=str(image), kernel_release=release,
+        toolchain=_toolchain(), ccache=ccache, jobs=_jobs(),
+        objects_compiled=counted["objects"], duration_s=round(duration, 1), log=str(log),
+    )

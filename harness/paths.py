@@ -1,0 +1,38 @@
+"""Where the project's data lives and where the harness caches trees and builds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+KCONFIG_DIR = PROJECT_DIR / "kconfigs"
+SCENARIOS_DIR = PROJECT_DIR / "scenarios"
+GUEST_DIR = PROJECT_DIR / "guest"
+
+# Fragments every harness kernel gets, in merge order.
+BASE_FRAGMENTS = ("base", "debug")
+
+DEFAULT_SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
+
+
+def cache_dir() -> Path:
+    """$HARNESS_CACHE, else $XDG_CACHE_HOME/lifetime-harness, else ~/.cache/lifetime-harness."""
+    explicit = os.environ.get("HARNESS_CACHE")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "lifetime-harness"
+
+
+def fragment_names() -> list[str]:
+    return sorted(p.stem for p in KCONFIG_DIR.glob("*.config"))
+
+
+def fragment_path(name: str) -> Path:
+    return KCONFIG_DIR / f"{name}.config"
+
+
+def builtin_scenarios() -> list[Path]:
+    return sorted(SCENARIOS_DIR.glob("*.yaml"))

@@ -1,0 +1,392 @@
+"""Scenario files: the YAML a kernel developer writes, checked and turned into records.
+
+A scenario describes fixtures (emulated providers), workers (concurrent
+consumers), an action timeline (remove/unbind/re-create the provider while the
+workers run) and expectations. ``load_scenario`` reports every problem with
+file, line and field; the records it returns are what the guest runner gets
+(as JSON, so the guest needs only the standard library).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from harness import paths
+from harness.yamlnodes import (
+    Node,
+    Reader,
+    SchemaError,
+    SchemaErrors,
+    choice,
+    duration,
+    mapping,
+    scalar_bool,
+    scalar_int,
+    scalar_str,
+    sequence,
+    string_list,
+)
+
+FIXTURE_TYPES = ("gpio-sim",)
+WORKER_TYPES = (
+    "gpio-get-values",
+    "gpio-edge-events",
+    "gpio-chip-info",
+    "open-close",
+    "read-file",
+)
+ACTION_TYPES = (
+    "remove",
+    "create",
+    "unbind",
+    "bind",
+    "set-pull",
+    "toggle-pull",
+    "sleep",
+    "wait-workers",
+)
+# Actions that take a provider away: the guest proves workers were mid-operation.
+REMOVING_ACTIONS = ("remove", "unbind")
+ON_ERROR = ("stop", "continue", "reopen")
+ERRNO_NAMES = (
+    "ENODEV", "EIO", "ENXIO", "ENOENT", "EBADF", "EINVAL", "EPROTO", "ESHUTDOWN",
+    "EPIPE", "ETIMEDOUT", "EBUSY", "EAGAIN", "EINTR", "EFAULT", "EPERM", "ENOTTY",
+)
+
+
+@dataclass(frozen=True)
+class GpioBank:
+    label: str
+    lines: int
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Fixture:
+    name: str
+    type: str
+    banks: tuple[GpioBank, ...]
+
+
+@dataclass(frozen=True)
+class Worker:
+    name: str
+    type: str
+    fixture: str | None
+    bank: int
+    lines: tuple[int, ...]
+    path: str | None
+    threads: int
+    share_fd: bool
+    on_error: str
+    min_ops: int
+    interval: float
+    hold_cycles: int
+
+
+@dataclass(frozen=True)
+class Action:
+    do: str
+    fixture: str | None
+    at: float | None
+    after_worker: str | None
+    after_ops: int
+    bank: int
+    line: int | None
+    pull: str
+    repeat: int
+    interval: float
+    within: float | None
+    duration: float
+
+
+@dataclass(frozen=True)
+class Expect:
+    no_splats: bool
+    worker_errnos: tuple[str, ...]
+    workers_must_fail: bool
+    workers_exit_within: float
+    action_within: float
+    require_midread: bool
+    max_slab_growth_kb: int | None
+    max_fd_growth: int | None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    path: str
+    kconfig: tuple[str, ...]
+    cmdline: tuple[str, ...]
+    fixtures: tuple[Fixture, ...]
+    workers: tuple[Worker, ...]
+    actions: tuple[Action, ...]
+    expect: Expect
+    cycles: int
+    timeout: float
+    repeat: int
+    seed: int
+
+    @property
+    def summary(self) -> str:
+        """First sentence of the description, for listings."""
+        first = self.description.strip().split("\n")[0]
+        return first.split(". ")[0].rstrip(".")
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_TOP = {
+    "name": True, "description": True, "kconfig": False, "cmdline": False,
+    "fixtures": True, "workers": False, "actions": False, "expect": False,
+    "cycles": False, "timeout": False, "repeat": False, "seed": False,
+}
+_FIXTURE = {"type": True, "banks": True}
+_BANK = {"label": False, "lines": True, "names": False}
+_WORKER = {
+    "name": True, "type": True, "fixture": False, "bank": False, "lines": False,
+    "path": False, "threads": False, "share_fd": False, "on_error": False,
+    "min_ops": False, "interval": False, "hold_cycles": False,
+}
+_ACTION = {
+    "do": True, "fixture": False, "at": False, "after": False, "bank": False,
+    "line": False, "pull": False, "repeat": False, "interval": False,
+    "within": False, "duration": False,
+}
+_AFTER = {"worker": True, "ops": True}
+_EXPECT = {
+    "no_splats": False, "worker_errnos": False, "workers_must_fail": False,
+    "workers_exit_within": False, "action_within": False, "require_midread": False,
+    "max_slab_growth_kb": False, "max_fd_growth": False,
+}
+_NEEDS_FIXTURE_WORKERS = ("gpio-get-values", "gpio-edge-events", "gpio-chip-info")
+_NEEDS_FIXTURE_ACTIONS = ("remove", "create", "unbind", "bind", "set-pull", "toggle-pull")
+
+
+def _opt(fields: dict[str, Node], key: str, read, default):
+    return read(fields[key]) if key in fields else default
+
+
+def _fixture(name: str, node: Node) -> Fixture:
+    f = mapping(node, _FIXTURE)
+    kind = choice(f["type"], FIXTURE_TYPES) if "type" in f else ""
+    banks = []
+    for bank_node in sequence(f["banks"]) if "banks" in f else []:
+        b = mapping(bank_node, _BANK)
+        lines = _opt(b, "lines", lambda n: scalar_int(n, 1, 1024), 1)
+        names = tuple(_opt(b, "names", string_list, []))
+        if len(names) > lines:
+            b["names"].error(f"{len(names)} names given for {lines} lines")
+        label = _opt(b, "label", scalar_str, f"{name}-bank{len(banks)}")
+        banks.append(GpioBank(label=label, lines=lines, names=names))
+    if "banks" in f and not banks:
+        f["banks"].error("a gpio-sim chip needs at least one bank")
+    return Fixture(name=name, type=kind, banks=tuple(banks))
+
+
+def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
+    w = mapping(node, _WORKER)
+    if "name" not in w or "type" not in w:
+        return None
+    kind = choice(w["type"], WORKER_TYPES)
+    fixture = _opt(w, "fixture", scalar_str, None)
+    if fixture is not None and fixture not in fixtures:
+        w["fixture"].error(f"no fixture {fixture!r}; defined: {', '.join(fixtures) or 'none'}")
+    if kind in _NEEDS_FIXTURE_WORKERS and fixture is None:
+        node.error(f"a {kind} worker needs 'fixture'")
+    path = _opt(w, "path", scalar_str, None)
+    if kind == "read-file" and path is None:
+        node.error("a read-file worker needs 'path' (e.g. /sys/bus/nvmem/devices/*/nvmem)")
+    if kind == "open-close" and path is None and fixture is None:
+        node.error("an open-close worker needs 'path' or 'fixture'")
+    bank = _opt(w, "bank", scalar_int, 0)
+    lines = tuple(_opt(w, "lines", lambda n: [scalar_int(i) for i in sequence(n)], [0]))
+    if fixture in fixtures and fixtures[fixture].banks:
+        banks = fixtures[fixture].banks
+        if bank >= len(banks):
+            w["bank"].error(f"fixture {fixture!r} has {len(banks)} bank(s)")
+        elif any(line >= banks[bank].lines for line in lines):
+            w["lines"].error(f"bank {bank} of {fixture!r} has lines 0..{banks[bank].lines - 1}")
+    return Worker(
+        name=scalar_str(w["name"]),
+        type=kind,
+        fixture=fixture,
+        bank=bank,
+        lines=lines,
+        path=path,
+        threads=_opt(w, "threads", lambda n: scalar_int(n, 1, 64), 1),
+        share_fd=_opt(w, "share_fd", scalar_bool, False),
+        on_error=_opt(w, "on_error", lambda n: choice(n, ON_ERROR), "stop"),
+        min_ops=_opt(w, "min_ops", scalar_int, 1),
+        interval=_opt(w, "interval", duration, 0.0),
+        hold_cycles=_opt(w, "hold_cycles", scalar_int, 0),
+    )
+
+
+def _action(node: Node, fixtures: dict[str, Fixture], workers: dict[str, Worker]) -> Action | None:
+    a = mapping(node, _ACTION)
+    if "do" not in a:
+        return None
+    do = choice(a["do"], ACTION_TYPES)
+    fixture = _opt(a, "fixture", scalar_str, None)
+    if fixture is not None and fixture not in fixtures:
+        a["fixture"].error(f"no fixture {fixture!r}; defined: {', '.join(fixtures) or 'none'}")
+    if do in _NEEDS_FIXTURE_ACTIONS and fixture is None:
+        node.error(f"action '{do}' needs 'fixture'")
+    after_worker, after_ops = None, 0
+    if "after" in a:
+        after = mapping(a["after"], _AFTER)
+        if "worker" in after:
+            after_worker = scalar_str(after["worker"])
+            if after_worker not in workers:
+                after["worker"].error(
+                    f"no worker {after_worker!r}; defined: {', '.join(workers) or 'none'}"
+                )
+        after_ops = _opt(after, "ops", lambda n: scalar_int(n, 1), 1)
+    line = _opt(a, "line", scalar_int, None)
+    if do in ("set-pull", "toggle-pull") and line is None:
+        node.error(f"action '{do}' needs 'line'")
+    return Action(
+        do=do,
+        fixture=fixture,
+        at=_opt(a, "at", duration, None),
+        after_worker=after_worker,
+        after_ops=after_ops,
+        bank=_opt(a, "bank", scalar_int, 0),
+        line=line,
+        pull=_opt(a, "pull", lambda n: choice(n, ("pull-up", "pull-down")), "pull-up"),
+        repeat=_opt(a, "repeat", lambda n: scalar_int(n, 1), 1),
+        interval=_opt(a, "interval", duration, 0.0),
+        within=_opt(a, "within", duration, None),
+        duration=_opt(a, "duration", duration, 0.0),
+    )
+
+
+def _expect(node: Node | None) -> Expect:
+    e = mapping(node, _EXPECT) if node is not None else {}
+    errnos = tuple(_opt(e, "worker_errnos", string_list, []))
+    for name in errnos:
+        if name not in ERRNO_NAMES:
+            e["worker_errnos"].error(f"{name!r} is not a known errno; use one of: {', '.join(ERRNO_NAMES)}")
+    return Expect(
+        no_splats=_opt(e, "no_splats", scalar_bool, True),
+        worker_errnos=errnos,
+        workers_must_fail=_opt(e, "workers_must_fail", scalar_bool, False),
+        workers_exit_within=_opt(e, "workers_exit_within", duration, 10.0),
+        action_within=_opt(e, "action_within", duration, 10.0),
+        require_midread=_opt(e, "require_midread", scalar_bool, True),
+        max_slab_growth_kb=_opt(e, "max_slab_growth_kb", scalar_int, None),
+        max_fd_growth=_opt(e, "max_fd_growth", scalar_int, None),
+    )
+
+
+def _kconfig_names(node: Node) -> tuple[str, ...]:
+    names = string_list(node)
+    available = paths.fragment_names()
+    for name in names:
+        if name not in available:
+            node.error(f"no fragment kconfigs/{name}.config; available: {', '.join(available)}")
+    return tuple(names)
+
+
+def parse_scenario(text: str, path: Path) -> tuple[Scenario | None, list[SchemaError]]:
+    """Parse one scenario file's text; return the record or the list of problems."""
+    reader = Reader(path)
+    root = reader.load(text)
+    if root is None:
+        return None, reader.errors
+    top = mapping(root, _TOP)
+    fixtures: dict[str, Fixture] = {}
+    if "fixtures" in top:
+        raw = top["fixtures"]
+        if isinstance(raw.raw, yaml.MappingNode) and raw.raw.value:
+            for key_node, value_node in raw.raw.value:
+                child = Node(value_node, f"fixtures.{key_node.value}", reader)
+                fixtures[key_node.value] = _fixture(key_node.value, child)
+        else:
+            raw.error("expected a mapping of fixture name -> fixture (type, banks)")
+    workers: dict[str, Worker] = {}
+    for wnode in sequence(top["workers"]) if "workers" in top else []:
+        worker = _worker(wnode, fixtures)
+        if worker is None:
+            continue
+        if worker.name in workers:
+            wnode.error(f"worker name {worker.name!r} is used twice")
+        workers[worker.name] = worker
+    actions = []
+    for anode in sequence(top["actions"]) if "actions" in top else []:
+        action = _action(anode, fixtures, workers)
+        if action is not None:
+            actions.append(action)
+    expect = _expect(top.get("expect"))
+    name = _opt(top, "name", scalar_str, "")
+    if name and name != path.stem and path.suffix in (".yaml", ".yml"):
+        top["name"].error(f"must match the file name ({path.stem!r}) so results map to files")
+    scenario = Scenario(
+        name=name,
+        description=_opt(top, "description", scalar_str, ""),
+        path=str(path),
+        kconfig=_opt(top, "kconfig", _kconfig_names, ()),
+        cmdline=tuple(_opt(top, "cmdline", string_list, [])),
+        fixtures=tuple(fixtures.values()),
+        workers=tuple(workers.values()),
+        actions=tuple(actions),
+        expect=expect,
+        cycles=_opt(top, "cycles", lambda n: scalar_int(n, 1), 1),
+        timeout=_opt(top, "timeout", duration, 300.0),
+        repeat=_opt(top, "repeat", lambda n: scalar_int(n, 1), 1),
+        seed=_opt(top, "seed", scalar_int, 0),
+    )
+    if reader.errors:
+        return None, reader.errors
+    return scenario, []
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and check one file; raise SchemaErrors naming every problem."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SchemaErrors([SchemaError(path, 1, "", f"cannot read: {exc.strerror}")]) from exc
+    scenario, errors = parse_scenario(text, path)
+    if errors:
+        raise SchemaErrors(errors)
+    assert scenario is not None
+    return scenario
+
+
+def load_scenarios(paths_: list[Path]) -> list[Scenario]:
+    """Load several files, reporting the problems of all of them at once."""
+    scenarios, errors = [], []
+    for path in paths_:
+        try:
+            scenarios.append(load_scenario(path))
+        except SchemaErrors as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise SchemaErrors(errors)
+    return scenarios
+
+
+def resolve(names: list[str]) -> list[Path]:
+    """Scenario arguments are names from scenarios/ or paths to YAML files."""
+    if not names:
+        return paths.builtin_scenarios()
+    out = []
+    for name in names:
+        candidate = Path(name)
+        if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+            out.append(candidate)
+            continue
+        builtin = paths.SCENARIOS_DIR / f"{name}.yaml"
+        if not builtin.exists():
+            known = ", ".join(p.stem for p in paths.builtin_scenarios())
+            raise SchemaErrors([SchemaError(Path(name), 0, "", f"no such scenario; built in: {known}")])
+        out.append(builtin)
+    return out

@@ -1,0 +1,404 @@
+"""Console log -> kernel splats, each with a kind and a stable syzkaller-style title.
+
+A table of report patterns (cf. syzkaller's pkg/report): each entry says how a
+report starts, what kind it is and how to build its title from the report's
+own lines. Titles name the first function that is not report machinery
+(KASAN, WARN, locking and wait primitives are skipped), so the same bug gives
+the same title across runs, kernels and configs.
+
+The parser is a pure function of the log text; scenario boundaries come from
+the kmsg markers the guest runner writes (``harness: scenario-start NAME``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+# "[   12.345678] " and optionally "[    T123] " / "[    C1] " (PRINTK_CALLER)
+_PREFIX = re.compile(r"^\s*(?:<\d+>)?\[\s*(\d+\.\d+)\](?:\[\s*[TC]\d+\])?\s?")
+_FRAME = re.compile(
+    r"^\s*(?:\[<[0-9a-f]+>\]\s*)?(\?\s+)?([A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[(\w+)\])?"
+)
+_RIP = re.compile(r"^\s*RIP:\s*[0-9a-f]{4}:([A-Za-z_.$][\w.$]*)\+0x")
+_END_MARKERS = (
+    re.compile(r"^---\[ end trace [0-9a-f]+ \]---"),
+    re.compile(r"^---\[ end Kernel panic"),
+)
+_KASAN_RULE = re.compile(r"^={40,}$")
+_MARKER = re.compile(r"^harness: scenario-(start|end) (\S+)")
+
+# Report machinery and blocking primitives: never the interesting frame.
+SKIP_FRAMES = re.compile(
+    r"^(?:"
+    r"dump_stack\w*|show_stack|print_\w+|printk\w*|_printk|vprintk\w*|__warn\w*|warn_\w+|"
+    r"report_bug|handle_bug|exc_invalid_op|asm_exc_\w+|do_error_trap|do_trap|"
+    r"kasan_\w+|__kasan_\w+|__asan_\w+|asan_\w+|check_memory_region\w*|kasan|"
+    r"ubsan_\w+|__ubsan_\w+|refcount_warn_saturate|refcount_\w+|__refcount_\w+|"
+    r"lock_acquire\w*|lock_release|lock_\w+|__lock_\w+|lockdep_\w+|__lockdep_\w+|"
+    r"check_\w+|validate_chain|mark_lock\w*|print_circular_bug|check_noncircular|"
+    r"_raw_\w+|__raw_\w+|do_raw_\w+|queued_\w+|native_queued_\w+|"
+    r"mutex_lock\w*|__mutex_\w+|mutex_unlock|down_\w+|down|__down\w*|up_\w+|rwsem_\w+|"
+    r"rt_mutex_\w+|__rt_mutex_\w+|"
+    r"schedule\w*|__schedule|preempt_schedule\w*|io_schedule\w*|"
+    r"wait_for_completion\w*|__wait_for_common|wait_for_common\w*|do_wait_for_common|"
+    r"__synchronize_srcu|synchronize_srcu\w*|synchronize_rcu\w*|__synchronize\w*|"
+    r"wait_rcu_gp|__wait_rcu_gp|flush_work|__flush_work\w*|msleep|usleep\w*|"
+    r"__might_\w+|might_\w+|__cant_\w+|debug_\w+|__debug_\w+|"
+    r"kfree|kvfree|kmem_cache_free|slab_free\w*|__slab_free|do_slab_free|"
+    r"kmalloc\w*|__kmalloc\w*|kmem_cache_alloc\w*|__kmem_cache_alloc\w*|kzalloc\w*|"
+    r"kvmalloc\w*|slab_alloc\w*|__slab_alloc\w*|___slab_alloc|alloc_pages\w*|"
+    r"memcpy\w*|memset\w*|memmove\w*|__memcpy\w*|__memset\w*|strlen|strcmp|strcpy|"
+    r"__list_\w+_valid\w*|__list_add\w*|__list_del\w*|list_add\w*|list_del\w*|"
+    r"panic|nmi_\w+|watchdog\w*|rcu_dump_\w+|rcu_\w*stall\w*|print_cpu_stall\w*|"
+    r"sysvec_\w+|asm_sysvec_\w+|__sysvec_\w+|irq_exit\w*|__irq_exit\w*|"
+    r"entry_SYSCALL\w*|do_syscall_\w+|x64_sys_call|__x64_sys_\w+|__do_sys_\w+|"
+    r"ret_from_fork\w*|kthread|worker_thread|process_one_work|process_scheduled_works"
+    r")$"
+)
+# The hung-task title names what waits, so waiting primitives are skipped too;
+# for all other reports a sync primitive is a fine title (kept via this list).
+_SYNC_FRAMES = re.compile(
+    r"^(?:__synchronize_srcu|synchronize_srcu\w*|synchronize_rcu\w*|wait_for_completion\w*|"
+    r"flush_work|__flush_work\w*|mutex_lock\w*|__mutex_\w+|down_\w+)$"
+)
+
+
+@dataclass(frozen=True)
+class Line:
+    number: int  # 1-based line number in the log
+    time: float | None  # printk timestamp, if the line has one
+    text: str  # without the timestamp prefix
+
+
+@dataclass
+class Splat:
+    kind: str
+    title: str
+    first_line: int
+    time: float | None
+    excerpt: str
+    scenario: str | None
+    count: int = 1
+    frames: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def split_lines(log: str) -> list[Line]:
+    out = []
+    for number, raw in enumerate(log.splitlines(), 1):
+        raw = raw.replace("\r", "")
+        m = _PREFIX.match(raw)
+        if m:
+            out.append(Line(number, float(m.group(1)), raw[m.end():]))
+        else:
+            out.append(Line(number, None, raw))
+    return out
+
+
+def frames_of(lines: list[Line]) -> list[str]:
+    """Reliable call-trace function names, in order (``? func`` guesses dropped)."""
+    out = []
+    for line in lines:
+        m = _FRAME.match(line.text)
+        if m and not m.group(1):
+            out.append(m.group(2))
+    return out
+
+
+def first_useful(candidates: list[str], keep_sync: bool = True) -> str | None:
+    for name in candidates:
+        name = re.sub(r"\.(?:cold|isra|constprop|part|llvm)\.?\d*$", "", name)
+        if keep_sync and _SYNC_FRAMES.match(name):
+            return name
+        if not SKIP_FRAMES.match(name):
+            return name
+    return None
+
+
+def _rip(lines: list[Line]) -> str | None:
+    for line in lines:
+        if m := _RIP.match(line.text):
+            return m.group(1)
+    return None
+
+
+def _at_function(lines: list[Line], after: str) -> str | None:
+    """The function on the first 'at: func+0x..' line after a line containing ``after``."""
+    seen = False
+    for line in lines:
+        if after in line.text:
+            seen = True
+        if seen and (m := re.search(r"at: ([A-Za-z_.$][\w.$]*)\+0x", line.text)):
+            return m.group(1)
+    return None
+
+
+def _func(lines: list[Line], *preferred: str | None, keep_sync: bool = True) -> str:
+    """The title function: the preferred names (if not machinery), else the trace."""
+    name = first_useful([p for p in preferred if p], keep_sync)
+    if name:
+        return name
+    return first_useful(frames_of(lines), keep_sync) or "unknown"
+
+
+TitleFn = Callable[[re.Match, list[Line]], str]
+
+
+@dataclass(frozen=True)
+class Pattern:
+    kind: str
+    start: re.Pattern
+    title: TitleFn
+
+
+def _kasan(m: re.Match, lines: list[Line]) -> str:
+    bug, where = m.group(1), m.group(2)
+    access = ""
+    for line in lines[1:8]:
+        if a := re.match(r"^(Read|Write) of size \d+", line.text):
+            access = f" {a.group(1)}"
+            break
+    return f"KASAN: {bug}{access} in {_func(lines, where)}"
+
+
+def _warning(m: re.Match, lines: list[Line]) -> str:
+    source, func = m.group(1), m.group(2)
+    text = "\n".join(line.text for line in lines[:6])
+    if "refcount_t:" in text or "refcount" in source:
+        return f"refcount bug in {_func(lines, func)}"
+    if "lib/debugobjects.c" in source or "ODEBUG:" in text:
+        return f"WARNING: ODEBUG bug in {_func(lines, keep_sync=False)}"
+    if "lib/list_debug.c" in source:
+        return f"BUG: corrupted list in {_func(lines)}"
+    return f"WARNING in {_func(lines, func)}"
+
+
+def _bug_at(m: re.Match, lines: list[Line]) -> str:
+    if "list_debug.c" in m.group(1):
+        return f"BUG: corrupted list in {_func(lines)}"
+    return f"kernel BUG in {_func(lines, _rip(lines))}"
+
+
+PATTERNS: tuple[Pattern, ...] = (
+    Pattern("kasan", re.compile(r"^BUG: KASAN: ([\w-]+) in ([A-Za-z_.$][\w.$]*)"), _kasan),
+    Pattern("kasan", re.compile(r"^BUG: KASAN: ([\w-]+) (?:on address|in range)()"), _kasan),
+    Pattern(
+        "lockdep",
+        re.compile(r"^WARNING: possible circular locking dependency detected"),
+        lambda m, ls: f"possible deadlock in {_func(ls, _at_function(ls, 'is trying to acquire'))}",
+    ),
+    Pattern(
+        "lockdep",
+        re.compile(r"^WARNING: possible recursive locking detected"),
+        lambda m, ls: f"possible deadlock in {_func(ls, _at_function(ls, 'is trying to acquire'))}",
+    ),
+    Pattern(
+        "lockdep",
+        re.compile(r"^WARNING: inconsistent lock state"),
+        lambda m, ls: f"inconsistent lock state in {_func(ls, _at_function(ls, 'takes:'))}",
+    ),
+    Pattern(
+        "lockdep",
+        re.compile(r"^WARNING: bad unlock balance detected!"),
+        lambda m, ls: f"bad unlock balance in {_func(ls, _at_function(ls, 'is trying to release'))}",
+    ),
+    Pattern(
+        "lockdep",
+        re.compile(r"^WARNING: suspicious RCU usage"),
+        lambda m, ls: "suspicious RCU usage at "
+        + next((x.group(1) for x in (re.match(r"^(\S+:\d+) ", ln.text) for ln in ls[1:6]) if x), "?"),
+    ),
+    Pattern(
+        "lockdep",
+        re.compile(r"^WARNING: (lock held when returning to user space|held lock freed|"
+                   r"possible irq lock inversion dependency detected|"
+                   r"lock held at task exit time|"
+                   r"[\w -]+-safe -> [\w -]+-unsafe lock order detected)"),
+        lambda m, ls: f"{m.group(1).rstrip('!')} in {_func(ls)}",
+    ),
+    Pattern(
+        "warning",
+        re.compile(r"^WARNING: CPU: \d+ PID: \d+ at (\S+) ([A-Za-z_.$][\w.$]*)\+0x"),
+        _warning,
+    ),
+    Pattern(
+        "warning",
+        re.compile(r"^WARNING: CPU: \d+ PID: \d+ at (\S+)()"),
+        _warning,
+    ),
+    Pattern(
+        "hung-task",
+        re.compile(r"^INFO: task (\S+):\d+ blocked for more than \d+ seconds"),
+        lambda m, ls: f"INFO: task hung in {_func(ls, keep_sync=False)}",
+    ),
+    Pattern(
+        "rcu-stall",
+        re.compile(r"^rcu: INFO: (\w+) (?:detected stalls on CPUs/tasks|self-detected stall on CPU)"),
+        lambda m, ls: f"INFO: rcu detected stall in {_func(ls, _rip(ls))}",
+    ),
+    Pattern(
+        "lockup",
+        re.compile(r"^watchdog: BUG: soft lockup - CPU#\d+ stuck for"),
+        lambda m, ls: f"BUG: soft lockup in {_func(ls, _rip(ls))}",
+    ),
+    Pattern(
+        "lockup",
+        re.compile(r"^(?:watchdog: )?Watchdog detected hard LOCKUP on cpu"),
+        lambda m, ls: f"BUG: hard lockup in {_func(ls, _rip(ls))}",
+    ),
+    Pattern(
+        "lockup",
+        re.compile(r"^BUG: workqueue lockup"),
+        lambda m, ls: "BUG: workqueue lockup",
+    ),
+    Pattern(
+        "atomic-sleep",
+        re.compile(r"^BUG: sleeping function called from invalid context"),
+        lambda m, ls: f"BUG: sleeping function called from invalid context in {_func(ls)}",
+    ),
+    Pattern(
+        "atomic-sleep",
+        re.compile(r"^BUG: scheduling while atomic"),
+        lambda m, ls: f"BUG: scheduling while atomic in {_func(ls)}",
+    ),
+    Pattern(
+        "list-corruption",
+        re.compile(r"^(list_add|list_del) corruption"),
+        lambda m, ls: f"BUG: corrupted list in {_func(ls)}",
+    ),
+    Pattern("bug", re.compile(r"^kernel BUG at (\S+)!"), _bug_at),
+    Pattern(
+        "oops",
+        re.compile(r"^BUG: kernel NULL pointer dereference"),
+        lambda m, ls: f"BUG: unable to handle kernel NULL pointer dereference in {_func(ls, _rip(ls))}",
+    ),
+    Pattern(
+        "oops",
+        re.compile(r"^BUG: unable to handle (?:page fault|kernel paging request)"),
+        lambda m, ls: f"BUG: unable to handle kernel paging request in {_func(ls, _rip(ls))}",
+    ),
+    Pattern(
+        "oops",
+        re.compile(r"^(?:Oops: )?general protection fault"),
+        lambda m, ls: f"general protection fault in {_func(ls, _rip(ls))}",
+    ),
+    Pattern(
+        "ubsan",
+        re.compile(r"^UBSAN: ([\w-]+) in (\S+)"),
+        lambda m, ls: f"UBSAN: {m.group(1)} in {_func(ls)}",
+    ),
+    Pattern(
+        "kmemleak",
+        re.compile(r"^unreferenced object 0x[0-9a-f]+ \(size \d+\)"),
+        lambda m, ls: f"memory leak in {_func(ls)}",
+    ),
+    Pattern("oops", re.compile(r"^Oops: "), lambda m, ls: f"Oops in {_func(ls, _rip(ls))}"),
+    Pattern("bug", re.compile(r"^BUG: (.+?)\s*$"), lambda m, ls: f"BUG: {m.group(1)}"),
+    Pattern(
+        "panic",
+        re.compile(r"^Kernel panic - not syncing: (.*?)\s*$"),
+        lambda m, ls: f"kernel panic: {m.group(1)}",
+    ),
+)
+
+# Lines that continue the current report instead of starting a new one.
+_CONTINUES = (
+    re.compile(r"^Oops: "),
+    re.compile(r"^(?:Oops: )?general protection fault"),
+    re.compile(r"^KASAN: (?:null-ptr-deref|maybe wild-memory-access)"),
+    re.compile(r"^Kernel panic - not syncing: (?:Fatal exception|softlockup|hung_task|"
+               r"panic_on_warn|KASAN|Attempted to kill)"),
+    re.compile(r"^BUG: (?:kernel NULL pointer|unable to handle)"),
+)
+_MAX_LINES = 160
+_GAP_SECONDS = 1.0
+
+
+def _start(line: Line) -> tuple[Pattern, re.Match] | None:
+    for pattern in PATTERNS:
+        if m := pattern.start.match(line.text):
+            return pattern, m
+    return None
+
+
+def _report_end(lines: list[Line], begin: int, kasan_rule: bool) -> int:
+    """Index one past the last line of the report that starts at ``begin``."""
+    start_time = lines[begin].time
+    previous_time = start_time
+    for i in range(begin + 1, min(len(lines), begin + _MAX_LINES)):
+        line = lines[i]
+        if any(m.match(line.text) for m in _END_MARKERS):
+            return i + 1
+        if kasan_rule and _KASAN_RULE.match(line.text):
+            return i + 1
+        if _MARKER.match(line.text):
+            return i
+        if line.time is not None and previous_time is not None:
+            if line.time - previous_time > _GAP_SECONDS:
+                return i
+        if line.time is not None:
+            previous_time = line.time
+        if _start(line) and not any(c.match(line.text) for c in _CONTINUES):
+            return i
+    return min(len(lines), begin + _MAX_LINES)
+
+
+def parse(log: str) -> list[Splat]:
+    """All splats in a console log, deduplicated by (title, scenario)."""
+    lines = split_lines(log)
+    splats: list[Splat] = []
+    seen: dict[tuple[str, str | None], Splat] = {}
+    scenario: str | None = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if m := _MARKER.match(line.text):
+            scenario = m.group(2) if m.group(1) == "start" else None
+            i += 1
+            continue
+        found = _start(line)
+        if not found:
+            i += 1
+            continue
+        pattern, match = found
+        begin = i
+        # include the "cut here" / "=====" banner just above, for the excerpt
+        if begin > 0 and ("cut here" in lines[begin - 1].text or _KASAN_RULE.match(lines[begin - 1].text)):
+            begin -= 1
+        end = _report_end(lines, i, kasan_rule=bool(_KASAN_RULE.match(lines[begin].text)))
+        body = lines[i:end]
+        title = pattern.title(match, body)
+        key = (title, scenario)
+        if key in seen:
+            seen[key].count += 1
+        else:
+            splat = Splat(
+                kind=pattern.kind,
+                title=title,
+                first_line=line.number,
+                time=line.time,
+                excerpt="\n".join(raw.text for raw in lines[begin:end]),
+                scenario=scenario,
+                frames=frames_of(body)[:20],
+            )
+            seen[key] = splat
+            splats.append(splat)
+        i = max(end, i + 1)
+    return splats
+
+
+def scenario_spans(log: str) -> dict[str, tuple[int, int | None]]:
+    """Scenario id -> (start line, end line or None if it never ended)."""
+    spans: dict[str, tuple[int, int | None]] = {}
+    for line in split_lines(log):
+        if m := _MARKER.match(line.text):
+            name = m.group(2)
+            if m.group(1) == "start":
+                spans[name] = (line.number, None)
+            elif name in spans:
+                spans[name] = (spans[name][0], line.number)
+    return spans

@@ -1,0 +1,113 @@
+"""Kernel source trees: the user's (``--tree``) or Debian's linux-source tarball."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import paths
+from harness.progress import say
+
+
+class TreeError(Exception):
+    """A tree that cannot be used, with what to do about it."""
+
+
+@dataclass(frozen=True)
+class KernelTree:
+    path: Path
+    version: str  # from the top Makefile, e.g. 6.12.117
+    git_commit: str | None
+    git_describe: str | None
+    git_dirty: bool
+    origin: str  # "tarball:<file>" or "user"
+
+    @property
+    def identity(self) -> str:
+        """Stable name of this tree's location: build directories are keyed by it.
+
+        Content changes keep the identity (and so the build directory), which
+        is what makes the rebuild incremental.
+        """
+        return hashlib.sha256(str(self.path).encode()).hexdigest()[:12]
+
+    def describe(self) -> str:
+        if self.git_commit:
+            dirty = "-dirty" if self.git_dirty else ""
+            return f"{self.path} ({self.git_describe or self.git_commit[:12]}{dirty})"
+        return f"{self.path} (Linux {self.version})"
+
+
+def makefile_version(path: Path) -> str:
+    fields = {}
+    try:
+        head = (path / "Makefile").read_text(errors="replace").splitlines()[:12]
+    except OSError:
+        return ""
+    for line in head:
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip()
+    parts = [fields.get(k, "") for k in ("VERSION", "PATCHLEVEL", "SUBLEVEL")]
+    if not parts[0]:
+        return ""
+    return ".".join(p for p in parts if p) + fields.get("EXTRAVERSION", "")
+
+
+def _git(path: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(path), *args], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def open_tree(path: Path, origin: str = "user") -> KernelTree:
+    """Check that ``path`` is a kernel source tree usable for an O= build."""
+    path = path.resolve()
+    if not (path / "Makefile").is_file() or not (path / "Kconfig").is_file():
+        raise TreeError(f"{path} is not a kernel source tree (no top-level Makefile and Kconfig)")
+    if (path / ".config").exists() or (path / "include" / "config").is_dir():
+        raise TreeError(
+            f"{path} has been configured or built in place; the harness builds out of tree "
+            f"(O=) and kbuild refuses that on an unclean tree. Run 'make -C {path} mrproper' "
+            "(this deletes the in-tree build) or pass a clean worktree."
+        )
+    commit = _git(path, "rev-parse", "HEAD") if (path / ".git").exists() else None
+    describe = _git(path, "describe", "--always", "--tags") if commit else None
+    dirty = bool(_git(path, "status", "--porcelain", "--untracked-files=no")) if commit else False
+    return KernelTree(path, makefile_version(path), commit, describe, dirty, origin)
+
+
+def default_tree(tarball: Path = paths.DEFAULT_SOURCE_TARBALL) -> KernelTree:
+    """Debian's linux-source tarball, unpacked once into the cache."""
+    if not tarball.is_file():
+        raise TreeError(
+            f"no --tree given and the default tree {tarball} is missing; "
+            "install it with 'apt-get install linux-source-6.12' or pass --tree PATH"
+        )
+    stem = tarball.name.removesuffix(".tar.xz").removesuffix(".tar.gz")
+    dest_root = paths.cache_dir() / "trees"
+    dest = dest_root / stem
+    stamp = dest_root / f"{stem}.unpacked"
+    want = f"{tarball.stat().st_size}:{tarball.stat().st_mtime_ns}"
+    if not (stamp.exists() and stamp.read_text() == want and dest.is_dir()):
+        say(f"tree: unpacking {tarball} into {dest_root} (once; about 15 s)")
+        shutil.rmtree(dest, ignore_errors=True)
+        dest_root.mkdir(parents=True, exist_ok=True)
+        unpack = subprocess.run(
+            ["tar", "-xf", str(tarball), "-C", str(dest_root)], capture_output=True, text=True
+        )
+        if unpack.returncode != 0:
+            raise TreeError(f"unpacking {tarball} failed: {unpack.stderr.strip()[-500:]}")
+        if not dest.is_dir():
+            raise TreeError(f"{tarball} did not unpack into {dest}")
+        stamp.write_text(want)
+    else:
+        say(f"tree: using the default tree {dest} (unpacked from {tarball})")
+    return open_tree(dest, origin=f"tarball:{tarball}")
