@@ -5,7 +5,7 @@ marks the scenario in the kernel log (``harness: scenario-start/end ID`` via
 /dev/kmsg, so the host can attribute splats), sets fixtures up, runs workers
 and the action timeline cycle by cycle, checks what can be checked from user
 space (errnos, hangs, proof that work happened, taint, slab growth) and writes
-``<results>/guest/<id>.json``. Progress goes to stdout as ``@@harness {json}``.
+``<results>/guest/<id>.json``. Progress goes to the kernel log as ``harness-event {json}``.
 
 If a scenario leaves the kernel tainted or a thread stuck, the runner stops:
 the host boots a fresh kernel for the remaining items.
@@ -32,16 +32,19 @@ MIDREAD_WINDOW = 0.5
 TRIGGER_WAIT_MAX = 120.0
 
 
-def event(kind: str, **fields) -> None:
-    print("@@harness " + json.dumps({"event": kind, **fields}), flush=True)
-
-
 def kmsg(text: str) -> None:
-    try:
-        with open("/dev/kmsg", "w") as sink:
-            sink.write(f"<2>{text}\n")
-    except OSError:
-        print(f"(no /dev/kmsg) {text}", flush=True)
+    """One line into the kernel log, printed whole on the serial console.
+
+    Events travel this way too: without udev, virtme-ng-init finds no
+    virtio-serial script ports and runs the script on the console, where
+    user-space writes could be split by kernel messages; printk records are not.
+    """
+    with open("/dev/kmsg", "w") as sink:
+        sink.write(f"<2>{text}\n")
+
+
+def event(kind: str, **fields) -> None:
+    kmsg("harness-event " + json.dumps({"event": kind, **fields}, separators=(",", ":")))
 
 
 def taint() -> int:
@@ -149,6 +152,8 @@ class ScenarioRun:
             sim.set_pull(action["bank"], action["line"], pull)
         elif do == "sleep":
             time.sleep(action["duration"])
+        elif do == "provoke":
+            Path("/sys/kernel/debug/provoke-crash/DIRECT").write_text(action["what"])
 
     def run_action(self, action: dict, workers: list[Worker], cycle_start: float) -> None:
         self._wait_trigger(action, workers, cycle_start)
@@ -218,7 +223,8 @@ class ScenarioRun:
         bound = self.expect["workers_exit_within"]
         deadline = time.monotonic() + bound
         t0 = time.monotonic()
-        targets = [w for w in workers if w.spec.get("fixture") in self.removed_this_cycle]
+        targets = [w for w in workers if w.spec.get("fixture") in self.removed_this_cycle
+                   and w.spec["on_error"] == "stop"]
         while time.monotonic() < deadline and any(w.alive() for w in targets):
             time.sleep(0.01)
         waited = time.monotonic() - t0

@@ -10,8 +10,9 @@ KCONFIG_DIR = PROJECT_DIR / "kconfigs"
 SCENARIOS_DIR = PROJECT_DIR / "scenarios"
 GUEST_DIR = PROJECT_DIR / "guest"
 
-# Fragments every harness kernel gets, in merge order.
-BASE_FRAGMENTS = ("base", "debug")
+# Fragments every harness kernel gets, in merge order. lkdtm lets the
+# harness prove its detectors on the very kernel under test (tests/selftest).
+BASE_FRAGMENTS = ("base", "debug", "lkdtm")
 
 DEFAULT_SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 

@@ -48,6 +48,14 @@ ACTION_TYPES = (
     "toggle-pull",
     "sleep",
     "wait-workers",
+    "provoke",
+)
+# LKDTM crash types the harness's own detector self-tests use (provoke-crash/DIRECT).
+PROVOKE = (
+    "WARNING", "WARNING_MESSAGE", "BUG", "EXCEPTION", "ACCESS_NULL", "PANIC",
+    "READ_AFTER_FREE", "WRITE_AFTER_FREE", "SLAB_FREE_DOUBLE", "SLAB_LINEAR_OVERFLOW",
+    "HUNG_TASK", "SOFTLOCKUP", "SPINLOCKUP", "REFCOUNT_DEC_ZERO", "REFCOUNT_INC_OVERFLOW",
+    "CORRUPT_LIST_ADD", "CORRUPT_LIST_DEL", "ARRAY_BOUNDS",
 )
 # Actions that take a provider away: the guest proves workers were mid-operation.
 REMOVING_ACTIONS = ("remove", "unbind")
@@ -102,6 +110,7 @@ class Action:
     interval: float
     within: float | None
     duration: float
+    what: str
 
 
 @dataclass(frozen=True)
@@ -157,7 +166,7 @@ _WORKER = {
 _ACTION = {
     "do": True, "fixture": False, "at": False, "after": False, "bank": False,
     "line": False, "pull": False, "repeat": False, "interval": False,
-    "within": False, "duration": False,
+    "within": False, "duration": False, "what": False,
 }
 _AFTER = {"worker": True, "ops": True}
 _EXPECT = {
@@ -250,6 +259,8 @@ def _action(node: Node, fixtures: dict[str, Fixture], workers: dict[str, Worker]
                 )
         after_ops = _opt(after, "ops", lambda n: scalar_int(n, 1), 1)
     line = _opt(a, "line", scalar_int, None)
+    if do == "provoke" and "what" not in a:
+        node.error(f"action 'provoke' needs 'what'; one of: {', '.join(PROVOKE)}")
     if do in ("set-pull", "toggle-pull") and line is None:
         node.error(f"action '{do}' needs 'line'")
     return Action(
@@ -265,6 +276,7 @@ def _action(node: Node, fixtures: dict[str, Fixture], workers: dict[str, Worker]
         interval=_opt(a, "interval", duration, 0.0),
         within=_opt(a, "within", duration, None),
         duration=_opt(a, "duration", duration, 0.0),
+        what=_opt(a, "what", lambda n: choice(n, PROVOKE), ""),
     )
 
 

@@ -1,0 +1,47 @@
+# Quick start:  make run   (installs what is missing, builds the default kernel, boots, runs all scenarios)
+#               make test  (fast tests, then real-boot tests)
+APT_PACKAGES := qemu-system-x86 linux-source-6.12 flex bison bc libelf-dev libssl-dev dwarves cpio kmod ccache gcc make git
+VENV := .venv
+PY := $(VENV)/bin/python
+HARNESS := $(VENV)/bin/harness
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run deps apt venv test test-fast test-boot lint bench clean
+
+run: deps
+	$(HARNESS) run
+
+deps: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: deps
+	$(PY) -m pytest -m "not boot" -q
+	$(PY) -m pytest -m boot -q
+
+test-fast: venv
+	$(PY) -m pytest -m "not boot" -q
+
+test-boot: deps
+	$(PY) -m pytest -m boot -q
+
+lint: venv
+	$(VENV)/bin/ruff check harness guest tests benchmarks
+
+bench: deps
+	$(PY) benchmarks/bench.py
+
+clean:
+	rm -rf results

@@ -1,0 +1,139 @@
+"""Results on disk: junit.xml (one testcase per scenario repetition) and summary.json.
+
+Both are rewritten whenever the run's state changes, so an interrupted run
+still leaves them, with the items that did not run marked as errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from junit_xml import TestCase, TestSuite, to_xml_report_string
+
+from harness.run import BootRecord, ItemResult
+
+
+@dataclass
+class RunInfo:
+    """Everything about the run that is not per scenario."""
+
+    command: list[str]
+    properties: dict[str, str] = field(default_factory=dict)
+    build: dict | None = None
+    repro: dict[str, str] = field(default_factory=dict)  # item id -> command
+    duration_s: float = 0.0
+    interrupted: bool = False
+    harness_error: str | None = None
+
+
+def _stats_text(result: ItemResult, repro: str) -> str:
+    lines = [f"reproduce: {repro}", f"console: {result.console}"]
+    guest = result.guest or {}
+    if guest:
+        lines.append(
+            f"cycles: {guest.get('cycles_done')}/{guest.get('cycles')}, duration {guest.get('duration_s')} s, "
+            f"taint {guest.get('taint_before')} -> {guest.get('taint_after')}, "
+            f"slab growth {guest.get('slab_growth_kb')} kB"
+        )
+        for name, w in (guest.get("workers") or {}).items():
+            lines.append(
+                f"worker {name} ({w['type']}, {w['threads']} thread(s)): {w['ops']} ops "
+                f"(min per cycle {w['min_cycle_ops']}), errors {w['errors'] or '{}'}, "
+                f"ended with {w['end_errnos'] or '{}'}, longest op {w['longest_op_s']} s"
+            )
+        removal = [a for a in guest.get("actions", []) if a.get("latency_s") is not None]
+        by_kind: dict[str, list[float]] = {}
+        for action in removal:
+            by_kind.setdefault(action["do"], []).append(action["latency_s"])
+        for kind, values in by_kind.items():
+            lines.append(f"action {kind}: {len(values)}x, max {max(values):.3f} s, "
+                         f"mean {sum(values) / len(values):.3f} s")
+    return "\n".join(lines)
+
+
+def junit_suite(results: list[ItemResult], boots: list[BootRecord], info: RunInfo) -> TestSuite:
+    cases = []
+    for result in results:
+        case = TestCase(
+            name=result.item.id,
+            classname=f"scenarios.{result.item.scenario.name}",
+            elapsed_sec=result.duration_s,
+            file=result.item.scenario.path,
+            stdout=_stats_text(result, info.repro.get(result.item.id, "")),
+        )
+        for splat in result.splats:
+            count = f" (x{splat.count})" if splat.count > 1 else ""
+            case.add_failure_info(message=splat.title + count, output=splat.excerpt, failure_type=splat.kind)
+        if result.violations:
+            case.add_failure_info(
+                message=f"{len(result.violations)} expectation(s) not met: {result.violations[0]}",
+                output="\n".join(result.violations),
+                failure_type="expectation",
+            )
+        if result.error:
+            case.add_error_info(message=result.error.splitlines()[0], output=result.error)
+        cases.append(case)
+    outside = [s for boot in boots for s in boot.outside_splats]
+    if outside:
+        case = TestCase(name="kernel log outside scenarios", classname="kernel")
+        for splat in outside:
+            case.add_failure_info(message=splat.title, output=splat.excerpt, failure_type=splat.kind)
+        cases.append(case)
+    if info.harness_error or info.interrupted:
+        case = TestCase(name="harness", classname="harness")
+        case.add_error_info(message=info.harness_error or "interrupted", output=info.harness_error or "")
+        cases.append(case)
+    return TestSuite("lifetime-harness", cases, properties=info.properties)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: RunInfo) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    suite = junit_suite(results, boots, info)
+    _atomic_write(out / "junit.xml", to_xml_report_string([suite]))
+    summary = {
+        "command": info.command,
+        "properties": info.properties,
+        "build": info.build,
+        "duration_s": info.duration_s,
+        "interrupted": info.interrupted,
+        "harness_error": info.harness_error,
+        "counts": {s: sum(1 for r in results if r.status == s) for s in ("pass", "fail", "error")},
+        "items": [
+            {
+                "id": r.item.id,
+                "scenario": r.item.scenario.name,
+                "status": r.status,
+                "seed": r.item.seed,
+                "repro": info.repro.get(r.item.id),
+                "splats": [s.to_json() for s in r.splats],
+                "violations": r.violations,
+                "error": r.error,
+                "boot": r.boot,
+                "console": r.console,
+                "duration_s": r.duration_s,
+                "guest": r.guest,
+            }
+            for r in results
+        ],
+        "boots": [
+            {
+                "index": b.index,
+                "console": b.console,
+                "cmdline": list(b.cmdline),
+                "seconds_to_ready": b.seconds_to_ready,
+                "ended": b.ended,
+                "splats_outside_scenarios": [s.to_json() for s in b.outside_splats],
+            }
+            for b in boots
+        ],
+    }
+    _atomic_write(out / "summary.json", json.dumps(summary, indent=1))

@@ -1,0 +1,244 @@
+"""Run scenario items in as few boots as possible and turn the outcome into verdicts.
+
+Items that share a kernel command line run in one boot. A scenario that hangs,
+crashes the guest or taints the kernel ends that boot; the remaining items get
+a fresh one. Splats are read from each boot's console log and attributed to
+the scenario whose kmsg markers surround them.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import paths, splats
+from harness.accel import Accel
+from harness.boot import BootSpec, Guest
+from harness.progress import say
+from harness.scenario import Scenario
+from harness.splats import Splat
+
+BOOT_TIMEOUT = {"kvm": 120.0, "tcg": 300.0}
+CONSOLE_TAIL = 60
+
+
+@dataclass(frozen=True)
+class Item:
+    """One repetition of one scenario (one JUnit testcase)."""
+
+    id: str
+    scenario: Scenario
+    repetition: int
+    seed: int
+
+    def plan_entry(self) -> dict:
+        return {
+            "id": self.id,
+            "scenario": self.scenario.to_json(),
+            "repetition": self.repetition,
+            "seed": self.seed,
+        }
+
+
+@dataclass
+class ItemResult:
+    item: Item
+    status: str = "error"  # pass | fail | error
+    guest: dict | None = None
+    splats: list[Splat] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    error: str | None = None
+    console: str = ""
+    boot: int = 0
+    duration_s: float = 0.0
+
+
+@dataclass
+class BootRecord:
+    index: int
+    console: str
+    cmdline: tuple[str, ...]
+    seconds_to_ready: float | None
+    ended: str
+    outside_splats: list[Splat] = field(default_factory=list)
+
+
+def expand(scenarios: list[Scenario], repeat: int | None, seed: int | None) -> list[Item]:
+    items = []
+    for sc in scenarios:
+        count = repeat or sc.repeat
+        for rep in range(count):
+            item_id = sc.name if count == 1 else f"{sc.name}#{rep}"
+            base = sc.seed if seed is None else seed
+            items.append(Item(item_id, sc, rep, base + rep))
+    return items
+
+
+def _tail(path: Path, lines: int = CONSOLE_TAIL) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _verdict(result: ItemResult) -> None:
+    if result.error:
+        result.status = "error"
+    elif result.splats or result.violations:
+        result.status = "fail"
+    else:
+        result.status = "pass"
+
+
+class Runner:
+    def __init__(self, kernel_image: Path, accel: Accel, out_dir: Path, run_deadline: float):
+        self.kernel_image = kernel_image
+        self.accel = accel
+        self.out = out_dir
+        self.run_deadline = run_deadline
+        self.boots: list[BootRecord] = []
+        self.guest: Guest | None = None
+        self.results: dict[str, ItemResult] = {}
+
+    def partial(self, items: list[Item], why: str) -> list[ItemResult]:
+        """Results so far; items without an outcome get ``why`` as their error."""
+        out = []
+        for item in items:
+            result = self.results.setdefault(item.id, ItemResult(item))
+            if result.guest is None and result.error is None:
+                result.error = why
+                _verdict(result)
+            out.append(result)
+        return out
+
+    def run(self, items: list[Item]) -> list[ItemResult]:
+        results = self.results
+        results.update({item.id: ItemResult(item) for item in items})
+        groups: dict[tuple[str, ...], list[Item]] = {}
+        for item in items:
+            groups.setdefault(item.scenario.cmdline, []).append(item)
+        try:
+            for cmdline, group in groups.items():
+                self._run_group(cmdline, group, results)
+        finally:
+            if self.guest is not None:
+                self.guest.stop()
+                self.guest = None
+        return [results[item.id] for item in items]
+
+    def _run_group(self, cmdline: tuple[str, ...], group: list[Item], results: dict) -> None:
+        pending = list(group)
+        while pending:
+            if time.monotonic() >= self.run_deadline:
+                for item in pending:
+                    results[item.id].error = "not run: the whole-run timeout expired"
+                return
+            done = self._boot(cmdline, pending, results)
+            pending = [item for item in pending if item.id not in done]
+
+    def _boot(self, cmdline: tuple[str, ...], pending: list[Item], results: dict) -> set[str]:
+        """One boot over ``pending``; return the ids that got a final result."""
+        index = len(self.boots) + 1
+        boot_dir = self.out / "boots" / f"boot-{index}"
+        boot_dir.mkdir(parents=True, exist_ok=True)
+        result_dir = boot_dir / "guest"
+        plan = {"result_dir": str(result_dir), "items": [i.plan_entry() for i in pending]}
+        plan_path = boot_dir / "plan.json"
+        plan_path.write_text(json.dumps(plan, indent=1))
+        command = shlex.join([sys.executable, str(paths.GUEST_DIR / "runner.py"), str(plan_path)])
+        spec = BootSpec(self.kernel_image, self.accel, cmdline, command, rwdirs=(boot_dir,))
+        console = boot_dir / "console.log"
+        self.guest = Guest(spec, console)
+        say(f"boot {index}: {len(pending)} item(s), {self.accel.name}, cmdline +{' '.join(cmdline) or '(none)'}")
+        self.guest.start()
+        by_id = {item.id: item for item in pending}
+        done: set[str] = set()
+        current: Item | None = None
+        ready_at: float | None = None
+        deadline = min(self.run_deadline, time.monotonic() + BOOT_TIMEOUT[self.accel.name])
+        item_started = 0.0
+        for ev in self.guest.events(lambda: deadline):
+            if ev.kind == "ready":
+                ready_at = time.monotonic() - self.guest.started
+                say(f"boot {index}: guest ready after {ready_at:.1f} s (kernel {ev.fields.get('kernel')})")
+            elif ev.kind == "start":
+                current = by_id.get(ev.fields.get("id"))
+                item_started = time.monotonic()
+                if current:
+                    deadline = min(self.run_deadline, item_started + current.scenario.timeout)
+                    say(f"  {current.id}: started ({ev.fields.get('cycles')} cycle(s))")
+            elif ev.kind == "cycle" and current:
+                say(f"  {current.id}: cycle {ev.fields.get('cycle')} done, "
+                    f"{ev.fields.get('violations')} violation(s) so far")
+            elif ev.kind == "violation" and current:
+                say(f"  {current.id}: {ev.fields.get('text')}")
+            elif ev.kind == "end" and current:
+                result = results[current.id]
+                result.duration_s = round(time.monotonic() - item_started, 1)
+                result.boot = index
+                guest_file = result_dir / f"{current.id.replace('/', '_')}.json"
+                try:
+                    result.guest = json.loads(guest_file.read_text())
+                except (OSError, json.JSONDecodeError) as exc:
+                    result.error = f"guest result unreadable: {exc}"
+                done.add(current.id)
+                current = None
+                deadline = min(self.run_deadline, time.monotonic() + 60)
+            elif ev.kind in ("needs-reboot", "done"):
+                deadline = min(deadline, time.monotonic() + 30)
+        ended = self.guest.ended_reason
+        self.guest.stop()
+        self.guest = None
+        log_text = console.read_text(errors="replace")
+        found = splats.parse(log_text)
+        record = BootRecord(index, str(console), cmdline, ready_at, ended)
+        self.boots.append(record)
+        for splat in found:
+            target = by_id.get((splat.scenario or "").split(" ")[0])
+            if target is not None and target.id in results:
+                results[target.id].splats.append(splat)
+            else:
+                record.outside_splats.append(splat)
+        tail = _tail(console)
+        if current is not None:
+            result = results[current.id]
+            result.boot = index
+            result.console = str(console)
+            result.duration_s = round(time.monotonic() - item_started, 1)
+            if ended == "timeout":
+                result.error = (f"timeout: no result within {current.scenario.timeout:g} s "
+                                f"(guest hung?); console tail:\n{tail}")
+            else:
+                result.error = f"the guest died during the scenario; console tail:\n{tail}"
+            done.add(current.id)
+        elif ready_at is None:
+            for item in pending:
+                results[item.id].error = f"the kernel did not reach the guest runner ({ended}); console tail:\n{tail}"
+                results[item.id].console = str(console)
+            done.update(i.id for i in pending)
+        for item_id in done:
+            result = results[item_id]
+            result.console = str(console)
+            if result.guest:
+                result.violations = list(result.guest.get("violations", []))
+                if result.guest.get("error") and not result.error:
+                    result.error = f"scenario error: {result.guest['error']}"
+                taint = (result.guest.get("taint_before"), result.guest.get("taint_after"))
+                if taint[0] != taint[1] and not result.splats:
+                    result.violations.append(
+                        f"kernel taint changed {taint[0]} -> {taint[1]} but no splat was recognised "
+                        f"in the console log: look at {console}"
+                    )
+            _verdict(result)
+            say(f"  {item_id}: {result.status.upper()}"
+                + (f" ({'; '.join(s.title for s in result.splats)})" if result.splats else ""))
+        if not done and ready_at is not None:
+            # the runner came up but finished nothing: do not loop forever
+            for item in pending:
+                results[item.id].error = f"guest ended ({ended}) before running anything; console tail:\n{tail}"
+            done.update(i.id for i in pending)
+        return done

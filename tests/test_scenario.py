@@ -1,0 +1,117 @@
+"""Scenario schema: the shipped files load; bad input names file, line, field and the fix."""
+
+from pathlib import Path
+
+import pytest
+
+from harness import paths
+from harness.scenario import load_scenarios, parse_scenario
+from harness.yamlnodes import SchemaErrors, parse_duration
+
+GOOD = """\
+name: t
+description: a test scenario. More text.
+kconfig: [gpio-sim]
+fixtures:
+  chip0:
+    type: gpio-sim
+    banks:
+      - {label: b0, lines: 8}
+workers:
+  - name: getters
+    type: gpio-get-values
+    fixture: chip0
+    lines: [0, 1]
+    threads: 2
+actions:
+  - do: remove
+    fixture: chip0
+    after: {worker: getters, ops: 10}
+expect:
+  worker_errnos: [ENODEV]
+"""
+
+
+def errors_of(text: str) -> list[str]:
+    scenario, errors = parse_scenario(text, Path("s/t.yaml"))
+    assert scenario is None, "expected the scenario to be rejected"
+    return [str(e) for e in errors]
+
+
+def test_builtin_scenarios_load():
+    scenarios = load_scenarios(paths.builtin_scenarios())
+    assert {s.name for s in scenarios} >= {"gpio-sim-remove-under-readers", "gpio-sim-plug-cycle"}
+    for sc in scenarios:
+        assert sc.workers and sc.actions and sc.fixtures
+
+
+def test_good_scenario_values():
+    scenario, errors = parse_scenario(GOOD, Path("s/t.yaml"))
+    assert errors == []
+    assert scenario.summary == "a test scenario"
+    assert scenario.workers[0].threads == 2 and scenario.workers[0].lines == (0, 1)
+    assert scenario.actions[0].after_worker == "getters" and scenario.actions[0].after_ops == 10
+    assert scenario.expect.worker_errnos == ("ENODEV",)
+    assert scenario.timeout == 300.0 and scenario.cycles == 1
+
+
+def test_unknown_key_names_line_field_and_allowed_keys():
+    errors = errors_of(GOOD.replace("    threads: 2", "    thread: 2"))
+    assert len(errors) == 1
+    assert errors[0].startswith("s/t.yaml:14: workers[0].thread: unknown key; allowed here:")
+    assert "threads" in errors[0]
+
+
+def test_bad_choice_lists_allowed_values():
+    (error,) = errors_of(GOOD.replace("type: gpio-get-values", "type: gpio-read"))
+    assert "s/t.yaml:11: workers[0].type: 'gpio-read' is not allowed; use one of:" in error
+    assert "gpio-get-values" in error
+
+
+def test_reference_to_missing_worker_and_fixture():
+    text = GOOD.replace("worker: getters", "worker: nobody").replace("    fixture: chip0\n    after", "    fixture: chip9\n    after")
+    errors = errors_of(text)
+    assert any("actions[0].fixture: no fixture 'chip9'; defined: chip0" in e for e in errors)
+    assert any("actions[0].after.worker: no worker 'nobody'; defined: getters" in e for e in errors)
+
+
+def test_line_out_of_range_and_unknown_errno_and_fragment():
+    text = GOOD.replace("lines: [0, 1]", "lines: [0, 9]").replace("[ENODEV]", "[ENODEVICE]")
+    text = text.replace("kconfig: [gpio-sim]", "kconfig: [gpio-sum]")
+    errors = errors_of(text)
+    assert any(":13: workers[0].lines: bank 0 of 'chip0' has lines 0..7" in e for e in errors)
+    assert any("expect.worker_errnos: 'ENODEVICE' is not a known errno" in e for e in errors)
+    assert any(":3: kconfig: no fragment kconfigs/gpio-sum.config; available:" in e for e in errors)
+
+
+def test_bad_duration_and_number():
+    text = GOOD + "timeout: soon\ncycles: -1\n"
+    errors = errors_of(text)
+    assert any("timeout: expected a duration like 500ms, 2s or 1m, got 'soon'" in e for e in errors)
+    assert any("cycles: must be >= 1" in e for e in errors)
+
+
+def test_missing_required_and_invalid_yaml():
+    assert any("missing required key 'description'" in e for e in errors_of("name: t\nfixtures: {}\n"))
+    (error,) = errors_of("name: [unclosed\n")
+    assert error.startswith("s/t.yaml:") and "not valid YAML" in error
+
+
+def test_name_must_match_file():
+    (error,) = errors_of(GOOD.replace("name: t", "name: other"))
+    assert "s/t.yaml:1: name: must match the file name ('t')" in error
+
+
+def test_load_scenarios_collects_errors_of_all_files(tmp_path):
+    (tmp_path / "a.yaml").write_text("name: a\n")
+    (tmp_path / "b.yaml").write_text("name: b\ndescription: x\nfixtures: 3\n")
+    with pytest.raises(SchemaErrors) as exc:
+        load_scenarios([tmp_path / "a.yaml", tmp_path / "b.yaml"])
+    text = str(exc.value)
+    assert "a.yaml:1: missing required key 'description'" in text
+    assert "b.yaml:3: fixtures: expected a mapping" in text
+
+
+@pytest.mark.parametrize("text,seconds", [("500ms", 0.5), ("2s", 2.0), ("1.5m", 90.0), ("3", 3.0)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
