@@ -238,7 +238,7 @@ def scan_kconfig(srctree: Path, wanted: set[str], arch: str = "x86") -> dict[str
             if m := _BLOCK_OPEN.match(code):
                 block = _Block(m.group(1))
                 if m.group(1) == "if":
-                    block.conditions.append(m.group(2).strip())
+                    block.conditions.append(" ".join(m.group(2).split()))
                 stack.append(block)
                 entry, target = None, block.conditions
                 continue
@@ -251,7 +251,7 @@ def scan_kconfig(srctree: Path, wanted: set[str], arch: str = "x86") -> dict[str
                 entry, target = None, None
                 continue
             if (m := _DEPENDS.match(code)) and target is not None:
-                target.append(m.group(1).strip())
+                target.append(" ".join(m.group(1).split()))
 
     walk("Kconfig")
     return found

@@ -1,0 +1,88 @@
+"""Regenerate the splat parser's corpus: real console logs from the harness kernel.
+
+Boots the harness-built kernel once per case and provokes one report with
+LKDTM (provoke-crash/DIRECT) or with splat_module (lockdep and might_sleep
+reports LKDTM cannot make). Writes tests/data/logs/<case>.log.
+
+    .venv/bin/python tests/corpus/collect.py [CASE...]
+
+The expected titles live in tests/data/logs/expected.json and are reviewed by
+hand when the corpus changes: that review is the point of the corpus.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from harness import accel, kconfig  # noqa: E402
+from harness.boot import BootSpec, Guest  # noqa: E402
+from harness.build import build, configure  # noqa: E402
+from harness.tree import default_tree  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE.parent / "data" / "logs"
+DIRECT = "/sys/kernel/debug/provoke-crash/DIRECT"
+TRIGGER = "/sys/kernel/debug/splat_selftest/trigger"
+
+LKDTM = [
+    "WARNING", "WARNING_MESSAGE", "BUG", "EXCEPTION", "ACCESS_NULL", "READ_AFTER_FREE",
+    "WRITE_AFTER_FREE", "SLAB_FREE_DOUBLE", "SLAB_LINEAR_OVERFLOW", "REFCOUNT_DEC_ZERO",
+    "REFCOUNT_INC_OVERFLOW", "CORRUPT_LIST_ADD", "CORRUPT_LIST_DEL", "ARRAY_BOUNDS", "PANIC",
+]
+# Reports that need the detector's timeout to pass: trigger in the background, then wait.
+SLOW = {"HUNG_TASK": 45, "SOFTLOCKUP": 45}
+MODULE_CASES = ["abba", "recursive", "unlock", "atomic-sleep"]
+
+
+def build_module(tree: Path, build_dir: Path) -> Path:
+    work = Path(tempfile.mkdtemp(prefix="splat-module-"))
+    for name in ("Kbuild", "splat_selftest.c"):
+        shutil.copy(HERE / "splat_module" / name, work / name)
+    subprocess.run(["make", "-C", str(tree), f"O={build_dir}", f"M={work}", "modules"],
+                   check=True, capture_output=True)
+    return work / "splat_selftest.ko"
+
+
+def cases(module: Path) -> dict[str, tuple[str, float]]:
+    out = {f"lkdtm-{c.lower()}": (f"echo {c} > {DIRECT}; sleep 2", 120.0) for c in LKDTM}
+    for crash, wait in SLOW.items():
+        out[f"lkdtm-{crash.lower()}"] = (f"(echo {crash} > {DIRECT} &); sleep {wait}", 180.0)
+    for case in MODULE_CASES:
+        out[f"module-{case}"] = (f"insmod {module}; echo {case} > {TRIGGER}; sleep 2", 120.0)
+    return out
+
+
+def main(selected: list[str]) -> int:
+    tree = default_tree()
+    config = configure(tree, kconfig.FragmentSet.for_scenarios(["gpio-sim"], []))
+    record = build(config)
+    module = build_module(tree.path, Path(record.build_dir))
+    chosen = accel.choose("auto")
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, (command, timeout) in cases(module).items():
+        if selected and name not in selected:
+            continue
+        spec = BootSpec(Path(record.kernel_image), chosen, (), command, rwdirs=())
+        raw = OUT / f"{name}.raw"
+        guest = Guest(spec, raw)
+        guest.start()
+        for _ in guest.events(lambda t=time.monotonic() + timeout: t):
+            pass
+        guest.stop()
+        # keep the kernel's lines only: the first line is the host's vng command
+        text = raw.read_text(errors="replace").split("\n", 1)[1]
+        (OUT / f"{name}.log").write_text(text)
+        raw.unlink()
+        print(f"{name}: {len(text.splitlines())} lines")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
