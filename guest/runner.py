@@ -76,7 +76,8 @@ class ScenarioRun:
         self.totals: dict[str, dict] = {}
         self.needs_reboot = False
         self.cycle = 0
-        self.removed_this_cycle: set[str] = set()
+        self.removed_this_cycle: set[str] = set()  # providers gone right now
+        self.removed_in_cycle: set[str] = set()  # providers that went away at some point this cycle
 
     def violate(self, text: str) -> None:
         self.violations.append(f"cycle {self.cycle}: {text}")
@@ -194,6 +195,7 @@ class ScenarioRun:
                 time.sleep(action["interval"])
         if do in REMOVING:
             self.removed_this_cycle.add(action["fixture"])
+            self.removed_in_cycle.add(action["fixture"])
         if do in ("create", "bind") and "error" not in record:
             self.removed_this_cycle.discard(action["fixture"])
         record["latency_s"] = round(max(latencies, default=0.0), 4)
@@ -240,6 +242,7 @@ class ScenarioRun:
 
     def run_cycle(self) -> None:
         self.removed_this_cycle = set()
+        self.removed_in_cycle = set()
         for sim in self.fixtures.values():
             if not sim.is_live():
                 sim.set_live(True)
@@ -255,7 +258,7 @@ class ScenarioRun:
             self.run_action(action, workers, cycle_start)
             if self.needs_reboot:
                 break
-        removed = set(self.removed_this_cycle)
+        removed = set(self.removed_in_cycle)
         ended_before_stop = {w.name: [s.end_errno for s in w.states] for w in workers}
         for w in workers:
             w.stop()

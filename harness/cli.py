@@ -166,7 +166,9 @@ def log_cmd(logfile: str, as_json: bool) -> None:
 
 
 def _repro(item: Item, tree: KernelTree, extra: tuple[str, ...], accel: str) -> str:
-    args = ["harness", "run", item.scenario.path, "--tree", str(tree.path),
+    exe = Path(sys.argv[0])
+    program = str(exe.resolve()) if exe.name == "harness" and exe.exists() else "harness"
+    args = [program, "run", item.scenario.path, "--tree", str(tree.path),
             "--accel", accel, "--seed", str(item.seed), "--repeat", "1"]
     for path in extra:
         args += ["--kconfig", str(Path(path).resolve())]
@@ -226,11 +228,6 @@ def run(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ...], ou
         info.properties["accelerator"] = f"{chosen.name}: {chosen.reason}"
         info.repro = {i.id: _repro(i, kernel_tree, extra, chosen.name) for i in items}
         runner = Runner(Path(record.kernel_image), chosen, out, time.monotonic() + run_timeout)
-        from harness.boot import BootSpec
-
-        info.properties["qemu_command"] = BootSpec(
-            Path(record.kernel_image), chosen, (), "true", (out,)
-        ).qemu_command()
         results = runner.run(items)
         exit_code = 0 if all(r.status == "pass" for r in results) else 1
     except KeyboardInterrupt:
@@ -241,6 +238,8 @@ def run(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ...], ou
         if runner is not None and runner.guest is not None:
             runner.guest.stop()
         boots = runner.boots if runner else []
+        if boots:
+            info.properties["qemu_command"] = boots[0].qemu_command
         results = runner.partial(items, "not run (interrupted)") if runner else []
         if runner is None and not results:
             from harness.run import ItemResult

@@ -63,6 +63,7 @@ def junit_suite(results: list[ItemResult], boots: list[BootRecord], info: RunInf
             elapsed_sec=result.duration_s,
             file=result.item.scenario.path,
             stdout=_stats_text(result, info.repro.get(result.item.id, "")),
+            allow_multiple_subelements=True,
         )
         for splat in result.splats:
             count = f" (x{splat.count})" if splat.count > 1 else ""
@@ -78,7 +79,8 @@ def junit_suite(results: list[ItemResult], boots: list[BootRecord], info: RunInf
         cases.append(case)
     outside = [s for boot in boots for s in boot.outside_splats]
     if outside:
-        case = TestCase(name="kernel log outside scenarios", classname="kernel")
+        case = TestCase(name="kernel log outside scenarios", classname="kernel",
+                        allow_multiple_subelements=True)
         for splat in outside:
             case.add_failure_info(message=splat.title, output=splat.excerpt, failure_type=splat.kind)
         cases.append(case)
@@ -131,6 +133,7 @@ def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: R
                 "cmdline": list(b.cmdline),
                 "seconds_to_ready": b.seconds_to_ready,
                 "ended": b.ended,
+                "qemu_command": b.qemu_command,
                 "splats_outside_scenarios": [s.to_json() for s in b.outside_splats],
             }
             for b in boots

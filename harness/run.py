@@ -9,15 +9,13 @@ the scenario whose kmsg markers surround them.
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import paths, splats
+from harness import splats
 from harness.accel import Accel
-from harness.boot import BootSpec, Guest
+from harness.boot import BootError, BootSpec, Guest
 from harness.progress import say
 from harness.scenario import Scenario
 from harness.splats import Splat
@@ -64,6 +62,7 @@ class BootRecord:
     cmdline: tuple[str, ...]
     seconds_to_ready: float | None
     ended: str
+    qemu_command: str = ""
     outside_splats: list[Splat] = field(default_factory=list)
 
 
@@ -149,12 +148,18 @@ class Runner:
         plan = {"result_dir": str(result_dir), "items": [i.plan_entry() for i in pending]}
         plan_path = boot_dir / "plan.json"
         plan_path.write_text(json.dumps(plan, indent=1))
-        command = shlex.join([sys.executable, str(paths.GUEST_DIR / "runner.py"), str(plan_path)])
-        spec = BootSpec(self.kernel_image, self.accel, cmdline, command, rwdirs=(boot_dir,))
+        spec = BootSpec(self.kernel_image, self.accel, cmdline, plan=plan_path, rwdirs=(boot_dir,))
         console = boot_dir / "console.log"
         self.guest = Guest(spec, console)
         say(f"boot {index}: {len(pending)} item(s), {self.accel.name}, cmdline +{' '.join(cmdline) or '(none)'}")
-        self.guest.start()
+        try:
+            self.guest.start()
+        except BootError as exc:
+            self.guest = None
+            for item in pending:
+                results[item.id].error = f"could not start the guest: {exc}"
+                _verdict(results[item.id])
+            return {item.id for item in pending}
         by_id = {item.id: item for item in pending}
         done: set[str] = set()
         current: Item | None = None
@@ -191,11 +196,12 @@ class Runner:
             elif ev.kind in ("needs-reboot", "done"):
                 deadline = min(deadline, time.monotonic() + 30)
         ended = self.guest.ended_reason
+        self_command = self.guest.command
         self.guest.stop()
         self.guest = None
         log_text = console.read_text(errors="replace")
         found = splats.parse(log_text)
-        record = BootRecord(index, str(console), cmdline, ready_at, ended)
+        record = BootRecord(index, str(console), cmdline, ready_at, ended, self_command)
         self.boots.append(record)
         for splat in found:
             target = by_id.get((splat.scenario or "").split(" ")[0])

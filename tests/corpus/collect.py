@@ -69,7 +69,7 @@ def main(selected: list[str]) -> int:
     for name, (command, timeout) in cases(module).items():
         if selected and name not in selected:
             continue
-        spec = BootSpec(Path(record.kernel_image), chosen, (), command, rwdirs=())
+        spec = BootSpec(Path(record.kernel_image), chosen, (), plan=None, rwdirs=(), exec_command=command)
         raw = OUT / f"{name}.raw"
         guest = Guest(spec, raw)
         guest.start()

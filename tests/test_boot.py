@@ -1,0 +1,99 @@
+"""Real boots: build the default kernel, boot it, run scenarios, check junit.xml.
+
+One harness run covers the shipped gpio-sim scenarios and two detector
+self-tests that provoke real splats with LKDTM. The self-tests prove this tier
+fails when the kernel misbehaves: a harness that missed the WARN or the KASAN
+report would pass them, and these tests would fail.
+"""
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.boot
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = [
+    "gpio-sim-remove-under-readers",
+    "gpio-sim-plug-cycle",
+    str(ROOT / "tests" / "scenarios" / "selftest-warning.yaml"),
+    str(ROOT / "tests" / "scenarios" / "selftest-kasan.yaml"),
+]
+
+
+@pytest.fixture(scope="module")
+def harness_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", *SCENARIOS, "--out", str(out)],
+        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=3600,
+    )
+    print(proc.stdout)
+    junit = ET.parse(out / "junit.xml").getroot().find("testsuite")
+    cases = {c.get("name"): c for c in junit.iter("testcase")}
+    summary = json.loads((out / "summary.json").read_text())
+    items = {i["id"]: i for i in summary["items"]}
+    return proc, junit, cases, items, out
+
+
+def test_run_exit_status_reflects_selftest_failures(harness_run):
+    proc, *_ = harness_run
+    assert proc.returncode == 1, "self-test scenarios must fail the run"
+
+
+def test_results_and_properties(harness_run):
+    _, junit, cases, _, out = harness_run
+    assert (out / "console.log").stat().st_size > 0 and (out / "build.log").exists()
+    props = {p.get("name"): p.get("value") for p in junit.iter("property")}
+    assert props["kernel_release"].startswith("6.12")
+    assert props["accelerator"].split(":")[0] in ("kvm", "tcg")
+    assert "qemu-system-x86_64" in props["qemu_command"]
+    assert set(cases) >= {"gpio-sim-remove-under-readers", "gpio-sim-plug-cycle",
+                          "selftest-warning", "selftest-kasan"}
+
+
+@pytest.mark.parametrize("name", ["gpio-sim-remove-under-readers", "gpio-sim-plug-cycle"])
+def test_gpio_scenario_passes_and_did_the_work(harness_run, name):
+    _, _, cases, items, _ = harness_run
+    case, item = cases[name], items[name]
+    details = [(f.get("message"), (f.text or "")[:2000]) for f in case.findall("failure")]
+    assert case.find("error") is None, case.find("error").text
+    assert not details, details
+    guest = item["guest"]
+    assert guest["cycles_done"] == guest["cycles"]
+    for worker, stats in guest["workers"].items():
+        assert stats["min_cycle_ops"] >= 1, worker
+    removals = [a for a in guest["actions"] if a["do"] == "remove"]
+    assert len(removals) == guest["cycles"]
+    for action in removals:
+        assert all(p["ops_in_window"] > 0 for p in action["midread"].values())
+
+
+def test_remove_under_readers_consumers_saw_enodev(harness_run):
+    _, _, _, items, _ = harness_run
+    workers = items["gpio-sim-remove-under-readers"]["guest"]["workers"]
+    for name, stats in workers.items():
+        assert set(stats["end_errnos"]) == {"ENODEV"}, (name, stats)
+        assert stats["end_errnos"]["ENODEV"] == stats["threads"] * 20, (name, stats)
+
+
+def test_selftest_warning_is_a_failure_with_its_title(harness_run):
+    _, _, cases, items, _ = harness_run
+    messages = [f.get("message") for f in cases["selftest-warning"].findall("failure")]
+    assert "WARNING in lkdtm_WARNING" in messages
+    assert items["selftest-warning"]["status"] == "fail"
+
+
+def test_selftest_kasan_is_a_failure_with_its_title(harness_run):
+    _, _, cases, _, _ = harness_run
+    messages = [f.get("message") for f in cases["selftest-kasan"].findall("failure")]
+    assert any(m.startswith("KASAN: slab-use-after-free Read in lkdtm_READ_AFTER_FREE") for m in messages)
+
+
+def test_tainted_scenario_got_its_own_boot(harness_run):
+    _, _, _, items, _ = harness_run
+    assert items["selftest-warning"]["boot"] != items["selftest-kasan"]["boot"]
