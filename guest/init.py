@@ -8,10 +8,48 @@ of the boot (systemd-tmpfiles ~5 s, udev, overlays). Started with ``-IS``:
 isolated, no site-packages, standard library only.
 """
 
-import ctypes
 import os
 import sys
-import traceback
+
+
+def _use_module_zip() -> None:
+    """Import from one zip in RAM instead of many files over 9p (~10 s saved under TCG).
+
+    The host passes the zip as harness_zip=PATH; the kernel hands unknown
+    parameters to init as environment variables. devtmpfs is the one
+    writable RAM filesystem mounted before init runs.
+    """
+    source = os.environ.get("harness_zip")
+    if not source:
+        return
+    target = "/dev/.harness-guest.zip"
+    try:
+        src = os.open(source, os.O_RDONLY)
+        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        while chunk := os.read(src, 1 << 20):
+            os.write(dst, chunk)
+        os.close(src)
+        os.close(dst)
+    except OSError:
+        return
+    sys.path.insert(0, target)
+
+
+def _mark(text: str) -> None:
+    try:
+        fd = os.open("/dev/kmsg", os.O_WRONLY)
+        os.write(fd, f"<2>harness-init: {text}\n".encode())
+        os.close(fd)
+    except OSError:
+        pass
+
+
+_mark("started")
+_use_module_zip()
+_mark("modules zip ready")
+
+import ctypes  # noqa: E402
+import traceback  # noqa: E402
 
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 RB_POWER_OFF = 0x4321FEDC
@@ -19,8 +57,6 @@ MOUNTS = (
     ("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
     ("sys", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, ""),
     ("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, ""),
-    ("tmpfs", "/tmp", "tmpfs", 0, ""),
-    ("tmpfs", "/run", "tmpfs", 0, ""),
     ("configfs", "/sys/kernel/config", "configfs", 0, ""),
     ("debugfs", "/sys/kernel/debug", "debugfs", 0, ""),
 )

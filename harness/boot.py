@@ -9,6 +9,7 @@ harness.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -82,8 +83,30 @@ class BootSpec:
         index = argv.index("-append") + 1
         words = [w for w in argv[index].split() if not w.startswith(("init=", "virtme.exec="))]
         init = paths.GUEST_DIR / "init.py"
-        argv[index] = " ".join([*words, f"harness_plan={self.plan}", f"init={init}"])
+        extra = [f"harness_plan={self.plan}"]
+        if (packed := guest_zip()) is not None:
+            extra.append(f"harness_zip={packed}")
+        argv[index] = " ".join([*words, *extra, f"init={init}"])
         return argv
+
+
+GUEST_PYTHON = "/usr/bin/python3"
+
+
+def guest_zip() -> Path | None:
+    """The guest's modules as one zip (see guest/init.py), built once per guest code version."""
+    sources = sorted(paths.GUEST_DIR.glob("*.py"))
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+    target = paths.cache_dir() / "guest" / f"guest-{digest}.zip"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run([GUEST_PYTHON, "-IS", str(paths.GUEST_DIR / "pack.py"), str(target)],
+                       check=True, capture_output=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None  # the guest then imports from the root filesystem, only slower
+    return target
 
 
 def _vng_env() -> dict[str, str]:
