@@ -30,7 +30,11 @@ def _ior(nr: int, size: int) -> int:
 
 
 class ChipInfo(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_char * 32), ("label", ctypes.c_char * 32), ("lines", ctypes.c_uint32)]
+    _fields_ = [
+        ("name", ctypes.c_char * 32),
+        ("label", ctypes.c_char * 32),
+        ("lines", ctypes.c_uint32),
+    ]
 
 
 class LineAttribute(ctypes.Structure):

@@ -96,7 +96,13 @@ def main() -> int:
     for key, path in params.items():
         if key.startswith("virtme_initmount") and key[16:].isdigit():
             target = "/" + path.lstrip("/")  # virtme-ng passes it without the leading slash
-            mount(f"virtme.initmount{key[16:]}", target, "9p", 0, "version=9p2000.L,trans=virtio,access=any")
+            mount(
+                f"virtme.initmount{key[16:]}",
+                target,
+                "9p",
+                0,
+                "version=9p2000.L,trans=virtio,access=any",
+            )
     os.environ["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
     runner_dir = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, runner_dir)

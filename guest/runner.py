@@ -129,8 +129,9 @@ class ScenarioRun:
                 time.sleep(0.01)
             if worker.ops < action["after_ops"]:
                 self.violate(
-                    f"{action['do']} was to wait for {worker.name} to do {action['after_ops']} ops; "
-                    f"it did {worker.ops} ({worker.alive()} threads alive); the consumer did not really run"
+                    f"{action['do']} was to wait for {worker.name} to do {action['after_ops']} "
+                    f"ops; it did {worker.ops} ({worker.alive()} threads alive): "
+                    "the consumer did not really run"
                 )
 
     def _perform(self, action: dict, step: int) -> None:
@@ -213,10 +214,13 @@ class ScenarioRun:
             snap = w.snapshot()
             snap["ops_in_window"] = w.ops - before[w.name]
             proof[w.name] = snap
-            if self.expect["require_midread"] and (snap["alive_threads"] == 0 or snap["ops_in_window"] == 0):
+            if self.expect["require_midread"] and (
+                snap["alive_threads"] == 0 or snap["ops_in_window"] == 0
+            ):
                 self.violate(
                     f"worker {w.name} was not running when {fixture} was removed "
-                    f"({snap['alive_threads']} threads alive, {snap['ops_in_window']} ops in the last "
+                    f"({snap['alive_threads']} threads alive, {snap['ops_in_window']} ops in the "
+                    "last "
                     f"{MIDREAD_WINDOW:g} s): the removal did not come mid-read"
                 )
         return proof
@@ -225,12 +229,17 @@ class ScenarioRun:
         bound = self.expect["workers_exit_within"]
         deadline = time.monotonic() + bound
         t0 = time.monotonic()
-        targets = [w for w in workers if w.spec.get("fixture") in self.removed_this_cycle
-                   and w.spec["on_error"] == "stop"]
+        targets = [
+            w
+            for w in workers
+            if w.spec.get("fixture") in self.removed_this_cycle and w.spec["on_error"] == "stop"
+        ]
         while time.monotonic() < deadline and any(w.alive() for w in targets):
             time.sleep(0.01)
         waited = time.monotonic() - t0
-        self.actions.append({"cycle": self.cycle, "do": "wait-workers", "latency_s": round(waited, 4)})
+        self.actions.append(
+            {"cycle": self.cycle, "do": "wait-workers", "latency_s": round(waited, 4)}
+        )
         for w in targets:
             if w.alive():
                 self.violate(
@@ -247,8 +256,12 @@ class ScenarioRun:
             if not sim.is_live():
                 sim.set_live(True)
                 sim.wait_ready()
-        workers = [Worker(spec, self.resolve, self.fixtures.get(spec.get("fixture") or ""), self.item["seed"])
-                   for spec in self.sc["workers"]]
+        workers = [
+            Worker(
+                spec, self.resolve, self.fixtures.get(spec.get("fixture") or ""), self.item["seed"]
+            )
+            for spec in self.sc["workers"]
+        ]
         for w in workers:
             w.start()
             if w.setup_error:
@@ -277,12 +290,23 @@ class ScenarioRun:
         for w in workers:
             stats = w.stats()
             total = self.totals.setdefault(
-                w.name, {"type": w.kind, "threads": stats["threads"], "ops": 0, "min_cycle_ops": None,
-                         "errors": {}, "end_errnos": {}, "longest_op_s": 0.0}
+                w.name,
+                {
+                    "type": w.kind,
+                    "threads": stats["threads"],
+                    "ops": 0,
+                    "min_cycle_ops": None,
+                    "errors": {},
+                    "end_errnos": {},
+                    "longest_op_s": 0.0,
+                },
             )
             total["ops"] += stats["ops"]
-            total["min_cycle_ops"] = (stats["ops"] if total["min_cycle_ops"] is None
-                                      else min(total["min_cycle_ops"], stats["ops"]))
+            total["min_cycle_ops"] = (
+                stats["ops"]
+                if total["min_cycle_ops"] is None
+                else min(total["min_cycle_ops"], stats["ops"])
+            )
             for key in ("errors", "end_errnos"):
                 for name, count in stats[key].items():
                     total[key][name] = total[key].get(name, 0) + count
@@ -290,10 +314,16 @@ class ScenarioRun:
             if stats["setup_error"]:
                 continue
             if stats["ops"] < w.spec["min_ops"]:
-                self.violate(f"worker {w.name} did {stats['ops']} ops (min_ops {w.spec['min_ops']})")
-            affected = w.spec.get("fixture") in removed or (w.spec.get("fixture") is None and removed)
+                self.violate(
+                    f"worker {w.name} did {stats['ops']} ops (min_ops {w.spec['min_ops']})"
+                )
+            affected = w.spec.get("fixture") in removed or (
+                w.spec.get("fixture") is None and removed
+            )
             if not affected and stats["errors"]:
-                self.violate(f"worker {w.name} got errors with its provider present: {stats['errors']}")
+                self.violate(
+                    f"worker {w.name} got errors with its provider present: {stats['errors']}"
+                )
                 continue
             unexpected = {e: n for e, n in stats["errors"].items() if allowed and e not in allowed}
             if unexpected:
@@ -304,7 +334,8 @@ class ScenarioRun:
                 running = sum(1 for e in ended[w.name] if e is None)
                 if running:
                     self.violate(
-                        f"worker {w.name}: {running} of {len(ended[w.name])} thread(s) kept working "
+                        f"worker {w.name}: {running} of {len(ended[w.name])} thread(s) kept "
+                        "working "
                         "after the provider was removed (no error)"
                     )
 
@@ -342,7 +373,8 @@ class ScenarioRun:
         error = None
         try:
             self.setup_fixtures()
-            for self.cycle in range(self.sc["cycles"]):
+            for cycle in range(self.sc["cycles"]):
+                self.cycle = cycle
                 self.run_cycle()
                 if self.cycle == 0:
                     slab_first = slab_kb()

@@ -81,7 +81,10 @@ class Worker:
             chip_fd = os.open(self._chip_path(), os.O_RDONLY)
             try:
                 line_fd = gpio.request_lines(
-                    chip_fd, lines, edges=kind == "gpio-edge-events", consumer=f"harness-{self.name}"
+                    chip_fd,
+                    lines,
+                    edges=kind == "gpio-edge-events",
+                    consumer=f"harness-{self.name}",
                 )
             except OSError:
                 os.close(chip_fd)
@@ -210,7 +213,10 @@ class Worker:
             state = ThreadState()
             self.states.append(state)
             thread = threading.Thread(
-                target=self._loop, args=(state, handle, lines), name=f"{self.name}/{index}", daemon=True
+                target=self._loop,
+                args=(state, handle, lines),
+                name=f"{self.name}/{index}",
+                daemon=True,
             )
             self.threads.append(thread)
             thread.start()

@@ -39,10 +39,21 @@ def probe(accel: str, qemu: str = "qemu-system-x86_64") -> tuple[bool, str]:
         image = Path(tmp) / "probe.img"
         image.write_bytes(boot_sector())
         cmd = [
-            qemu, "-machine", f"pc,accel={accel}", "-cpu", "host" if accel == "kvm" else "max",
-            "-m", "16", "-display", "none", "-nodefaults", "-no-reboot",
-            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-            "-drive", f"file={image},format=raw,if=ide",
+            qemu,
+            "-machine",
+            f"pc,accel={accel}",
+            "-cpu",
+            "host" if accel == "kvm" else "max",
+            "-m",
+            "16",
+            "-display",
+            "none",
+            "-nodefaults",
+            "-no-reboot",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-drive",
+            f"file={image},format=raw,if=ide",
         ]
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT)

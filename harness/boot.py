@@ -31,7 +31,8 @@ from harness.accel import Accel
 LINE = re.compile(rb"[^\n]*\n")
 EVENT = re.compile(rb"harness-event (\{.*\})\s*$")
 # Always on the command line: print every level, reboot (= QEMU exits) on panic,
-# report a hung task after 20 s (the config default, restated so a user fragment cannot lengthen it).
+# report a hung task after 20 s (the config default, restated so that a user
+# fragment cannot lengthen it).
 BASE_CMDLINE = ("ignore_loglevel", "panic=-1", "sysctl.kernel.hung_task_timeout_secs=20")
 
 
@@ -70,13 +71,20 @@ class BootSpec:
         saves ~7 s per boot under TCG (see guest/init.py).
         """
         try:
-            out = subprocess.run([*self.vng_args(), "--dry-run"], capture_output=True, text=True,
-                                 timeout=120, env=_vng_env())
+            out = subprocess.run(
+                [*self.vng_args(), "--dry-run"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=_vng_env(),
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise BootError(f"vng --dry-run failed: {exc}") from exc
         lines = [ln for ln in out.stdout.splitlines() if "qemu-system" in ln]
         if not lines:
-            raise BootError(f"vng --dry-run printed no QEMU command:\n{out.stdout[-500:]}{out.stderr[-1000:]}")
+            raise BootError(
+                f"vng --dry-run printed no QEMU command:\n{out.stdout[-500:]}{out.stderr[-1000:]}"
+            )
         argv = shlex.split(lines[-1])
         if self.plan is None:
             return argv
@@ -102,8 +110,12 @@ def guest_zip() -> Path | None:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        subprocess.run([GUEST_PYTHON, "-IS", str(paths.GUEST_DIR / "pack.py"), str(target)],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [GUEST_PYTHON, "-IS", str(paths.GUEST_DIR / "pack.py"), str(target)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     except (OSError, subprocess.SubprocessError):
         return None  # the guest then imports from the root filesystem, only slower
     return target
@@ -143,8 +155,12 @@ class Guest:
         self._console.write(f"# {self.command}\n".encode())
         self._console.flush()
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True, env=_vng_env(),
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=_vng_env(),
         )
         self._reader = pexpect.fdpexpect.fdspawn(
             self.proc.stdout.fileno(), timeout=None, maxread=65536
@@ -164,7 +180,9 @@ class Guest:
             if remaining <= 0:
                 self.ended_reason = "timeout"
                 return
-            index = self._reader.expect([LINE, pexpect.EOF, pexpect.TIMEOUT], timeout=min(remaining, 5))
+            index = self._reader.expect(
+                [LINE, pexpect.EOF, pexpect.TIMEOUT], timeout=min(remaining, 5)
+            )
             if index == 0:
                 line = self._reader.after
                 self._log(line)

@@ -40,7 +40,9 @@ class ConfigResult:
         lines = ["fragments (merged in this order, later wins):"]
         lines += [f"  {p}" for p in self.fragments]
         if self.mismatches:
-            lines.append(f"config check FAILED: {len(self.mismatches)} requested option(s) did not stick:")
+            lines.append(
+                f"config check FAILED: {len(self.mismatches)} requested option(s) did not stick:"
+            )
             lines += ["  " + m.explain().replace("\n", "\n  ") for m in self.mismatches]
         else:
             lines.append(f"config check passed (config {self.config_hash})")
@@ -72,15 +74,26 @@ class BuildRecord:
         return asdict(self)
 
 
-def _run(cmd: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None,
-         on_line: Callable[[str], None] | None = None) -> int:
+def _run(
+    cmd: list[str],
+    cwd: Path,
+    log: Path,
+    env: dict[str, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> int:
     """Run a command with its output appended to ``log``; return the exit code."""
     with log.open("a") as sink:
         sink.write(f"$ {' '.join(cmd)}\n")
         sink.flush()
         proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors="replace", start_new_session=True,
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
         )
         try:
             assert proc.stdout is not None
@@ -119,8 +132,11 @@ def configure(tree: KernelTree, fragments: FragmentSet) -> ConfigResult:
     log.write_text("")
     say(f"config: merging {len(fragments.files)} fragments on allnoconfig ({tree.path})")
     merge = tree.path / "scripts" / "kconfig" / "merge_config.sh"
-    rc = _run(["bash", str(merge), "-n", "-O", str(scratch), *map(str, fragments.files)],
-              cwd=tree.path, log=log)
+    rc = _run(
+        ["bash", str(merge), "-n", "-O", str(scratch), *map(str, fragments.files)],
+        cwd=tree.path,
+        log=log,
+    )
     if rc == 0:
         rc = _run(["make", "-s", f"O={scratch}", "olddefconfig"], cwd=tree.path, log=log)
     if rc != 0:
@@ -177,7 +193,9 @@ def build(config: ConfigResult, use_ccache: bool = True) -> BuildRecord:
         if m.group(1) == "CC":
             counted["objects"] += 1
         counted["last"] = m.group(2)
-        ticker.update(f"build: {counted['objects']} objects compiled, now {m.group(1)} {m.group(2)}")
+        ticker.update(
+            f"build: {counted['objects']} objects compiled, now {m.group(1)} {m.group(2)}"
+        )
 
     rc = _run([*make, "olddefconfig"], cwd=config.tree.path, log=log, env=env)
     if rc == 0:
@@ -188,8 +206,10 @@ def build(config: ConfigResult, use_ccache: bool = True) -> BuildRecord:
         raise BuildError(f"kernel build failed (exit {rc}); full log: {log}\n{_tail(log)}")
     image = out / "arch" / "x86" / "boot" / "bzImage"
     release = subprocess.run(
-        ["make", "-s", f"O={out}", "kernelrelease"], cwd=config.tree.path,
-        capture_output=True, text=True,
+        ["make", "-s", f"O={out}", "kernelrelease"],
+        cwd=config.tree.path,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     ticker.done(
         f"build: done in {duration:.0f} s, {counted['objects']} objects compiled"
@@ -197,10 +217,20 @@ def build(config: ConfigResult, use_ccache: bool = True) -> BuildRecord:
     )
     tree = config.tree
     return BuildRecord(
-        tree=str(tree.path), tree_version=tree.version, git_commit=tree.git_commit,
-        git_describe=tree.git_describe, git_dirty=tree.git_dirty,
-        config_hash=config.config_hash, fragments=[str(p) for p in config.fragments],
-        build_dir=str(out), kernel_image=str(image), kernel_release=release,
-        toolchain=_toolchain(), ccache=ccache, jobs=_jobs(),
-        objects_compiled=counted["objects"], duration_s=round(duration, 1), log=str(log),
+        tree=str(tree.path),
+        tree_version=tree.version,
+        git_commit=tree.git_commit,
+        git_describe=tree.git_describe,
+        git_dirty=tree.git_dirty,
+        config_hash=config.config_hash,
+        fragments=[str(p) for p in config.fragments],
+        build_dir=str(out),
+        kernel_image=str(image),
+        kernel_release=release,
+        toolchain=_toolchain(),
+        ccache=ccache,
+        jobs=_jobs(),
+        objects_compiled=counted["objects"],
+        duration_s=round(duration, 1),
+        log=str(log),
     )

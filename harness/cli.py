@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from harness import accel as accel_mod
-from harness import kconfig, paths, report, splats
+from harness import kconfig, report, splats
 from harness.build import BuildError, ConfigResult, build, configure
 from harness.progress import say
 from harness.run import Item, Runner, expand
@@ -21,8 +21,13 @@ from harness.scenario import Scenario, load_scenarios, resolve
 from harness.tree import KernelTree, TreeError, default_tree, open_tree
 from harness.yamlnodes import SchemaErrors
 
-TREE_HELP = "kernel source tree (git or plain); default: Debian's linux-source-6.12, unpacked into the cache"
-KCONFIG_HELP = "extra kconfig fragment applied last (repeatable), e.g. one option a patch series needs"
+TREE_HELP = (
+    "kernel source tree (git or plain); "
+    "default: Debian's linux-source-6.12, unpacked into the cache"
+)
+KCONFIG_HELP = (
+    "extra kconfig fragment applied last (repeatable), e.g. one option a patch series needs"
+)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -138,8 +143,10 @@ def check_cmd(files: tuple[str, ...]) -> None:
 def list_cmd() -> None:
     """List built-in scenarios with their one-line summary and kconfig fragments."""
     for sc in _scenarios(()):
-        click.echo(f"{sc.name}\n    {sc.summary}\n    kconfig: {', '.join(sc.kconfig) or '(base only)'}"
-                   f"   cmdline: {' '.join(sc.cmdline) or '(default)'}")
+        click.echo(
+            f"{sc.name}\n    {sc.summary}\n    kconfig: {', '.join(sc.kconfig) or '(base only)'}"
+            f"   cmdline: {' '.join(sc.cmdline) or '(default)'}"
+        )
 
 
 @main.command(name="log")
@@ -168,8 +175,19 @@ def log_cmd(logfile: str, as_json: bool) -> None:
 def _repro(item: Item, tree: KernelTree, extra: tuple[str, ...], accel: str) -> str:
     exe = Path(sys.argv[0])
     program = str(exe.resolve()) if exe.name == "harness" and exe.exists() else "harness"
-    args = [program, "run", item.scenario.path, "--tree", str(tree.path),
-            "--accel", accel, "--seed", str(item.seed), "--repeat", "1"]
+    args = [
+        program,
+        "run",
+        item.scenario.path,
+        "--tree",
+        str(tree.path),
+        "--accel",
+        accel,
+        "--seed",
+        str(item.seed),
+        "--repeat",
+        "1",
+    ]
     for path in extra:
         args += ["--kconfig", str(Path(path).resolve())]
     return shlex.join(args)
@@ -184,14 +202,32 @@ def _sigterm(signum, frame) -> None:
 @click.option("--tree", help=TREE_HELP)
 @click.option("--kconfig", "extra", multiple=True, help=KCONFIG_HELP)
 @click.option("--out", "out_dir", default="results", show_default=True, help="results directory")
-@click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto", show_default=True,
-              help="auto probes KVM and falls back to TCG")
+@click.option(
+    "--accel",
+    type=click.Choice(["auto", "kvm", "tcg"]),
+    default="auto",
+    show_default=True,
+    help="auto probes KVM and falls back to TCG",
+)
 @click.option("--repeat", type=int, help="override every scenario's repeat count")
 @click.option("--seed", type=int, help="override the scenarios' seed")
-@click.option("--timeout", "run_timeout", default=3600.0, show_default=True,
-              help="whole-run timeout in seconds (boots included, build excluded)")
-def run(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ...], out_dir: str,
-        accel: str, repeat: int | None, seed: int | None, run_timeout: float) -> None:
+@click.option(
+    "--timeout",
+    "run_timeout",
+    default=3600.0,
+    show_default=True,
+    help="whole-run timeout in seconds (boots included, build excluded)",
+)
+def run(
+    scenarios: tuple[str, ...],
+    tree: str | None,
+    extra: tuple[str, ...],
+    out_dir: str,
+    accel: str,
+    repeat: int | None,
+    seed: int | None,
+    run_timeout: float,
+) -> None:
     """Build, boot and run SCENARIOS (names or YAML files; default: all built-in).
 
     Leaves junit.xml, summary.json, console.log and build.log in --out, also
@@ -213,16 +249,26 @@ def run(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ...], ou
     items = expand(selected, repeat, seed)
     info = report.RunInfo(command=sys.argv)
     kernel_tree = _tree(tree)
-    info.properties.update({"tree": str(kernel_tree.path), "tree_version": kernel_tree.version,
-                            "tree_commit": kernel_tree.git_commit or "(not git)"})
+    info.properties.update(
+        {
+            "tree": str(kernel_tree.path),
+            "tree_version": kernel_tree.version,
+            "tree_commit": kernel_tree.git_commit or "(not git)",
+        }
+    )
     runner: Runner | None = None
     exit_code = 1
     try:
         config_result, record = _build(kernel_tree, selected, extra)
         info.build = record.to_json()
         shutil.copyfile(record.log, out / "build.log")
-        info.properties.update({"kernel_release": record.kernel_release,
-                                "config_hash": record.config_hash, "build_dir": record.build_dir})
+        info.properties.update(
+            {
+                "kernel_release": record.kernel_release,
+                "config_hash": record.config_hash,
+                "build_dir": record.build_dir,
+            }
+        )
         chosen = accel_mod.choose(accel)
         say(f"accel: {chosen.name} ({chosen.reason})")
         info.properties["accelerator"] = f"{chosen.name}: {chosen.reason}"
@@ -252,7 +298,10 @@ def run(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ...], ou
         info.duration_s = round(time.monotonic() - started, 1)
         report.write(out, results, boots, info)
         counts = {s: sum(1 for r in results if r.status == s) for s in ("pass", "fail", "error")}
-        say(f"results: {out}/junit.xml  pass {counts['pass']}, fail {counts['fail']}, error {counts['error']}")
+        say(
+            f"results: {out}/junit.xml  pass {counts['pass']}, fail {counts['fail']}, "
+            f"error {counts['error']}"
+        )
     sys.exit(exit_code)
 
 

@@ -184,7 +184,9 @@ def _expand(path: str, variables: dict[str, str]) -> str:
     return re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)), path)
 
 
-def scan_kconfig(srctree: Path, wanted: set[str], arch: str = "x86") -> dict[str, list[KconfigEntry]]:
+def scan_kconfig(
+    srctree: Path, wanted: set[str], arch: str = "x86"
+) -> dict[str, list[KconfigEntry]]:
     """Find the entries of ``wanted`` symbols with all conditions that guard them.
 
     Conditions are the entry's own ``depends on`` lines plus those of every

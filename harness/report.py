@@ -34,7 +34,8 @@ def _stats_text(result: ItemResult, repro: str) -> str:
     guest = result.guest or {}
     if guest:
         lines.append(
-            f"cycles: {guest.get('cycles_done')}/{guest.get('cycles')}, duration {guest.get('duration_s')} s, "
+            f"cycles: {guest.get('cycles_done')}/{guest.get('cycles')}, "
+            f"duration {guest.get('duration_s')} s, "
             f"taint {guest.get('taint_before')} -> {guest.get('taint_after')}, "
             f"slab growth {guest.get('slab_growth_kb')} kB"
         )
@@ -49,8 +50,10 @@ def _stats_text(result: ItemResult, repro: str) -> str:
         for action in removal:
             by_kind.setdefault(action["do"], []).append(action["latency_s"])
         for kind, values in by_kind.items():
-            lines.append(f"action {kind}: {len(values)}x, max {max(values):.3f} s, "
-                         f"mean {sum(values) / len(values):.3f} s")
+            lines.append(
+                f"action {kind}: {len(values)}x, max {max(values):.3f} s, "
+                f"mean {sum(values) / len(values):.3f} s"
+            )
     return "\n".join(lines)
 
 
@@ -67,7 +70,9 @@ def junit_suite(results: list[ItemResult], boots: list[BootRecord], info: RunInf
         )
         for splat in result.splats:
             count = f" (x{splat.count})" if splat.count > 1 else ""
-            case.add_failure_info(message=splat.title + count, output=splat.excerpt, failure_type=splat.kind)
+            case.add_failure_info(
+                message=splat.title + count, output=splat.excerpt, failure_type=splat.kind
+            )
         if result.violations:
             case.add_failure_info(
                 message=f"{len(result.violations)} expectation(s) not met: {result.violations[0]}",
@@ -79,14 +84,19 @@ def junit_suite(results: list[ItemResult], boots: list[BootRecord], info: RunInf
         cases.append(case)
     outside = [s for boot in boots for s in boot.outside_splats]
     if outside:
-        case = TestCase(name="kernel log outside scenarios", classname="kernel",
-                        allow_multiple_subelements=True)
+        case = TestCase(
+            name="kernel log outside scenarios", classname="kernel", allow_multiple_subelements=True
+        )
         for splat in outside:
-            case.add_failure_info(message=splat.title, output=splat.excerpt, failure_type=splat.kind)
+            case.add_failure_info(
+                message=splat.title, output=splat.excerpt, failure_type=splat.kind
+            )
         cases.append(case)
     if info.harness_error or info.interrupted:
         case = TestCase(name="harness", classname="harness")
-        case.add_error_info(message=info.harness_error or "interrupted", output=info.harness_error or "")
+        case.add_error_info(
+            message=info.harness_error or "interrupted", output=info.harness_error or ""
+        )
         cases.append(case)
     return TestSuite("lifetime-harness", cases, properties=info.properties)
 

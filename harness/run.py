@@ -151,7 +151,10 @@ class Runner:
         spec = BootSpec(self.kernel_image, self.accel, cmdline, plan=plan_path, rwdirs=(boot_dir,))
         console = boot_dir / "console.log"
         self.guest = Guest(spec, console)
-        say(f"boot {index}: {len(pending)} item(s), {self.accel.name}, cmdline +{' '.join(cmdline) or '(none)'}")
+        say(
+            f"boot {index}: {len(pending)} item(s), {self.accel.name}, "
+            f"cmdline +{' '.join(cmdline) or '(none)'}"
+        )
         try:
             self.guest.start()
         except BootError as exc:
@@ -166,10 +169,17 @@ class Runner:
         ready_at: float | None = None
         deadline = min(self.run_deadline, time.monotonic() + BOOT_TIMEOUT[self.accel.name])
         item_started = 0.0
-        for ev in self.guest.events(lambda: deadline):
+
+        def current_deadline() -> float:
+            return deadline
+
+        for ev in self.guest.events(current_deadline):
             if ev.kind == "ready":
                 ready_at = time.monotonic() - self.guest.started
-                say(f"boot {index}: guest ready after {ready_at:.1f} s (kernel {ev.fields.get('kernel')})")
+                say(
+                    f"boot {index}: guest ready after {ready_at:.1f} s "
+                    f"(kernel {ev.fields.get('kernel')})"
+                )
             elif ev.kind == "start":
                 current = by_id.get(ev.fields.get("id"))
                 item_started = time.monotonic()
@@ -177,8 +187,10 @@ class Runner:
                     deadline = min(self.run_deadline, item_started + current.scenario.timeout)
                     say(f"  {current.id}: started ({ev.fields.get('cycles')} cycle(s))")
             elif ev.kind == "cycle" and current:
-                say(f"  {current.id}: cycle {ev.fields.get('cycle')} done, "
-                    f"{ev.fields.get('violations')} violation(s) so far")
+                say(
+                    f"  {current.id}: cycle {ev.fields.get('cycle')} done, "
+                    f"{ev.fields.get('violations')} violation(s) so far"
+                )
             elif ev.kind == "violation" and current:
                 say(f"  {current.id}: {ev.fields.get('text')}")
             elif ev.kind == "end" and current:
@@ -216,14 +228,20 @@ class Runner:
             result.console = str(console)
             result.duration_s = round(time.monotonic() - item_started, 1)
             if ended == "timeout":
-                result.error = (f"timeout: no result within {current.scenario.timeout:g} s "
-                                f"(guest hung?); console tail:\n{tail}")
+                result.error = (
+                    f"timeout: no result within {current.scenario.timeout:g} s "
+                    f"(guest hung?); console tail:\n{tail}"
+                )
             else:
                 result.error = f"the guest died during the scenario; console tail:\n{tail}"
             done.add(current.id)
         elif ready_at is None:
             for item in pending:
-                results[item.id].error = f"the kernel did not reach the guest runner ({ended}); console tail:\n{tail}"
+                results[
+                    item.id
+                ].error = (
+                    f"the kernel did not reach the guest runner ({ended}); console tail:\n{tail}"
+                )
                 results[item.id].console = str(console)
             done.update(i.id for i in pending)
         for item_id in done:
@@ -236,15 +254,20 @@ class Runner:
                 taint = (result.guest.get("taint_before"), result.guest.get("taint_after"))
                 if taint[0] != taint[1] and not result.splats:
                     result.violations.append(
-                        f"kernel taint changed {taint[0]} -> {taint[1]} but no splat was recognised "
+                        f"kernel taint changed {taint[0]} -> {taint[1]} but no splat was "
+                        "recognised "
                         f"in the console log: look at {console}"
                     )
             _verdict(result)
-            say(f"  {item_id}: {result.status.upper()}"
-                + (f" ({'; '.join(s.title for s in result.splats)})" if result.splats else ""))
+            say(
+                f"  {item_id}: {result.status.upper()}"
+                + (f" ({'; '.join(s.title for s in result.splats)})" if result.splats else "")
+            )
         if not done and ready_at is not None:
             # the runner came up but finished nothing: do not loop forever
             for item in pending:
-                results[item.id].error = f"guest ended ({ended}) before running anything; console tail:\n{tail}"
+                results[
+                    item.id
+                ].error = f"guest ended ({ended}) before running anything; console tail:\n{tail}"
             done.update(i.id for i in pending)
         return done

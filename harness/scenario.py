@@ -52,17 +52,45 @@ ACTION_TYPES = (
 )
 # LKDTM crash types the harness's own detector self-tests use (provoke-crash/DIRECT).
 PROVOKE = (
-    "WARNING", "WARNING_MESSAGE", "BUG", "EXCEPTION", "ACCESS_NULL", "PANIC",
-    "READ_AFTER_FREE", "WRITE_AFTER_FREE", "SLAB_FREE_DOUBLE", "SLAB_LINEAR_OVERFLOW",
-    "HUNG_TASK", "SOFTLOCKUP", "SPINLOCKUP", "REFCOUNT_DEC_ZERO", "REFCOUNT_INC_OVERFLOW",
-    "CORRUPT_LIST_ADD", "CORRUPT_LIST_DEL", "ARRAY_BOUNDS",
+    "WARNING",
+    "WARNING_MESSAGE",
+    "BUG",
+    "EXCEPTION",
+    "ACCESS_NULL",
+    "PANIC",
+    "READ_AFTER_FREE",
+    "WRITE_AFTER_FREE",
+    "SLAB_FREE_DOUBLE",
+    "SLAB_LINEAR_OVERFLOW",
+    "HUNG_TASK",
+    "SOFTLOCKUP",
+    "SPINLOCKUP",
+    "REFCOUNT_DEC_ZERO",
+    "REFCOUNT_INC_OVERFLOW",
+    "CORRUPT_LIST_ADD",
+    "CORRUPT_LIST_DEL",
+    "ARRAY_BOUNDS",
 )
 # Actions that take a provider away: the guest proves workers were mid-operation.
 REMOVING_ACTIONS = ("remove", "unbind")
 ON_ERROR = ("stop", "continue", "reopen")
 ERRNO_NAMES = (
-    "ENODEV", "EIO", "ENXIO", "ENOENT", "EBADF", "EINVAL", "EPROTO", "ESHUTDOWN",
-    "EPIPE", "ETIMEDOUT", "EBUSY", "EAGAIN", "EINTR", "EFAULT", "EPERM", "ENOTTY",
+    "ENODEV",
+    "EIO",
+    "ENXIO",
+    "ENOENT",
+    "EBADF",
+    "EINVAL",
+    "EPROTO",
+    "ESHUTDOWN",
+    "EPIPE",
+    "ETIMEDOUT",
+    "EBUSY",
+    "EAGAIN",
+    "EINTR",
+    "EFAULT",
+    "EPERM",
+    "ENOTTY",
 )
 
 
@@ -152,27 +180,59 @@ class Scenario:
 
 
 _TOP = {
-    "name": True, "description": True, "kconfig": False, "cmdline": False,
-    "fixtures": True, "workers": False, "actions": False, "expect": False,
-    "cycles": False, "timeout": False, "repeat": False, "seed": False,
+    "name": True,
+    "description": True,
+    "kconfig": False,
+    "cmdline": False,
+    "fixtures": True,
+    "workers": False,
+    "actions": False,
+    "expect": False,
+    "cycles": False,
+    "timeout": False,
+    "repeat": False,
+    "seed": False,
 }
 _FIXTURE = {"type": True, "banks": True}
 _BANK = {"label": False, "lines": True, "names": False}
 _WORKER = {
-    "name": True, "type": True, "fixture": False, "bank": False, "lines": False,
-    "path": False, "threads": False, "share_fd": False, "on_error": False,
-    "min_ops": False, "interval": False, "hold_cycles": False,
+    "name": True,
+    "type": True,
+    "fixture": False,
+    "bank": False,
+    "lines": False,
+    "path": False,
+    "threads": False,
+    "share_fd": False,
+    "on_error": False,
+    "min_ops": False,
+    "interval": False,
+    "hold_cycles": False,
 }
 _ACTION = {
-    "do": True, "fixture": False, "at": False, "after": False, "bank": False,
-    "line": False, "pull": False, "repeat": False, "interval": False,
-    "within": False, "duration": False, "what": False,
+    "do": True,
+    "fixture": False,
+    "at": False,
+    "after": False,
+    "bank": False,
+    "line": False,
+    "pull": False,
+    "repeat": False,
+    "interval": False,
+    "within": False,
+    "duration": False,
+    "what": False,
 }
 _AFTER = {"worker": True, "ops": True}
 _EXPECT = {
-    "no_splats": False, "worker_errnos": False, "workers_must_fail": False,
-    "workers_exit_within": False, "action_within": False, "require_midread": False,
-    "max_slab_growth_kb": False, "max_fd_growth": False,
+    "no_splats": False,
+    "worker_errnos": False,
+    "workers_must_fail": False,
+    "workers_exit_within": False,
+    "action_within": False,
+    "require_midread": False,
+    "max_slab_growth_kb": False,
+    "max_fd_growth": False,
 }
 _NEEDS_FIXTURE_WORKERS = ("gpio-get-values", "gpio-edge-events", "gpio-chip-info")
 _NEEDS_FIXTURE_ACTIONS = ("remove", "create", "unbind", "bind", "set-pull", "toggle-pull")
@@ -285,7 +345,9 @@ def _expect(node: Node | None) -> Expect:
     errnos = tuple(_opt(e, "worker_errnos", string_list, []))
     for name in errnos:
         if name not in ERRNO_NAMES:
-            e["worker_errnos"].error(f"{name!r} is not a known errno; use one of: {', '.join(ERRNO_NAMES)}")
+            e["worker_errnos"].error(
+                f"{name!r} is not a known errno; use one of: {', '.join(ERRNO_NAMES)}"
+            )
     return Expect(
         no_splats=_opt(e, "no_splats", scalar_bool, True),
         worker_errnos=errnos,
@@ -399,6 +461,8 @@ def resolve(names: list[str]) -> list[Path]:
         builtin = paths.SCENARIOS_DIR / f"{name}.yaml"
         if not builtin.exists():
             known = ", ".join(p.stem for p in paths.builtin_scenarios())
-            raise SchemaErrors([SchemaError(Path(name), 0, "", f"no such scenario; built in: {known}")])
+            raise SchemaErrors(
+                [SchemaError(Path(name), 0, "", f"no such scenario; built in: {known}")]
+            )
         out.append(builtin)
     return out

@@ -93,7 +93,7 @@ def split_lines(log: str) -> list[Line]:
         raw = raw.replace("\r", "")
         m = _PREFIX.match(raw)
         if m:
-            out.append(Line(number, float(m.group(1)), raw[m.end():]))
+            out.append(Line(number, float(m.group(1)), raw[m.end() :]))
         else:
             out.append(Line(number, None, raw))
     return out
@@ -204,20 +204,25 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "lockdep",
         re.compile(r"^WARNING: bad unlock balance detected!"),
-        lambda m, ls: f"bad unlock balance in {_func(ls, _at_function(ls, 'is trying to release'))}",
+        lambda m,
+        ls: f"bad unlock balance in {_func(ls, _at_function(ls, 'is trying to release'))}",
     ),
     Pattern(
         "lockdep",
         re.compile(r"^WARNING: suspicious RCU usage"),
         lambda m, ls: "suspicious RCU usage at "
-        + next((x.group(1) for x in (re.match(r"^(\S+:\d+) ", ln.text) for ln in ls[1:6]) if x), "?"),
+        + next(
+            (x.group(1) for x in (re.match(r"^(\S+:\d+) ", ln.text) for ln in ls[1:6]) if x), "?"
+        ),
     ),
     Pattern(
         "lockdep",
-        re.compile(r"^WARNING: (lock held when returning to user space|held lock freed|"
-                   r"possible irq lock inversion dependency detected|"
-                   r"lock held at task exit time|"
-                   r"[\w -]+-safe -> [\w -]+-unsafe lock order detected)"),
+        re.compile(
+            r"^WARNING: (lock held when returning to user space|held lock freed|"
+            r"possible irq lock inversion dependency detected|"
+            r"lock held at task exit time|"
+            r"[\w -]+-safe -> [\w -]+-unsafe lock order detected)"
+        ),
         lambda m, ls: f"{m.group(1).rstrip('!')} in {_func(ls)}",
     ),
     Pattern(
@@ -237,7 +242,9 @@ PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "rcu-stall",
-        re.compile(r"^rcu: INFO: (\w+) (?:detected stalls on CPUs/tasks|self-detected stall on CPU)"),
+        re.compile(
+            r"^rcu: INFO: (\w+) (?:detected stalls on CPUs/tasks|self-detected stall on CPU)"
+        ),
         lambda m, ls: f"INFO: rcu detected stall in {_func(ls, _rip(ls))}",
     ),
     Pattern(
@@ -274,7 +281,8 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "oops",
         re.compile(r"^BUG: kernel NULL pointer dereference"),
-        lambda m, ls: f"BUG: unable to handle kernel NULL pointer dereference in {_func(ls, _rip(ls))}",
+        lambda m,
+        ls: f"BUG: unable to handle kernel NULL pointer dereference in {_func(ls, _rip(ls))}",
     ),
     Pattern(
         "oops",
@@ -310,8 +318,10 @@ _CONTINUES = (
     re.compile(r"^Oops: "),
     re.compile(r"^(?:Oops: )?general protection fault"),
     re.compile(r"^KASAN: (?:null-ptr-deref|maybe wild-memory-access)"),
-    re.compile(r"^Kernel panic - not syncing: (?:Fatal exception|softlockup|hung_task|"
-               r"panic_on_warn|KASAN|Attempted to kill)"),
+    re.compile(
+        r"^Kernel panic - not syncing: (?:Fatal exception|softlockup|hung_task|"
+        r"panic_on_warn|KASAN|Attempted to kill)"
+    ),
     re.compile(r"^BUG: (?:kernel NULL pointer|unable to handle)"),
 )
 _MAX_LINES = 160
@@ -367,7 +377,9 @@ def parse(log: str) -> list[Splat]:
         pattern, match = found
         begin = i
         # include the "cut here" / "=====" banner just above, for the excerpt
-        if begin > 0 and ("cut here" in lines[begin - 1].text or _KASAN_RULE.match(lines[begin - 1].text)):
+        if begin > 0 and (
+            "cut here" in lines[begin - 1].text or _KASAN_RULE.match(lines[begin - 1].text)
+        ):
             begin -= 1
         end = _report_end(lines, i, kasan_rule=bool(_KASAN_RULE.match(lines[begin].text)))
         body = lines[i:end]

@@ -30,7 +30,11 @@ def harness_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     proc = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", *SCENARIOS, "--out", str(out)],
-        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=3600,
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=3600,
     )
     print(proc.stdout)
     junit = ET.parse(out / "junit.xml").getroot().find("testsuite")
@@ -52,8 +56,12 @@ def test_results_and_properties(harness_run):
     assert props["kernel_release"].startswith("6.12")
     assert props["accelerator"].split(":")[0] in ("kvm", "tcg")
     assert "qemu-system-x86_64" in props["qemu_command"]
-    assert set(cases) >= {"gpio-sim-remove-under-readers", "gpio-sim-plug-cycle",
-                          "selftest-warning", "selftest-kasan"}
+    assert set(cases) >= {
+        "gpio-sim-remove-under-readers",
+        "gpio-sim-plug-cycle",
+        "selftest-warning",
+        "selftest-kasan",
+    }
 
 
 @pytest.mark.parametrize("name", ["gpio-sim-remove-under-readers", "gpio-sim-plug-cycle"])
@@ -91,7 +99,9 @@ def test_selftest_warning_is_a_failure_with_its_title(harness_run):
 def test_selftest_kasan_is_a_failure_with_its_title(harness_run):
     _, _, cases, _, _ = harness_run
     messages = [f.get("message") for f in cases["selftest-kasan"].findall("failure")]
-    assert any(m.startswith("KASAN: slab-use-after-free Read in lkdtm_READ_AFTER_FREE") for m in messages)
+    assert any(
+        m.startswith("KASAN: slab-use-after-free Read in lkdtm_READ_AFTER_FREE") for m in messages
+    )
 
 
 def test_tainted_scenario_got_its_own_boot(harness_run):

@@ -15,7 +15,7 @@ def write_tree(root: Path) -> Path:
     (root / "lib").mkdir()
     (root / "Kconfig").write_text(
         'mainmenu "Test"\n'
-        'if-success = $(shell,true)\n'
+        "if-success = $(shell,true)\n"
         'source "arch/$(SRCARCH)/Kconfig"\n'
         'source "lib/Kconfig"\n'
     )
@@ -27,7 +27,7 @@ def write_tree(root: Path) -> Path:
         "\t  config FAKE inside help text must be ignored\n"
         "\n"
         "if RUNTIME_TESTING_MENU\n"
-        "menu \"Inner\"\n"
+        'menu "Inner"\n'
         "\tdepends on X86\n"
         "config LKDTM\n"
         '\ttristate "LKDTM"\n'
@@ -43,10 +43,13 @@ def write_tree(root: Path) -> Path:
 
 def test_parse_fragment_and_errors(tmp_path):
     frag = tmp_path / "f.config"
-    text = "# comment\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"str\"\n\nCONFIG_D=20\n"
+    text = '# comment\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C="str"\n\nCONFIG_D=20\n'
     reqs = kconfig.parse_fragment(text, frag)
     assert [(r.symbol, r.value, r.line) for r in reqs] == [
-        ("A", "y", 2), ("B", "n", 3), ("C", '"str"', 4), ("D", "20", 6)
+        ("A", "y", 2),
+        ("B", "n", 3),
+        ("C", '"str"', 4),
+        ("D", "20", 6),
     ]
     with pytest.raises(kconfig.FragmentError) as exc:
         kconfig.parse_fragment("CONFIG_A=y\nKASAN=y\n", frag)
@@ -55,9 +58,15 @@ def test_parse_fragment_and_errors(tmp_path):
 
 def test_check_finds_dropped_and_downgraded(tmp_path):
     frag = tmp_path / "x.config"
-    reqs = {r.symbol: r for r in kconfig.parse_fragment(
-        "CONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\nCONFIG_D=20\nCONFIG_E=y\n", frag)}
-    dotconfig = kconfig.parse_dotconfig("CONFIG_A=y\nCONFIG_B=m\nCONFIG_D=20\n# CONFIG_E is not set\n")
+    reqs = {
+        r.symbol: r
+        for r in kconfig.parse_fragment(
+            "CONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\nCONFIG_D=20\nCONFIG_E=y\n", frag
+        )
+    }
+    dotconfig = kconfig.parse_dotconfig(
+        "CONFIG_A=y\nCONFIG_B=m\nCONFIG_D=20\n# CONFIG_E is not set\n"
+    )
     bad = {m.request.symbol: m.got for m in kconfig.check(reqs, dotconfig)}
     assert bad == {"B": "m", "E": "n"}
 
@@ -86,7 +95,9 @@ def test_explain_annotates_values(tmp_path):
 
 def test_shipped_fragments_parse():
     for name in paths.fragment_names():
-        assert kconfig.parse_fragment(paths.fragment_path(name).read_text(), paths.fragment_path(name))
+        assert kconfig.parse_fragment(
+            paths.fragment_path(name).read_text(), paths.fragment_path(name)
+        )
 
 
 def test_real_config_satisfies_shipped_fragments():

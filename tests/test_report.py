@@ -15,28 +15,61 @@ SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "gpio-sim-remove-
 def make_results():
     sc = load_scenario(SCENARIO)
     a, b, c = expand([sc], repeat=3, seed=7)
-    ok = ItemResult(a, status="pass", guest={
-        "cycles_done": 20, "cycles": 20, "duration_s": 30.1, "taint_before": 0, "taint_after": 0,
-        "slab_growth_kb": 12,
-        "workers": {"own-getter": {"type": "gpio-get-values", "threads": 1, "ops": 5000,
-                                   "min_cycle_ops": 210, "errors": {"ENODEV": 20},
-                                   "end_errnos": {"ENODEV": 20}, "longest_op_s": 0.01}},
-        "actions": [{"do": "remove", "latency_s": 0.2}, {"do": "remove", "latency_s": 0.4}],
-    })
-    splat = Splat(kind="kasan", title="KASAN: slab-use-after-free Read in gpio_ioctl",
-                  first_line=10, time=1.0, excerpt="BUG: KASAN: slab-use-after-free in gpio_ioctl+0x1/0x2",
-                  scenario=b.id, count=2)
-    failed = ItemResult(b, status="fail", splats=[splat], violations=["cycle 3: remove did not return"])
+    ok = ItemResult(
+        a,
+        status="pass",
+        guest={
+            "cycles_done": 20,
+            "cycles": 20,
+            "duration_s": 30.1,
+            "taint_before": 0,
+            "taint_after": 0,
+            "slab_growth_kb": 12,
+            "workers": {
+                "own-getter": {
+                    "type": "gpio-get-values",
+                    "threads": 1,
+                    "ops": 5000,
+                    "min_cycle_ops": 210,
+                    "errors": {"ENODEV": 20},
+                    "end_errnos": {"ENODEV": 20},
+                    "longest_op_s": 0.01,
+                }
+            },
+            "actions": [{"do": "remove", "latency_s": 0.2}, {"do": "remove", "latency_s": 0.4}],
+        },
+    )
+    splat = Splat(
+        kind="kasan",
+        title="KASAN: slab-use-after-free Read in gpio_ioctl",
+        first_line=10,
+        time=1.0,
+        excerpt="BUG: KASAN: slab-use-after-free in gpio_ioctl+0x1/0x2",
+        scenario=b.id,
+        count=2,
+    )
+    failed = ItemResult(
+        b, status="fail", splats=[splat], violations=["cycle 3: remove did not return"]
+    )
     hung = ItemResult(c, status="error", error="timeout: no result within 900 s\nconsole tail")
-    boot = BootRecord(1, "c.log", (), 12.0, "exit",
-                      outside_splats=[Splat("warning", "WARNING in foo", 3, 0.5, "WARNING: ...", None)])
+    boot = BootRecord(
+        1,
+        "c.log",
+        (),
+        12.0,
+        "exit",
+        outside_splats=[Splat("warning", "WARNING in foo", 3, 0.5, "WARNING: ...", None)],
+    )
     return [ok, failed, hung], [boot]
 
 
 def test_junit_content(tmp_path):
     results, boots = make_results()
-    info = report.RunInfo(command=["harness", "run"], properties={"accelerator": "tcg: probe failed"},
-                          repro={results[0].item.id: "harness run x --seed 7"})
+    info = report.RunInfo(
+        command=["harness", "run"],
+        properties={"accelerator": "tcg: probe failed"},
+        repro={results[0].item.id: "harness run x --seed 7"},
+    )
     report.write(tmp_path, results, boots, info)
     root = ET.parse(tmp_path / "junit.xml").getroot()
     suite = root.find("testsuite")

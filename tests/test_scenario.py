@@ -69,7 +69,9 @@ def test_bad_choice_lists_allowed_values():
 
 
 def test_reference_to_missing_worker_and_fixture():
-    text = GOOD.replace("worker: getters", "worker: nobody").replace("    fixture: chip0\n    after", "    fixture: chip9\n    after")
+    text = GOOD.replace("worker: getters", "worker: nobody").replace(
+        "    fixture: chip0\n    after", "    fixture: chip9\n    after"
+    )
     errors = errors_of(text)
     assert any("actions[0].fixture: no fixture 'chip9'; defined: chip0" in e for e in errors)
     assert any("actions[0].after.worker: no worker 'nobody'; defined: getters" in e for e in errors)
@@ -92,7 +94,9 @@ def test_bad_duration_and_number():
 
 
 def test_missing_required_and_invalid_yaml():
-    assert any("missing required key 'description'" in e for e in errors_of("name: t\nfixtures: {}\n"))
+    assert any(
+        "missing required key 'description'" in e for e in errors_of("name: t\nfixtures: {}\n")
+    )
     (error,) = errors_of("name: [unclosed\n")
     assert error.startswith("s/t.yaml:") and "not valid YAML" in error
 

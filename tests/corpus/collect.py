@@ -32,9 +32,21 @@ DIRECT = "/sys/kernel/debug/provoke-crash/DIRECT"
 TRIGGER = "/sys/kernel/debug/splat_selftest/trigger"
 
 LKDTM = [
-    "WARNING", "WARNING_MESSAGE", "BUG", "EXCEPTION", "ACCESS_NULL", "READ_AFTER_FREE",
-    "WRITE_AFTER_FREE", "SLAB_FREE_DOUBLE", "SLAB_LINEAR_OVERFLOW", "REFCOUNT_DEC_ZERO",
-    "REFCOUNT_INC_OVERFLOW", "CORRUPT_LIST_ADD", "CORRUPT_LIST_DEL", "ARRAY_BOUNDS", "PANIC",
+    "WARNING",
+    "WARNING_MESSAGE",
+    "BUG",
+    "EXCEPTION",
+    "ACCESS_NULL",
+    "READ_AFTER_FREE",
+    "WRITE_AFTER_FREE",
+    "SLAB_FREE_DOUBLE",
+    "SLAB_LINEAR_OVERFLOW",
+    "REFCOUNT_DEC_ZERO",
+    "REFCOUNT_INC_OVERFLOW",
+    "CORRUPT_LIST_ADD",
+    "CORRUPT_LIST_DEL",
+    "ARRAY_BOUNDS",
+    "PANIC",
 ]
 # Reports that need the detector's timeout to pass: trigger in the background, then wait.
 SLOW = {"HUNG_TASK": 45, "SOFTLOCKUP": 45}
@@ -45,8 +57,11 @@ def build_module(tree: Path, build_dir: Path) -> Path:
     work = Path(tempfile.mkdtemp(prefix="splat-module-"))
     for name in ("Kbuild", "splat_selftest.c"):
         shutil.copy(HERE / "splat_module" / name, work / name)
-    subprocess.run(["make", "-C", str(tree), f"O={build_dir}", f"M={work}", "modules"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["make", "-C", str(tree), f"O={build_dir}", f"M={work}", "modules"],
+        check=True,
+        capture_output=True,
+    )
     return work / "splat_selftest.ko"
 
 
@@ -69,11 +84,14 @@ def main(selected: list[str]) -> int:
     for name, (command, timeout) in cases(module).items():
         if selected and name not in selected:
             continue
-        spec = BootSpec(Path(record.kernel_image), chosen, (), plan=None, rwdirs=(), exec_command=command)
+        spec = BootSpec(
+            Path(record.kernel_image), chosen, (), plan=None, rwdirs=(), exec_command=command
+        )
         raw = OUT / f"{name}.raw"
         guest = Guest(spec, raw)
         guest.start()
-        for _ in guest.events(lambda t=time.monotonic() + timeout: t):
+        deadline = time.monotonic() + timeout
+        for _ in guest.events(lambda: deadline):  # noqa: B023 (consumed before the loop moves on)
             pass
         guest.stop()
         # keep the kernel's lines only: the first line is the host's vng command
