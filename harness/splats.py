@@ -145,7 +145,9 @@ def _func(lines: list[Line], *preferred: str | None, keep_sync: bool = True) -> 
     return first_useful(frames_of(lines), keep_sync) or "unknown"
 
 
-TitleFn = Callable[[re.Match, list[Line]], str]
+# A title function returns the title, or (kind, title) when the report's own
+# lines refine the pattern's kind (a WARN that is really a refcount bug).
+TitleFn = Callable[[re.Match, list[Line]], str | tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -165,21 +167,22 @@ def _kasan(m: re.Match, lines: list[Line]) -> str:
     return f"KASAN: {bug}{access} in {_func(lines, where)}"
 
 
-def _warning(m: re.Match, lines: list[Line]) -> str:
+def _warning(m: re.Match, lines: list[Line]) -> str | tuple[str, str]:
+    """WARN reports; the message lines above the header tell refcount, ODEBUG and list bugs apart."""
     source, func = m.group(1), m.group(2)
-    text = "\n".join(line.text for line in lines[:6])
+    text = "\n".join(line.text for line in lines[:8])
     if "refcount_t:" in text or "refcount" in source:
-        return f"refcount bug in {_func(lines, func)}"
+        return "refcount", f"refcount bug in {_func(lines, func)}"
     if "lib/debugobjects.c" in source or "ODEBUG:" in text:
-        return f"WARNING: ODEBUG bug in {_func(lines, keep_sync=False)}"
-    if "lib/list_debug.c" in source:
-        return f"BUG: corrupted list in {_func(lines)}"
+        return "debugobjects", f"WARNING: ODEBUG bug in {_func(lines, keep_sync=False)}"
+    if "list_debug.c" in source or re.search(r"list_(add|del) corruption", text):
+        return "list-corruption", f"BUG: corrupted list in {_func(lines)}"
     return f"WARNING in {_func(lines, func)}"
 
 
-def _bug_at(m: re.Match, lines: list[Line]) -> str:
+def _bug_at(m: re.Match, lines: list[Line]) -> str | tuple[str, str]:
     if "list_debug.c" in m.group(1):
-        return f"BUG: corrupted list in {_func(lines)}"
+        return "list-corruption", f"BUG: corrupted list in {_func(lines)}"
     return f"kernel BUG in {_func(lines, _rip(lines))}"
 
 
@@ -324,6 +327,12 @@ _CONTINUES = (
     ),
     re.compile(r"^BUG: (?:kernel NULL pointer|unable to handle)"),
 )
+_CUT_HERE = re.compile(r"^-+\[ cut here \]-+$")
+_CUT_HEADER = re.compile(r"^(?:WARNING: CPU: \d+ PID: \d+ at |kernel BUG at )")
+_CUT_LOOKAHEAD = 6
+_CUT_HERE = re.compile(r"^-+\[ cut here \]-+$")
+_CUT_HEADER = re.compile(r"^(?:WARNING: CPU: \d+ PID: \d+ at |kernel BUG at )")
+_CUT_LOOKAHEAD = 6
 _MAX_LINES = 160
 _GAP_SECONDS = 1.0
 
@@ -370,29 +379,36 @@ def parse(log: str) -> list[Splat]:
             scenario = m.group(2) if m.group(1) == "start" else None
             i += 1
             continue
-        found = _start(line)
+        begin = header = i
+        if _CUT_HERE.match(line.text):
+            # WARN/BUG: message lines (refcount_t:, list_add corruption, ODEBUG:)
+            # come between the banner and the header; they belong to the report.
+            window = range(i + 1, min(len(lines), i + 1 + _CUT_LOOKAHEAD))
+            header = next((j for j in window if _CUT_HEADER.match(lines[j].text)), i)
+            if header == i:
+                i += 1
+                continue
+        found = _start(lines[header])
         if not found:
             i += 1
             continue
         pattern, match = found
-        begin = i
-        # include the "cut here" / "=====" banner just above, for the excerpt
-        if begin > 0 and (
-            "cut here" in lines[begin - 1].text or _KASAN_RULE.match(lines[begin - 1].text)
-        ):
-            begin -= 1
-        end = _report_end(lines, i, kasan_rule=bool(_KASAN_RULE.match(lines[begin].text)))
-        body = lines[i:end]
-        title = pattern.title(match, body)
+        if begin == header and begin > 0 and _KASAN_RULE.match(lines[begin - 1].text):
+            begin -= 1  # the "=====" banner above a KASAN report, for the excerpt
+        is_kasan = bool(_KASAN_RULE.match(lines[begin].text))
+        end = _report_end(lines, header, kasan_rule=is_kasan)
+        body = lines[begin + 1 if begin < header else header : end]
+        titled = pattern.title(match, body)
+        kind, title = titled if isinstance(titled, tuple) else (pattern.kind, titled)
         key = (title, scenario)
         if key in seen:
             seen[key].count += 1
         else:
             splat = Splat(
-                kind=pattern.kind,
+                kind=kind,
                 title=title,
-                first_line=line.number,
-                time=line.time,
+                first_line=lines[header].number,
+                time=lines[header].time,
                 excerpt="\n".join(raw.text for raw in lines[begin:end]),
                 scenario=scenario,
                 frames=frames_of(body)[:20],

@@ -1,0 +1,58 @@
+"""Splat parser against real console logs of the harness kernel (tests/data/logs).
+
+Each log was produced by tests/corpus/collect.py (LKDTM or splat_module on
+6.12 under QEMU) or is a real harness run; expected.json holds the reviewed
+kind and title of every splat in each log, so a pattern change that alters
+any title or misses any report fails here.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness import splats
+
+LOGS = Path(__file__).parent / "data" / "logs"
+EXPECTED = json.loads((LOGS / "expected.json").read_text())
+
+
+def test_every_log_has_an_expectation():
+    assert sorted(p.name for p in LOGS.glob("*.log")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_titles(name):
+    found = splats.parse((LOGS / name).read_text(errors="replace"))
+    got = [{"kind": s.kind, "title": s.title, "scenario": s.scenario} for s in found]
+    assert got == EXPECTED[name]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_excerpt_holds_the_report(name):
+    for splat in splats.parse((LOGS / name).read_text(errors="replace")):
+        lines = splat.excerpt.splitlines()
+        assert 3 <= len(lines) <= 160
+        assert "harness-event" not in splat.excerpt
+        function = splat.title.rsplit(" in ", 1)[-1]
+        if " in " in splat.title and function != "unknown":
+            assert function in splat.excerpt
+
+
+def test_boot_log_without_splats_is_clean():
+    text = (LOGS / "clean-boot.log").read_text()
+    assert splats.parse(text) == []
+
+
+def test_timestamps_and_caller_ids_are_stripped():
+    (line,) = splats.split_lines("[   12.345678][  T123] BUG: KASAN: double-free in foo+0x1/0x2")
+    assert line.time == 12.345678 and line.text.startswith("BUG: KASAN")
+
+
+def test_same_title_twice_in_one_scenario_is_counted_once():
+    text = (LOGS / "lkdtm-warning.log").read_text()
+    start = text.index("------------[ cut here ]")
+    end = text.index("---[ end trace", start)
+    block = text[start : text.index("\n", end) + 1]
+    found = splats.parse(text + block)
+    assert len(found) == 1 and found[0].count == 2
