@@ -122,6 +122,7 @@ class Worker:
     min_ops: int
     interval: float
     hold_cycles: int
+    hold: bool
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,7 @@ _WORKER = {
     "min_ops": False,
     "interval": False,
     "hold_cycles": False,
+    "hold": False,
 }
 _ACTION = {
     "do": True,
@@ -259,14 +261,21 @@ def _fixture(name: str, node: Node) -> Fixture:
     return Fixture(name=name, type=kind, banks=tuple(banks))
 
 
+def _fixture_ref(fields: dict[str, Node], fixtures: dict[str, Fixture]) -> str | None:
+    """The optional 'fixture' key, which must name a defined fixture."""
+    fixture = _opt(fields, "fixture", scalar_str, None)
+    if fixture is not None and fixture not in fixtures:
+        defined = ", ".join(fixtures) or "none"
+        fields["fixture"].error(f"no fixture {fixture!r}; defined: {defined}")
+    return fixture
+
+
 def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
     w = mapping(node, _WORKER)
     if "name" not in w or "type" not in w:
         return None
     kind = choice(w["type"], WORKER_TYPES)
-    fixture = _opt(w, "fixture", scalar_str, None)
-    if fixture is not None and fixture not in fixtures:
-        w["fixture"].error(f"no fixture {fixture!r}; defined: {', '.join(fixtures) or 'none'}")
+    fixture = _fixture_ref(w, fixtures)
     if kind in _NEEDS_FIXTURE_WORKERS and fixture is None:
         node.error(f"a {kind} worker needs 'fixture'")
     path = _opt(w, "path", scalar_str, None)
@@ -295,7 +304,33 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
         min_ops=_opt(w, "min_ops", scalar_int, 1),
         interval=_opt(w, "interval", duration, 0.0),
         hold_cycles=_opt(w, "hold_cycles", scalar_int, 0),
+        hold=_opt(w, "hold", scalar_bool, True),
     )
+
+
+_REQUESTS_LINES = ("gpio-get-values", "gpio-edge-events")
+
+
+def _check_line_requests(node: Node, worker: Worker, earlier) -> None:
+    """A GPIO line can be requested once; a second request fails with EBUSY at run time."""
+    if worker.type not in _REQUESTS_LINES:
+        return
+    if not worker.share_fd and worker.threads > len(worker.lines):
+        node.error(
+            f"{worker.threads} threads with their own requests need {worker.threads} lines, "
+            f"got {len(worker.lines)}; add lines or set share_fd: true"
+        )
+    for other in earlier:
+        if other.type not in _REQUESTS_LINES or (other.fixture, other.bank) != (
+            worker.fixture,
+            worker.bank,
+        ):
+            continue
+        if clash := sorted(set(worker.lines) & set(other.lines)):
+            node.error(
+                f"line(s) {clash} of {worker.fixture} bank {worker.bank} are already requested "
+                f"by worker {other.name!r}; a line can be requested once (EBUSY)"
+            )
 
 
 def _action(node: Node, fixtures: dict[str, Fixture], workers: dict[str, Worker]) -> Action | None:
@@ -303,9 +338,7 @@ def _action(node: Node, fixtures: dict[str, Fixture], workers: dict[str, Worker]
     if "do" not in a:
         return None
     do = choice(a["do"], ACTION_TYPES)
-    fixture = _opt(a, "fixture", scalar_str, None)
-    if fixture is not None and fixture not in fixtures:
-        a["fixture"].error(f"no fixture {fixture!r}; defined: {', '.join(fixtures) or 'none'}")
+    fixture = _fixture_ref(a, fixtures)
     if do in _NEEDS_FIXTURE_ACTIONS and fixture is None:
         node.error(f"action '{do}' needs 'fixture'")
     after_worker, after_ops = None, 0
@@ -392,6 +425,7 @@ def parse_scenario(text: str, path: Path) -> tuple[Scenario | None, list[SchemaE
             continue
         if worker.name in workers:
             wnode.error(f"worker name {worker.name!r} is used twice")
+        _check_line_requests(wnode, worker, workers.values())
         workers[worker.name] = worker
     actions = []
     for anode in sequence(top["actions"]) if "actions" in top else []:

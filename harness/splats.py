@@ -168,7 +168,7 @@ def _kasan(m: re.Match, lines: list[Line]) -> str:
 
 
 def _warning(m: re.Match, lines: list[Line]) -> str | tuple[str, str]:
-    """WARN reports; the message lines above the header tell refcount, ODEBUG and list bugs apart."""
+    """WARN reports; message lines above the header mark refcount, ODEBUG and list bugs."""
     source, func = m.group(1), m.group(2)
     text = "\n".join(line.text for line in lines[:8])
     if "refcount_t:" in text or "refcount" in source:

@@ -119,3 +119,17 @@ def test_load_scenarios_collects_errors_of_all_files(tmp_path):
 @pytest.mark.parametrize("text,seconds", [("500ms", 0.5), ("2s", 2.0), ("1.5m", 90.0), ("3", 3.0)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
+
+
+def test_gpio_line_requested_twice_is_an_error():
+    extra = "  - name: again\n    type: gpio-edge-events\n    fixture: chip0\n    lines: [1]\n"
+    text = GOOD.replace("actions:", extra + "actions:")
+    (error,) = errors_of(text)
+    assert (
+        "workers[1]: line(s) [1] of chip0 bank 0 are already requested by worker 'getters'" in error
+    )
+
+
+def test_more_threads_than_lines_without_share_fd():
+    (error,) = errors_of(GOOD.replace("threads: 2", "threads: 3"))
+    assert "3 threads with their own requests need 3 lines, got 2" in error
