@@ -33,7 +33,7 @@ _MARKER = re.compile(r"^harness: scenario-(start|end) (\S+)")
 SKIP_FRAMES = re.compile(
     r"^(?:"
     r"dump_stack\w*|show_stack|print_\w+|printk\w*|_printk|vprintk\w*|__warn\w*|warn_\w+|"
-    r"report_bug|handle_bug|exc_invalid_op|asm_exc_\w+|do_error_trap|do_trap|"
+    r"report_bug|handle_bug|__schedule_bug|exc_invalid_op|asm_exc_\w+|do_error_trap|do_trap|"
     r"kasan_\w+|__kasan_\w+|__asan_\w+|asan_\w+|check_memory_region\w*|kasan|"
     r"ubsan_\w+|__ubsan_\w+|refcount_warn_saturate|refcount_\w+|__refcount_\w+|"
     r"lock_acquire\w*|lock_release|lock_\w+|__lock_\w+|lockdep_\w+|__lockdep_\w+|"
@@ -119,6 +119,26 @@ def first_useful(candidates: list[str], keep_sync: bool = True) -> str | None:
     return None
 
 
+_TOP_DIRS = (
+    "arch|block|certs|crypto|drivers|fs|include|init|io_uring|ipc|kernel|lib|mm|net|rust|"
+    "samples|security|sound|tools|virt"
+)
+
+
+def source_path(path: str) -> str:
+    """'../../trees/linux-6.12/include/linux/x.h:34' -> 'include/linux/x.h:34' (O= builds)."""
+    m = re.search(rf"(?:^|/)((?:{_TOP_DIRS})/.*)$", path)
+    return m.group(1) if m else path
+
+
+def _suspicious_site(lines: list[Line]) -> str:
+    """RCU-lockdep reports name the source line: 'include/linux/rcu_sync.h:34 suspicious ...'."""
+    for line in lines[1:6]:
+        if m := re.match(r"^(\S+:\d+) ", line.text):
+            return source_path(m.group(1))
+    return "unknown"
+
+
 def _rip(lines: list[Line]) -> str | None:
     for line in lines:
         if m := _RIP.match(line.text):
@@ -127,13 +147,20 @@ def _rip(lines: list[Line]) -> str | None:
 
 
 def _at_function(lines: list[Line], after: str) -> str | None:
-    """The function on the first 'at: func+0x..' line after a line containing ``after``."""
-    seen = False
-    for line in lines:
-        if after in line.text:
-            seen = True
-        if seen and (m := re.search(r"at: ([A-Za-z_.$][\w.$]*)\+0x", line.text)):
-            return m.group(1)
+    """The lock site lockdep names right after the line containing ``after``.
+
+    It is either on the next line ('... (lock){+.+.}, at: func+0x..') or, for
+    release reports, on the line after an 'at:' ('[<addr>] func+0x..').
+    """
+    for index, line in enumerate(lines):
+        if after not in line.text:
+            continue
+        for follow in lines[index : index + 3]:
+            if m := re.search(r"at: ([A-Za-z_.$][\w.$]*)\+0x", follow.text):
+                return m.group(1)
+            if follow is not line and (m := _FRAME.match(follow.text)):
+                return m.group(2)
+        return None
     return None
 
 
@@ -213,10 +240,7 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "lockdep",
         re.compile(r"^WARNING: suspicious RCU usage"),
-        lambda m, ls: "suspicious RCU usage at "
-        + next(
-            (x.group(1) for x in (re.match(r"^(\S+:\d+) ", ln.text) for ln in ls[1:6]) if x), "?"
-        ),
+        lambda m, ls: f"suspicious RCU usage at {_suspicious_site(ls)}",
     ),
     Pattern(
         "lockdep",
