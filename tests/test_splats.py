@@ -56,3 +56,18 @@ def test_same_title_twice_in_one_scenario_is_counted_once():
     block = text[start : text.index("\n", end) + 1]
     found = splats.parse(text + block)
     assert len(found) == 1 and found[0].count == 2
+
+
+def test_splat_is_attributed_to_the_scenario_between_markers():
+    text = (LOGS / "harness-selftest-kasan.log").read_text()
+    (splat,) = splats.parse(text)
+    assert splat.scenario == "selftest-kasan"
+    spans = splats.scenario_spans(text)
+    start, end = spans["selftest-kasan"]
+    assert start < splat.first_line < end
+    # the same report with the end marker moved above it is outside any scenario
+    lines = text.splitlines()
+    end_marker = lines.pop(end - 1)
+    lines.insert(start, end_marker)
+    (outside,) = splats.parse("\n".join(lines))
+    assert outside.scenario is None
