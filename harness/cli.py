@@ -242,6 +242,9 @@ def run(
     """
     started = time.monotonic()
     signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGHUP, _sigterm)
+    # a shell starts background jobs with SIGINT ignored; Ctrl-C must still stop QEMU
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     selected = _scenarios(scenarios)
     out = Path(out_dir).resolve()
     shutil.rmtree(out / "boots", ignore_errors=True)
@@ -286,7 +289,7 @@ def run(
         boots = runner.boots if runner else []
         if boots:
             info.properties["qemu_command"] = boots[0].qemu_command
-        results = runner.partial(items, "not run (interrupted)") if runner else []
+        results = runner.partial(items, "interrupted") if runner else []
         if runner is None and not results:
             from harness.run import ItemResult
 

@@ -102,6 +102,7 @@ class Runner:
         self.boots: list[BootRecord] = []
         self.guest: Guest | None = None
         self.results: dict[str, ItemResult] = {}
+        self.current: Item | None = None  # the item running right now, if any
 
     def partial(self, items: list[Item], why: str) -> list[ItemResult]:
         """Results so far; items without an outcome get ``why`` as their error."""
@@ -109,7 +110,8 @@ class Runner:
         for item in items:
             result = self.results.setdefault(item.id, ItemResult(item))
             if result.guest is None and result.error is None:
-                result.error = why
+                running = self.current is not None and self.current.id == item.id
+                result.error = f"{why} while running" if running else f"not run ({why})"
                 _verdict(result)
             out.append(result)
         return out
@@ -166,6 +168,8 @@ class Runner:
         by_id = {item.id: item for item in pending}
         done: set[str] = set()
         current: Item | None = None
+        record = BootRecord(index, str(console), cmdline, None, "running", self.guest.command)
+        self.boots.append(record)  # listed at once, so an interrupted run still has its console
         ready_at: float | None = None
         deadline = min(self.run_deadline, time.monotonic() + BOOT_TIMEOUT[self.accel.name])
         item_started = 0.0
@@ -181,7 +185,7 @@ class Runner:
                     f"(kernel {ev.fields.get('kernel')})"
                 )
             elif ev.kind == "start":
-                current = by_id.get(ev.fields.get("id"))
+                current = self.current = by_id.get(ev.fields.get("id"))
                 item_started = time.monotonic()
                 if current:
                     deadline = min(self.run_deadline, item_started + current.scenario.timeout)
@@ -203,18 +207,16 @@ class Runner:
                 except (OSError, json.JSONDecodeError) as exc:
                     result.error = f"guest result unreadable: {exc}"
                 done.add(current.id)
-                current = None
+                current = self.current = None
                 deadline = min(self.run_deadline, time.monotonic() + 60)
             elif ev.kind in ("needs-reboot", "done"):
                 deadline = min(deadline, time.monotonic() + 30)
         ended = self.guest.ended_reason
-        self_command = self.guest.command
         self.guest.stop()
         self.guest = None
         log_text = console.read_text(errors="replace")
         found = splats.parse(log_text)
-        record = BootRecord(index, str(console), cmdline, ready_at, ended, self_command)
-        self.boots.append(record)
+        record.seconds_to_ready, record.ended = ready_at, ended
         for splat in found:
             target = by_id.get((splat.scenario or "").split(" ")[0])
             if target is not None and target.id in results:
