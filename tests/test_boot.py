@@ -28,15 +28,16 @@ SCENARIOS = [
 @pytest.fixture(scope="module")
 def harness_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "harness.cli", "run", *SCENARIOS, "--out", str(out)],
         cwd=ROOT,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        timeout=3600,
     )
-    print(proc.stdout)
+    for line in proc.stdout:  # stream build and boot progress into the CI log
+        sys.__stderr__.write(line)
+    proc.wait(timeout=3600)
     junit = ET.parse(out / "junit.xml").getroot().find("testsuite")
     cases = {c.get("name"): c for c in junit.iter("testcase")}
     summary = json.loads((out / "summary.json").read_text())
