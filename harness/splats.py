@@ -213,29 +213,38 @@ def _bug_at(m: re.Match, lines: list[Line]) -> str | tuple[str, str]:
     return f"kernel BUG in {_func(lines, _rip(lines))}"
 
 
+def _in(prefix: str, rip: bool = False) -> TitleFn:
+    """Title '<prefix> in <function>'; with ``rip`` the faulting RIP is preferred."""
+    return lambda m, ls: f"{prefix} in {_func(ls, _rip(ls) if rip else None)}"
+
+
+def _locked_at(prefix: str, after: str) -> TitleFn:
+    """Lockdep titles name the lock site printed after the line containing ``after``."""
+    return lambda m, ls: f"{prefix} in {_func(ls, _at_function(ls, after))}"
+
+
 PATTERNS: tuple[Pattern, ...] = (
     Pattern("kasan", re.compile(r"^BUG: KASAN: ([\w-]+) in ([A-Za-z_.$][\w.$]*)"), _kasan),
     Pattern("kasan", re.compile(r"^BUG: KASAN: ([\w-]+) (?:on address|in range)()"), _kasan),
     Pattern(
         "lockdep",
         re.compile(r"^WARNING: possible circular locking dependency detected"),
-        lambda m, ls: f"possible deadlock in {_func(ls, _at_function(ls, 'is trying to acquire'))}",
+        _locked_at("possible deadlock", "is trying to acquire"),
     ),
     Pattern(
         "lockdep",
         re.compile(r"^WARNING: possible recursive locking detected"),
-        lambda m, ls: f"possible deadlock in {_func(ls, _at_function(ls, 'is trying to acquire'))}",
+        _locked_at("possible deadlock", "is trying to acquire"),
     ),
     Pattern(
         "lockdep",
         re.compile(r"^WARNING: inconsistent lock state"),
-        lambda m, ls: f"inconsistent lock state in {_func(ls, _at_function(ls, 'takes:'))}",
+        _locked_at("inconsistent lock state", "takes:"),
     ),
     Pattern(
         "lockdep",
         re.compile(r"^WARNING: bad unlock balance detected!"),
-        lambda m,
-        ls: f"bad unlock balance in {_func(ls, _at_function(ls, 'is trying to release'))}",
+        _locked_at("bad unlock balance", "is trying to release"),
     ),
     Pattern(
         "lockdep",
@@ -272,17 +281,17 @@ PATTERNS: tuple[Pattern, ...] = (
         re.compile(
             r"^rcu: INFO: (\w+) (?:detected stalls on CPUs/tasks|self-detected stall on CPU)"
         ),
-        lambda m, ls: f"INFO: rcu detected stall in {_func(ls, _rip(ls))}",
+        _in("INFO: rcu detected stall", rip=True),
     ),
     Pattern(
         "lockup",
         re.compile(r"^watchdog: BUG: soft lockup - CPU#\d+ stuck for"),
-        lambda m, ls: f"BUG: soft lockup in {_func(ls, _rip(ls))}",
+        _in("BUG: soft lockup", rip=True),
     ),
     Pattern(
         "lockup",
         re.compile(r"^(?:watchdog: )?Watchdog detected hard LOCKUP on cpu"),
-        lambda m, ls: f"BUG: hard lockup in {_func(ls, _rip(ls))}",
+        _in("BUG: hard lockup", rip=True),
     ),
     Pattern(
         "lockup",
@@ -292,34 +301,33 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "atomic-sleep",
         re.compile(r"^BUG: sleeping function called from invalid context"),
-        lambda m, ls: f"BUG: sleeping function called from invalid context in {_func(ls)}",
+        _in("BUG: sleeping function called from invalid context"),
     ),
     Pattern(
         "atomic-sleep",
         re.compile(r"^BUG: scheduling while atomic"),
-        lambda m, ls: f"BUG: scheduling while atomic in {_func(ls)}",
+        _in("BUG: scheduling while atomic"),
     ),
     Pattern(
         "list-corruption",
         re.compile(r"^(list_add|list_del) corruption"),
-        lambda m, ls: f"BUG: corrupted list in {_func(ls)}",
+        _in("BUG: corrupted list"),
     ),
     Pattern("bug", re.compile(r"^kernel BUG at (\S+)!"), _bug_at),
     Pattern(
         "oops",
         re.compile(r"^BUG: kernel NULL pointer dereference"),
-        lambda m,
-        ls: f"BUG: unable to handle kernel NULL pointer dereference in {_func(ls, _rip(ls))}",
+        _in("BUG: unable to handle kernel NULL pointer dereference", rip=True),
     ),
     Pattern(
         "oops",
         re.compile(r"^BUG: unable to handle (?:page fault|kernel paging request)"),
-        lambda m, ls: f"BUG: unable to handle kernel paging request in {_func(ls, _rip(ls))}",
+        _in("BUG: unable to handle kernel paging request", rip=True),
     ),
     Pattern(
         "oops",
         re.compile(r"^(?:Oops: )?general protection fault"),
-        lambda m, ls: f"general protection fault in {_func(ls, _rip(ls))}",
+        _in("general protection fault", rip=True),
     ),
     Pattern(
         "ubsan",
@@ -329,9 +337,9 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "kmemleak",
         re.compile(r"^unreferenced object 0x[0-9a-f]+ \(size \d+\)"),
-        lambda m, ls: f"memory leak in {_func(ls)}",
+        _in("memory leak"),
     ),
-    Pattern("oops", re.compile(r"^Oops: "), lambda m, ls: f"Oops in {_func(ls, _rip(ls))}"),
+    Pattern("oops", re.compile(r"^Oops: "), _in("Oops", rip=True)),
     Pattern("bug", re.compile(r"^BUG: (.+?)\s*$"), lambda m, ls: f"BUG: {m.group(1)}"),
     Pattern(
         "panic",
