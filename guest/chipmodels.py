@@ -101,8 +101,9 @@ class Eeprom(_Anomalies):
     up to its write_timeout (25 ms by default).
     """
 
-    def __init__(self, model: str = "24c512", pattern: str = "counter", seed: int = 0,
-                 busy_nacks: int = 0):
+    def __init__(
+        self, model: str = "24c512", pattern: str = "counter", seed: int = 0, busy_nacks: int = 0
+    ):
         super().__init__()
         if model not in EEPROM_TYPES:
             raise ValueError(f"unknown EEPROM {model!r}; allowed: {', '.join(EEPROM_TYPES)}")
@@ -114,6 +115,11 @@ class Eeprom(_Anomalies):
         self.mem = bytearray(initial_content(pattern, self.size, seed))
         self.pointer = 0
         self.busy_nacks = busy_nacks
+        self._busy_left = 0
+
+    def power_cycle(self) -> None:
+        """Power lost with the adapter: the address pointer and a write cycle are gone."""
+        self.pointer = 0
         self._busy_left = 0
 
     def _busy(self) -> bool:
@@ -241,9 +247,15 @@ class SpiNorFlash(_Anomalies):
     While WIP is set the chip ignores every command except READ STATUS.
     """
 
-    def __init__(self, model: str = "w25x05", pattern: str = "counter", seed: int = 0,
-                 busy_polls: int = 0, busy_seconds: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        model: str = "w25x05",
+        pattern: str = "counter",
+        seed: int = 0,
+        busy_polls: int = 0,
+        busy_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         super().__init__()
         if model not in FLASH_TYPES:
             raise ValueError(f"unknown flash {model!r}; allowed: {', '.join(FLASH_TYPES)}")
@@ -272,6 +284,14 @@ class SpiNorFlash(_Anomalies):
         self._addr = 0
         self._ignored = False
         self._data = bytearray()
+
+    def power_cycle(self) -> None:
+        """Power lost with the adapter: a command in flight, WEL and WIP are gone."""
+        self.selected = False
+        self._reset_command()
+        self.wel = False
+        self._wip = False
+        self._polls_left = 0
 
     # --- status ------------------------------------------------------------------
 
