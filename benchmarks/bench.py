@@ -116,23 +116,49 @@ def plain_vng_exec_true(image: Path, chosen) -> float:
     if chosen.name == "tcg":
         cmd.insert(1, "--disable-kvm")
     started = time.monotonic()
-    subprocess.run(cmd, env=_vng_env(), capture_output=True, check=True, timeout=600)
-    return time.monotonic() - started
+    out = subprocess.run(cmd, env=_vng_env(), capture_output=True, text=True, timeout=600)
+    elapsed = time.monotonic() - started
+    # Without udev, virtme-ng-init finds no virtio-serial script ports, runs the
+    # command on the console and cannot report its exit code: vng exits 255.
+    if out.returncode not in (0, 255):
+        raise RuntimeError(f"vng --exec true failed ({out.returncode}): {out.stderr[-500:]}")
+    return elapsed
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-vng-build", action="store_true", help="skip the 30-minute baseline")
     parser.add_argument("--boots", type=int, default=3, help="boots per side for the boot ratio")
+    parser.add_argument(
+        "--only",
+        choices=["build", "incremental", "boot"],
+        action="append",
+        help="run only these measures (repeatable; default: all)",
+    )
     args = parser.parse_args()
+    wanted = set(args.only or ["build", "incremental", "boot"])
     tree = default_tree()
     fragments = kconfig.FragmentSet.for_scenarios(["gpio-sim"], [])
     results: dict[str, float | int | str | None] = {}
+    if "build" in wanted:
+        measure_builds(tree, fragments, results, args.skip_vng_build)
+    if "incremental" in wanted:
+        seconds, objects = incremental_rebuild(tree, fragments)
+        results["incremental_rebuild_s"] = seconds
+        results["incremental_objects"] = objects
+    if "boot" in wanted:
+        measure_boots(tree, fragments, results, args.boots)
+    (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=1))
+    print_table(results)
+    return 0
+
+
+def measure_builds(tree, fragments, results: dict, skip_vng: bool) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-build-", dir=paths.cache_dir()))
     try:
         results["harness_clean_build_s"] = round(clean_harness_build(tree, fragments, work), 1)
         print(f"harness clean build: {results['harness_clean_build_s']} s", flush=True)
-        if not args.skip_vng_build:
+        if not skip_vng:
             results["vng_clean_build_s"] = round(clean_vng_build(tree, fragments, work), 1)
             results["build_ratio"] = round(
                 results["harness_clean_build_s"] / results["vng_clean_build_s"], 3
@@ -140,34 +166,42 @@ def main() -> int:
             print(f"vng --kconfig clean build: {results['vng_clean_build_s']} s", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    seconds, objects = incremental_rebuild(tree, fragments)
-    results["incremental_rebuild_s"] = seconds
-    results["incremental_objects"] = objects
+
+
+def measure_boots(tree, fragments, results: dict, boots: int) -> None:
     chosen = accel.choose("auto")
     results["accelerator"] = chosen.name
     config = configure(tree, fragments)
     image = build_dir_for(config) / "arch" / "x86" / "boot" / "bzImage"
-    ours = [boot_to_first_step(image, chosen) for _ in range(args.boots)]
-    plain = [plain_vng_exec_true(image, chosen) for _ in range(args.boots)]
+    ours = [boot_to_first_step(image, chosen) for _ in range(boots)]
+    plain = [plain_vng_exec_true(image, chosen) for _ in range(boots)]
     results["boot_to_first_step_s"] = round(statistics.median(ours), 2)
     results["vng_exec_true_s"] = round(statistics.median(plain), 2)
     results["boot_ratio"] = round(statistics.median(ours) / statistics.median(plain), 3)
-    results["boot_samples"] = json.dumps({"harness": ours, "vng": plain})
-    (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=1))
+    results["boot_samples"] = {
+        "harness": [round(x, 2) for x in ours],
+        "vng": [round(x, 2) for x in plain],
+    }
+
+
+def print_table(results: dict) -> None:
     print()
-    print(f"{'measure':40} {'value':>10}  goal")
+    print(f"{'measure':48} {'value':>10}  goal")
     rows = [
-        ("clean build, harness kernel (s)", results["harness_clean_build_s"], ""),
+        ("clean build, harness kernel (s)", results.get("harness_clean_build_s"), ""),
         ("clean build, vng --kconfig (s)", results.get("vng_clean_build_s"), ""),
         ("  ratio", results.get("build_ratio"), "<= 0.35"),
-        (f"incremental rebuild, touch {TOUCHED} (s)", seconds, "<= 90"),
-        ("boot to first scenario step (s, median)", results["boot_to_first_step_s"], ""),
-        ("vng --exec true (s, median)", results["vng_exec_true_s"], ""),
-        ("  ratio", results["boot_ratio"], "<= 1.10"),
+        (
+            f"incremental rebuild, touch {TOUCHED} (s)",
+            results.get("incremental_rebuild_s"),
+            "<= 90",
+        ),
+        ("boot to first scenario step (s, median)", results.get("boot_to_first_step_s"), ""),
+        ("vng --exec true (s, median)", results.get("vng_exec_true_s"), ""),
+        ("  ratio", results.get("boot_ratio"), "<= 1.10"),
     ]
     for name, value, goal in rows:
-        print(f"{name:40} {value if value is not None else '-':>10}  {goal}")
-    return 0
+        print(f"{name:48} {value if value is not None else '-':>10}  {goal}")
 
 
 if __name__ == "__main__":
