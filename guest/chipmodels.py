@@ -101,8 +101,9 @@ class Eeprom(_Anomalies):
     up to its write_timeout (25 ms by default).
     """
 
-    def __init__(self, model: str = "24c512", pattern: str = "counter", seed: int = 0,
-                 busy_nacks: int = 0):
+    def __init__(
+        self, model: str = "24c512", pattern: str = "counter", seed: int = 0, busy_nacks: int = 0
+    ):
         super().__init__()
         if model not in EEPROM_TYPES:
             raise ValueError(f"unknown EEPROM {model!r}; allowed: {', '.join(EEPROM_TYPES)}")
@@ -241,9 +242,15 @@ class SpiNorFlash(_Anomalies):
     While WIP is set the chip ignores every command except READ STATUS.
     """
 
-    def __init__(self, model: str = "w25x05", pattern: str = "counter", seed: int = 0,
-                 busy_polls: int = 0, busy_seconds: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        model: str = "w25x05",
+        pattern: str = "counter",
+        seed: int = 0,
+        busy_polls: int = 0,
+        busy_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         super().__init__()
         if model not in FLASH_TYPES:
             raise ValueError(f"unknown flash {model!r}; allowed: {', '.join(FLASH_TYPES)}")

@@ -72,11 +72,19 @@ class GadgetError(Exception):
 # --- descriptors -------------------------------------------------------------------
 
 
-def interface_descriptor(number: int, endpoints: int, cls: int, subclass: int = 0,
-                         protocol: int = 0, string: int = 0, alternate: int = 0) -> bytes:
+def interface_descriptor(
+    number: int,
+    endpoints: int,
+    cls: int,
+    subclass: int = 0,
+    protocol: int = 0,
+    string: int = 0,
+    alternate: int = 0,
+) -> bytes:
     """struct usb_interface_descriptor (9 bytes); ``string`` is the iInterface index."""
-    return struct.pack("<9B", 9, USB_DT_INTERFACE, number, alternate, endpoints, cls, subclass,
-                       protocol, string)
+    return struct.pack(
+        "<9B", 9, USB_DT_INTERFACE, number, alternate, endpoints, cls, subclass, protocol, string
+    )
 
 
 def endpoint_descriptor(address: int, transfer: int, max_packet: int, interval: int = 0) -> bytes:
@@ -86,8 +94,7 @@ def endpoint_descriptor(address: int, transfer: int, max_packet: int, interval: 
 
 def hid_descriptor(report_length: int, country: int = 0, bcd_hid: int = 0x0111) -> bytes:
     """HID class descriptor with one report descriptor (9 bytes, what f_fs accepts)."""
-    return struct.pack("<BBHBBBH", 9, HID_DT_HID, bcd_hid, country, 1, HID_DT_REPORT,
-                       report_length)
+    return struct.pack("<BBHBBBH", 9, HID_DT_HID, bcd_hid, country, 1, HID_DT_REPORT, report_length)
 
 
 def descriptors_blob(fs: Sequence[bytes], hs: Sequence[bytes]) -> bytes:
@@ -98,8 +105,11 @@ def descriptors_blob(fs: Sequence[bytes], hs: Sequence[bytes]) -> bytes:
     counts = [len(d) for d in (fs, hs) if d]
     body = b"".join(fs) + b"".join(hs)
     length = 12 + 4 * len(counts) + len(body)
-    return (struct.pack("<III", FUNCTIONFS_DESCRIPTORS_MAGIC_V2, length, flags)
-            + struct.pack(f"<{len(counts)}I", *counts) + body)
+    return (
+        struct.pack("<III", FUNCTIONFS_DESCRIPTORS_MAGIC_V2, length, flags)
+        + struct.pack(f"<{len(counts)}I", *counts)
+        + body
+    )
 
 
 def strings_blob(strings: Sequence[str], language: int = LANGUAGE_EN_US) -> bytes:
@@ -145,8 +155,9 @@ class ControlTransfer:
     write stalls. A stall comes back as EL2HLT.
     """
 
-    def __init__(self, setup: ControlSetup, read: Callable[[int], bytes],
-                 write: Callable[[bytes], int]):
+    def __init__(
+        self, setup: ControlSetup, read: Callable[[int], bytes], write: Callable[[bytes], int]
+    ):
         self.setup = setup
         self._read = read
         self._write = write
@@ -293,8 +304,14 @@ class FfsGadget:
     ep0 thread), then any number of ``plug()``/``unplug()``, then ``destroy()``.
     """
 
-    def __init__(self, config: GadgetConfig, udc: str, on_setup: SetupHandler | None = None,
-                 on_event: EventHandler | None = None, root: Path = CONFIGFS_GADGETS):
+    def __init__(
+        self,
+        config: GadgetConfig,
+        udc: str,
+        on_setup: SetupHandler | None = None,
+        on_event: EventHandler | None = None,
+        root: Path = CONFIGFS_GADGETS,
+    ):
         self.config = config
         self.udc = udc
         self.on_setup = on_setup
@@ -362,8 +379,9 @@ class FfsGadget:
         name = self.config.name.encode()
         if _libc.mount(name, str(self.mount_dir).encode(), b"functionfs", 0, None) != 0:
             err = ctypes.get_errno()
-            raise GadgetError(f"mount functionfs {self.config.name} on {self.mount_dir}: "
-                              f"{os.strerror(err)}")
+            raise GadgetError(
+                f"mount functionfs {self.config.name} on {self.mount_dir}: " f"{os.strerror(err)}"
+            )
         self._mounted = True
 
     def _umount(self) -> None:
@@ -398,8 +416,9 @@ class FfsGadget:
             self.destroy()
             raise
         self._stop.clear()
-        self._thread = threading.Thread(target=self._ep0_loop, name=f"ep0-{self.config.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._ep0_loop, name=f"ep0-{self.config.name}", daemon=True
+        )
         self._thread.start()
 
     def _ep0_loop(self) -> None:
@@ -430,8 +449,9 @@ class FfsGadget:
             self.on_event(name)
 
     def _setup(self, setup: ControlSetup) -> None:
-        transfer = ControlTransfer(setup, lambda n: os.read(self.ep0, n),
-                                   lambda data: os.write(self.ep0, data))
+        transfer = ControlTransfer(
+            setup, lambda n: os.read(self.ep0, n), lambda data: os.write(self.ep0, data)
+        )
         try:
             if self.on_setup is not None:
                 self.on_setup(transfer)
@@ -470,8 +490,10 @@ class FfsGadget:
             }.get(exc.errno, "")
             raise GadgetError(f"bind {self.config.name} to {self.udc}: {exc} {hint}") from exc
         if wait and not self.enabled.wait(timeout):
-            raise GadgetError(f"{self.config.name}: host did not configure the device within "
-                              f"{timeout:g} s (events so far: {dict(self.events)})")
+            raise GadgetError(
+                f"{self.config.name}: host did not configure the device within "
+                f"{timeout:g} s (events so far: {dict(self.events)})"
+            )
 
     def unplug(self) -> bool:
         """Unbind from the UDC; False if it was not bound."""

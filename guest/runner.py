@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import gpio  # noqa: E402
+import fixtures  # noqa: E402
 from workers import Handle, Worker  # noqa: E402
 
 REMOVING = ("remove", "unbind")
@@ -71,7 +71,7 @@ class ScenarioRun:
         self.rng = random.Random(item["seed"])
         self.violations: list[str] = []
         self.actions: list[dict] = []
-        self.fixtures: dict[str, gpio.GpioSim] = {}
+        self.fixtures: dict[str, fixtures.Fixture] = {}
         self.held: list[tuple[int, Handle]] = []
         self.totals: dict[str, dict] = {}
         self.needs_reboot = False
@@ -86,25 +86,24 @@ class ScenarioRun:
     # --- fixtures ------------------------------------------------------------
 
     def setup_fixtures(self) -> None:
-        for index, fx in enumerate(self.sc["fixtures"]):
-            sim = gpio.GpioSim(fx["name"], fx["banks"], f"harness-{os.getpid()}-{index}")
-            self.fixtures[fx["name"]] = sim
-            sim.define()
-            sim.set_live(True)
-            sim.wait_ready()
+        for index, spec in enumerate(self.sc["fixtures"]):
+            fixture = fixtures.make(spec, f"harness-{os.getpid()}-{index}")
+            self.fixtures[spec["name"]] = fixture
+            fixture.setup()
 
     def teardown_fixtures(self) -> None:
-        for sim in self.fixtures.values():
+        for fixture in self.fixtures.values():
             try:
-                sim.destroy()
-            except OSError as exc:
-                self.violate(f"teardown of {sim.name} failed: {exc}")
+                fixture.teardown()
+            except (OSError, fixtures.FixtureError) as exc:
+                self.violate(f"teardown of {fixture.name} failed: {exc}")
 
     def resolve(self, template: str) -> str:
-        values = {}
-        for name, sim in self.fixtures.items():
-            values[f"{name}.dev"] = sim.dev(0) if sim.chips else ""
-            values[f"{name}.device"] = sim.device or ""
+        values = {
+            f"{name}.{key}": value
+            for name, fixture in self.fixtures.items()
+            for key, value in fixture.values().items()
+        }
         out = template
         for key, value in values.items():
             out = out.replace("{" + key + "}", value)
@@ -135,27 +134,21 @@ class ScenarioRun:
                 )
 
     def _perform(self, action: dict, step: int) -> None:
-        do, sim = action["do"], self.fixtures.get(action["fixture"] or "")
-        if do == "remove":
-            sim.set_live(False)
-        elif do == "create":
-            if not sim.is_live():
-                sim.set_live(True)
-            sim.wait_ready()
-        elif do == "unbind":
-            sim.unbind()
-        elif do == "bind":
-            sim.bind()
-            sim.wait_ready()
-        elif do == "set-pull":
-            sim.set_pull(action["bank"], action["line"], action["pull"])
-        elif do == "toggle-pull":
-            pull = ("pull-up", "pull-down")[step % 2]
-            sim.set_pull(action["bank"], action["line"], pull)
-        elif do == "sleep":
+        do, fixture = action["do"], self.fixtures.get(action["fixture"] or "")
+        if do == "sleep":
             time.sleep(action["duration"])
         elif do == "provoke":
             Path("/sys/kernel/debug/provoke-crash/DIRECT").write_text(action["what"])
+        elif do == "remove":
+            fixture.remove()
+        elif do == "create":
+            fixture.create()
+        elif do == "unbind":
+            fixture.unbind(action.get("level"))
+        elif do == "bind":
+            fixture.bind(action.get("level"))
+        else:
+            fixture.perform(action, step)
 
     def run_action(self, action: dict, workers: list[Worker], cycle_start: float) -> None:
         self._wait_trigger(action, workers, cycle_start)
@@ -174,7 +167,7 @@ class ScenarioRun:
             def body(step: int = step, outcome: dict = outcome) -> None:
                 try:
                     self._perform(action, step)
-                except (OSError, gpio.FixtureError) as exc:
+                except (OSError, fixtures.FixtureError) as exc:
                     outcome["error"] = str(exc)
 
             t0 = time.monotonic()
@@ -252,10 +245,9 @@ class ScenarioRun:
     def run_cycle(self) -> None:
         self.removed_this_cycle = set()
         self.removed_in_cycle = set()
-        for sim in self.fixtures.values():
-            if not sim.is_live():
-                sim.set_live(True)
-                sim.wait_ready()
+        for fixture in self.fixtures.values():
+            if not fixture.present():
+                fixture.create()
         workers = [
             Worker(
                 spec, self.resolve, self.fixtures.get(spec.get("fixture") or ""), self.item["seed"]
@@ -382,7 +374,7 @@ class ScenarioRun:
                 event("cycle", id=self.id, cycle=self.cycle, violations=len(self.violations))
                 if self.needs_reboot:
                     break
-        except gpio.FixtureError as exc:
+        except fixtures.FixtureError as exc:
             error = str(exc)
         except OSError as exc:
             error = f"{type(exc).__name__}: {exc}"
