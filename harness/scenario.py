@@ -71,6 +71,9 @@ PROVOKE = (
     "CORRUPT_LIST_DEL",
     "ARRAY_BOUNDS",
 )
+# Where an unbind/bind action cuts: the provider's own driver by default, or a
+# level of a USB adapter fixture's stack (client chip, bus adapter, USB interface).
+UNBIND_LEVELS = ("driver", "client", "adapter", "spi-device", "controller", "usb-interface")
 # Actions that take a provider away: the guest proves workers were mid-operation.
 REMOVING_ACTIONS = ("remove", "unbind")
 ON_ERROR = ("stop", "continue", "reopen")
@@ -140,6 +143,7 @@ class Action:
     within: float | None
     duration: float
     what: str
+    level: str | None
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,7 @@ _ACTION = {
     "within": False,
     "duration": False,
     "what": False,
+    "level": False,
 }
 _AFTER = {"worker": True, "ops": True}
 _EXPECT = {
@@ -370,6 +375,7 @@ def _action(node: Node, fixtures: dict[str, Fixture], workers: dict[str, Worker]
         within=_opt(a, "within", duration, None),
         duration=_opt(a, "duration", duration, 0.0),
         what=_opt(a, "what", lambda n: choice(n, PROVOKE), ""),
+        level=_opt(a, "level", lambda n: choice(n, UNBIND_LEVELS), None),
     )
 
 
