@@ -117,6 +117,11 @@ class Eeprom(_Anomalies):
         self.busy_nacks = busy_nacks
         self._busy_left = 0
 
+    def power_cycle(self) -> None:
+        """Power lost with the adapter: the address pointer and a write cycle are gone."""
+        self.pointer = 0
+        self._busy_left = 0
+
     def _busy(self) -> bool:
         if self._busy_left:
             self._busy_left -= 1
@@ -279,6 +284,14 @@ class SpiNorFlash(_Anomalies):
         self._addr = 0
         self._ignored = False
         self._data = bytearray()
+
+    def power_cycle(self) -> None:
+        """Power lost with the adapter: a command in flight, WEL and WIP are gone."""
+        self.selected = False
+        self._reset_command()
+        self.wel = False
+        self._wip = False
+        self._polls_left = 0
 
     # --- status ------------------------------------------------------------------
 

@@ -380,7 +380,7 @@ class FfsGadget:
         if _libc.mount(name, str(self.mount_dir).encode(), b"functionfs", 0, None) != 0:
             err = ctypes.get_errno()
             raise GadgetError(
-                f"mount functionfs {self.config.name} on {self.mount_dir}: " f"{os.strerror(err)}"
+                f"mount functionfs {self.config.name} on {self.mount_dir}: {os.strerror(err)}"
             )
         self._mounted = True
 
@@ -401,7 +401,15 @@ class FfsGadget:
     def create(self, read_buffer: int = 4096) -> None:
         """Everything up to, not including, the UDC bind; the device is ready but unplugged."""
         install_wake_handler()
-        self.build_tree()
+        try:
+            self.build_tree()
+        except FileExistsError as exc:
+            raise GadgetError(
+                f"{self.dir} exists: a gadget of that name is live or left over"
+            ) from exc
+        except OSError as exc:
+            self.destroy()
+            raise GadgetError(f"configfs gadget {self.config.name}: {exc}") from exc
         try:
             self._mount()
             self.ep0 = os.open(self.mount_dir / "ep0", os.O_RDWR)
@@ -432,7 +440,10 @@ class FfsGadget:
             except OSError as exc:
                 if exc.errno in (errno.EAGAIN, errno.EINTR, errno.EIDRM):
                     continue
-                self.problems.append(f"ep0 read: {exc}")
+                if exc.errno == EL2HLT:  # a SETUP was left pending and FunctionFS stalled it
+                    self.problems.append("ep0: a pending setup was stalled by FunctionFS")
+                    continue
+                self.problems.append(f"ep0 read: {exc}; ep0 thread ends")
                 return
             for name, setup in parse_events(data):
                 self._event(name, setup)
@@ -446,7 +457,10 @@ class FfsGadget:
         if setup is not None:
             self._setup(setup)
         if self.on_event is not None:
-            self.on_event(name)
+            try:
+                self.on_event(name)
+            except Exception as exc:  # a callback bug must not end event handling
+                self.problems.append(f"event {name} callback: {type(exc).__name__}: {exc}")
 
     def _setup(self, setup: ControlSetup) -> None:
         transfer = ControlTransfer(
@@ -455,13 +469,21 @@ class FfsGadget:
         try:
             if self.on_setup is not None:
                 self.on_setup(transfer)
-            if transfer.outcome is None:
-                if self.on_setup is not None:
-                    self.problems.append(f"setup {setup} left unanswered; stalled")
+            elif transfer.outcome is None:
                 transfer.stall()
         except OSError as exc:
             if exc.errno != errno.EIDRM:  # EIDRM: the host gave up on it, a newer event came
                 self.problems.append(f"setup {setup}: {exc}")
+            return
+        except Exception as exc:  # a handler bug: stall below so the host is not left waiting
+            self.problems.append(f"setup {setup} handler: {type(exc).__name__}: {exc}")
+        if transfer.outcome is None:
+            self.problems.append(f"setup {setup} left unanswered; stalled")
+            try:
+                transfer.stall()
+            except OSError as exc:
+                if exc.errno != errno.EIDRM:
+                    self.problems.append(f"setup {setup} stall: {exc}")
 
     # --- UDC -----------------------------------------------------------------------
 
