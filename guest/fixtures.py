@@ -45,12 +45,27 @@ class Fixture(Protocol):
         """Remove everything the fixture created, also after a failed setup."""
 
 
-def make(spec: dict, instance: str) -> Fixture:
-    """The fixture object for one ``fixtures:`` entry of a scenario."""
+USB_TYPES = ("usb-i2c", "spi-nor")
+
+
+def make(spec: dict, instance: str, udc: str, modules: dict[str, str]) -> Fixture:
+    """The fixture object for one ``fixtures:`` entry of a scenario.
+
+    ``udc`` is the dummy_hcd UDC a USB adapter fixture plugs into; ``modules``
+    are the helper kernel modules built for this kernel.
+    """
     if spec["type"] == "gpio-sim":
         import gpio
 
         return gpio.GpioSim(spec["name"], spec["banks"], instance)
+    if spec["type"] == "usb-i2c":
+        import usbfixtures
+
+        return usbfixtures.UsbI2cEeprom(spec, instance, udc, modules)
+    if spec["type"] == "spi-nor":
+        import usbfixtures
+
+        return usbfixtures.SpiNorFlash(spec, instance, udc, modules)
     raise FixtureError(
         f"fixture {spec['name']}: type {spec['type']!r} is not supported by the guest"
     )

@@ -63,8 +63,9 @@ def open_fds() -> int:
 
 
 class ScenarioRun:
-    def __init__(self, item: dict):
+    def __init__(self, item: dict, modules: dict[str, str]):
         self.item = item
+        self.modules = modules
         self.sc = item["scenario"]
         self.expect = self.sc["expect"]
         self.id = item["id"]
@@ -86,8 +87,12 @@ class ScenarioRun:
     # --- fixtures ------------------------------------------------------------
 
     def setup_fixtures(self) -> None:
+        usb_index = 0
         for index, spec in enumerate(self.sc["fixtures"]):
-            fixture = fixtures.make(spec, f"harness-{os.getpid()}-{index}")
+            udc = f"dummy_udc.{usb_index}"
+            usb_index += spec["type"] in fixtures.USB_TYPES
+            instance = f"harness-{os.getpid()}-{index}"
+            fixture = fixtures.make(spec, instance, udc, self.modules)
             self.fixtures[spec["name"]] = fixture
             fixture.setup()
 
@@ -431,7 +436,7 @@ def main(argv: list[str]) -> int:
     event("ready", kernel=os.uname().release, items=len(plan["items"]))
     gc.disable()  # no collector pauses inside timing-sensitive loops
     for item in plan["items"]:
-        run = ScenarioRun(item)
+        run = ScenarioRun(item, plan.get("modules", {}))
         result = run.execute()
         write_result(result_dir, result)
         event("end", id=item["id"], violations=len(result["violations"]), error=result["error"])
