@@ -308,6 +308,12 @@ class ScenarioRun:
                 for name, count in stats[key].items():
                     total[key][name] = total[key].get(name, 0) + count
             total["longest_op_s"] = max(total["longest_op_s"], stats["longest_op_s"])
+            total["bytes"] = total.get("bytes", 0) + stats["bytes"]
+            if stats["mismatches"]:
+                self.violate(
+                    f"worker {w.name} read data that differs from the model at byte(s) "
+                    f"{stats['mismatches']}"
+                )
             if stats["setup_error"]:
                 continue
             if stats["ops"] < w.spec["min_ops"]:

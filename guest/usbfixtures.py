@@ -146,6 +146,9 @@ class UsbI2cEeprom(Dln2Fixture):
             at = chipmodels.first_mismatch(want, got)
             raise FixtureError(f"fixture {self.name}: {eeprom} differs from the model at byte {at}")
 
+    def expected(self, offset: int, length: int) -> bytes:
+        return self.eeprom.expected(offset, length)
+
     def values(self) -> dict[str, str]:
         client = self.client or ""
         nvmem = sorted(glob.glob(f"/sys/bus/nvmem/devices/{client}*/nvmem")) if client else []
@@ -225,6 +228,9 @@ class SpiNorFlash(Dln2Fixture):
             if str(self.interface.resolve()) in str(target) and Path(f"/dev/{entry.name}").exists():
                 return entry.name
         return None
+
+    def expected(self, offset: int, length: int) -> bytes:
+        return self.flash.expected()[offset : offset + length]
 
     def values(self) -> dict[str, str]:
         spi_devices = sorted(Path("/sys/bus/spi/devices").glob("spi*.0"))

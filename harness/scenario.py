@@ -99,6 +99,9 @@ ERRNO_NAMES = (
     "EFAULT",
     "EPERM",
     "ENOTTY",
+    "EREMOTEIO",
+    "ECONNRESET",
+    "EOPNOTSUPP",
 )
 
 
@@ -137,6 +140,7 @@ class Worker:
     interval: float
     hold_cycles: int
     hold: bool
+    verify: bool
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,7 @@ _WORKER = {
     "interval": False,
     "hold_cycles": False,
     "hold": False,
+    "verify": False,
 }
 _ACTION = {
     "do": True,
@@ -359,6 +364,7 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
         interval=_opt(w, "interval", duration, 0.0),
         hold_cycles=_opt(w, "hold_cycles", scalar_int, 0),
         hold=_opt(w, "hold", scalar_bool, True),
+        verify=_opt(w, "verify", scalar_bool, False),
     )
 
 
