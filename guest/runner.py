@@ -120,6 +120,11 @@ class ScenarioRun:
         return [w for w in workers if fixture is None or w.spec.get("fixture") in (fixture, None)]
 
     def _wait_trigger(self, action: dict, workers: list[Worker], cycle_start: float) -> None:
+        """Wait for the action's time and/or worker-ops condition, plus its seeded jitter.
+
+        The jitter varies where in the consumers' operations the action lands,
+        reproducibly for a given seed.
+        """
         if action["at"] is not None:
             delay = cycle_start + action["at"] - time.monotonic()
             if delay > 0:
@@ -137,6 +142,8 @@ class ScenarioRun:
                     f"ops; it did {worker.ops} ({worker.alive()} threads alive): "
                     "the consumer did not really run"
                 )
+        if action["jitter"]:
+            time.sleep(self.rng.uniform(0.0, action["jitter"]))
 
     def _perform(self, action: dict, step: int) -> None:
         do, fixture = action["do"], self.fixtures.get(action["fixture"] or "")

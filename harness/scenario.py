@@ -159,6 +159,7 @@ class Action:
     duration: float
     what: str
     level: str | None
+    jitter: float
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,7 @@ _ACTION = {
     "duration": False,
     "what": False,
     "level": False,
+    "jitter": False,
 }
 _AFTER = {"worker": True, "ops": True}
 _EXPECT = {
@@ -431,6 +433,7 @@ def _action(node: Node, fixtures: dict[str, Fixture], workers: dict[str, Worker]
         duration=_opt(a, "duration", duration, 0.0),
         what=_opt(a, "what", lambda n: choice(n, PROVOKE), ""),
         level=_opt(a, "level", lambda n: choice(n, UNBIND_LEVELS), None),
+        jitter=_opt(a, "jitter", duration, 0.0),
     )
 
 
