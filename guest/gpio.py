@@ -13,6 +13,8 @@ import os
 import time
 from pathlib import Path
 
+from fixtures import FixtureError
+
 GPIO_V2_LINES_MAX = 64
 GPIO_V2_LINE_NUM_ATTRS_MAX = 10
 
@@ -106,10 +108,6 @@ CONFIGFS = Path("/sys/kernel/config/gpio-sim")
 SIM_DRIVER = Path("/sys/bus/platform/drivers/gpio-sim")
 
 
-class FixtureError(Exception):
-    """A fixture that did not come up; the message says what is missing."""
-
-
 def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
@@ -123,6 +121,47 @@ class GpioSim:
         self.dir = CONFIGFS / instance
         self.device: str | None = None  # platform device, e.g. gpio-sim.0
         self.chips: list[str] = []  # gpiochipN per bank
+
+    # --- the Fixture interface (guest/fixtures.py) -----------------------------
+
+    def setup(self) -> None:
+        self.define()
+        self.set_live(True)
+        self.wait_ready()
+
+    def present(self) -> bool:
+        return self.is_live()
+
+    def remove(self) -> None:
+        self.set_live(False)
+
+    def create(self) -> None:
+        if not self.is_live():
+            self.set_live(True)
+        self.wait_ready()
+
+    def unbind(self, level: str | None = None) -> None:
+        _write(SIM_DRIVER / "unbind", self._require_device())
+
+    def bind(self, level: str | None = None) -> None:
+        _write(SIM_DRIVER / "bind", self._require_device())
+        self.wait_ready()
+
+    def perform(self, action: dict, step: int) -> None:
+        if action["do"] == "set-pull":
+            self.set_pull(action["bank"], action["line"], action["pull"])
+        elif action["do"] == "toggle-pull":
+            self.set_pull(action["bank"], action["line"], ("pull-up", "pull-down")[step % 2])
+        else:
+            raise FixtureError(f"fixture {self.name}: gpio-sim cannot {action['do']}")
+
+    def values(self) -> dict[str, str]:
+        return {"dev": self.dev(0) if self.chips else "", "device": self.device or ""}
+
+    def teardown(self) -> None:
+        self.destroy()
+
+    # --- gpio-sim specifics ------------------------------------------------------
 
     def define(self) -> None:
         if not CONFIGFS.is_dir():
@@ -181,12 +220,6 @@ class GpioSim:
 
     def dev(self, bank: int = 0) -> str:
         return f"/dev/{self.chips[bank]}"
-
-    def unbind(self) -> None:
-        _write(SIM_DRIVER / "unbind", self._require_device())
-
-    def bind(self) -> None:
-        _write(SIM_DRIVER / "bind", self._require_device())
 
     def _require_device(self) -> str:
         if not self.device:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import gpio  # noqa: E402
+import fixtures  # noqa: E402
 from workers import Handle, Worker  # noqa: E402
 
 REMOVING = ("remove", "unbind")
@@ -63,15 +63,16 @@ def open_fds() -> int:
 
 
 class ScenarioRun:
-    def __init__(self, item: dict):
+    def __init__(self, item: dict, modules: dict[str, str]):
         self.item = item
+        self.modules = modules
         self.sc = item["scenario"]
         self.expect = self.sc["expect"]
         self.id = item["id"]
         self.rng = random.Random(item["seed"])
         self.violations: list[str] = []
         self.actions: list[dict] = []
-        self.fixtures: dict[str, gpio.GpioSim] = {}
+        self.fixtures: dict[str, fixtures.Fixture] = {}
         self.held: list[tuple[int, Handle]] = []
         self.totals: dict[str, dict] = {}
         self.needs_reboot = False
@@ -86,25 +87,28 @@ class ScenarioRun:
     # --- fixtures ------------------------------------------------------------
 
     def setup_fixtures(self) -> None:
-        for index, fx in enumerate(self.sc["fixtures"]):
-            sim = gpio.GpioSim(fx["name"], fx["banks"], f"harness-{os.getpid()}-{index}")
-            self.fixtures[fx["name"]] = sim
-            sim.define()
-            sim.set_live(True)
-            sim.wait_ready()
+        usb_index = 0
+        for index, spec in enumerate(self.sc["fixtures"]):
+            udc = f"dummy_udc.{usb_index}"
+            usb_index += spec["type"] in fixtures.USB_TYPES
+            instance = f"harness-{os.getpid()}-{index}"
+            fixture = fixtures.make(spec, instance, udc, self.modules)
+            self.fixtures[spec["name"]] = fixture
+            fixture.setup()
 
     def teardown_fixtures(self) -> None:
-        for sim in self.fixtures.values():
+        for fixture in self.fixtures.values():
             try:
-                sim.destroy()
-            except OSError as exc:
-                self.violate(f"teardown of {sim.name} failed: {exc}")
+                fixture.teardown()
+            except (OSError, fixtures.FixtureError) as exc:
+                self.violate(f"teardown of {fixture.name} failed: {exc}")
 
     def resolve(self, template: str) -> str:
-        values = {}
-        for name, sim in self.fixtures.items():
-            values[f"{name}.dev"] = sim.dev(0) if sim.chips else ""
-            values[f"{name}.device"] = sim.device or ""
+        values = {
+            f"{name}.{key}": value
+            for name, fixture in self.fixtures.items()
+            for key, value in fixture.values().items()
+        }
         out = template
         for key, value in values.items():
             out = out.replace("{" + key + "}", value)
@@ -116,6 +120,11 @@ class ScenarioRun:
         return [w for w in workers if fixture is None or w.spec.get("fixture") in (fixture, None)]
 
     def _wait_trigger(self, action: dict, workers: list[Worker], cycle_start: float) -> None:
+        """Wait for the action's time and/or worker-ops condition, plus its seeded jitter.
+
+        The jitter varies where in the consumers' operations the action lands,
+        reproducibly for a given seed.
+        """
         if action["at"] is not None:
             delay = cycle_start + action["at"] - time.monotonic()
             if delay > 0:
@@ -133,29 +142,25 @@ class ScenarioRun:
                     f"ops; it did {worker.ops} ({worker.alive()} threads alive): "
                     "the consumer did not really run"
                 )
+        if action["jitter"]:
+            time.sleep(self.rng.uniform(0.0, action["jitter"]))
 
     def _perform(self, action: dict, step: int) -> None:
-        do, sim = action["do"], self.fixtures.get(action["fixture"] or "")
-        if do == "remove":
-            sim.set_live(False)
-        elif do == "create":
-            if not sim.is_live():
-                sim.set_live(True)
-            sim.wait_ready()
-        elif do == "unbind":
-            sim.unbind()
-        elif do == "bind":
-            sim.bind()
-            sim.wait_ready()
-        elif do == "set-pull":
-            sim.set_pull(action["bank"], action["line"], action["pull"])
-        elif do == "toggle-pull":
-            pull = ("pull-up", "pull-down")[step % 2]
-            sim.set_pull(action["bank"], action["line"], pull)
-        elif do == "sleep":
+        do, fixture = action["do"], self.fixtures.get(action["fixture"] or "")
+        if do == "sleep":
             time.sleep(action["duration"])
         elif do == "provoke":
             Path("/sys/kernel/debug/provoke-crash/DIRECT").write_text(action["what"])
+        elif do == "remove":
+            fixture.remove()
+        elif do == "create":
+            fixture.create()
+        elif do == "unbind":
+            fixture.unbind(action.get("level"))
+        elif do == "bind":
+            fixture.bind(action.get("level"))
+        else:
+            fixture.perform(action, step)
 
     def run_action(self, action: dict, workers: list[Worker], cycle_start: float) -> None:
         self._wait_trigger(action, workers, cycle_start)
@@ -174,7 +179,7 @@ class ScenarioRun:
             def body(step: int = step, outcome: dict = outcome) -> None:
                 try:
                     self._perform(action, step)
-                except (OSError, gpio.FixtureError) as exc:
+                except (OSError, fixtures.FixtureError) as exc:
                     outcome["error"] = str(exc)
 
             t0 = time.monotonic()
@@ -252,10 +257,9 @@ class ScenarioRun:
     def run_cycle(self) -> None:
         self.removed_this_cycle = set()
         self.removed_in_cycle = set()
-        for sim in self.fixtures.values():
-            if not sim.is_live():
-                sim.set_live(True)
-                sim.wait_ready()
+        for fixture in self.fixtures.values():
+            if not fixture.present():
+                fixture.create()
         workers = [
             Worker(
                 spec, self.resolve, self.fixtures.get(spec.get("fixture") or ""), self.item["seed"]
@@ -311,6 +315,12 @@ class ScenarioRun:
                 for name, count in stats[key].items():
                     total[key][name] = total[key].get(name, 0) + count
             total["longest_op_s"] = max(total["longest_op_s"], stats["longest_op_s"])
+            total["bytes"] = total.get("bytes", 0) + stats["bytes"]
+            if stats["mismatches"]:
+                self.violate(
+                    f"worker {w.name} read data that differs from the model at byte(s) "
+                    f"{stats['mismatches']}"
+                )
             if stats["setup_error"]:
                 continue
             if stats["ops"] < w.spec["min_ops"]:
@@ -382,7 +392,7 @@ class ScenarioRun:
                 event("cycle", id=self.id, cycle=self.cycle, violations=len(self.violations))
                 if self.needs_reboot:
                     break
-        except gpio.FixtureError as exc:
+        except fixtures.FixtureError as exc:
             error = str(exc)
         except OSError as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -439,7 +449,7 @@ def main(argv: list[str]) -> int:
     event("ready", kernel=os.uname().release, items=len(plan["items"]))
     gc.disable()  # no collector pauses inside timing-sensitive loops
     for item in plan["items"]:
-        run = ScenarioRun(item)
+        run = ScenarioRun(item, plan.get("modules", {}))
         result = run.execute()
         write_result(result_dir, result)
         event("end", id=item["id"], violations=len(result["violations"]), error=result["error"])

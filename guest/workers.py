@@ -47,6 +47,8 @@ class ThreadState:
         self.alive = False
         self.end_errno: str | None = None
         self.longest = 0.0
+        self.offset = 0  # read-file: where the next sequential read starts
+        self.bytes = 0
 
 
 class Worker:
@@ -66,6 +68,7 @@ class Worker:
         self.lock = threading.Lock()
         self.handles: list[Handle] = []
         self.setup_error: str | None = None
+        self.mismatches: list[int] = []  # read-file verify: offsets that differed
         self.started_at = 0.0
 
     # --- opening -------------------------------------------------------------
@@ -112,7 +115,34 @@ class Worker:
 
     # --- operations ----------------------------------------------------------
 
-    def _op(self, handle: Handle | None, lines: list[int], buf: bytearray) -> None:
+    def _read_file(self, handle: Handle | None, buf: bytearray, state: ThreadState) -> None:
+        """One chunk of a long sequential read (wrapping at EOF), checked against the model.
+
+        A held fd reads on from where the thread stopped, so a removal lands in
+        the middle of a long read; without ``hold`` every op is open/read/close.
+        """
+        if handle is not None:
+            n = os.preadv(handle.fd, [buf], state.offset)
+            offset = state.offset
+            state.offset = 0 if n == 0 else state.offset + n
+        else:
+            fd = os.open(self._file_path(), os.O_RDONLY)
+            try:
+                n, offset = os.readv(fd, [buf]), 0
+            finally:
+                os.close(fd)
+        state.bytes += n
+        if n and self.spec.get("verify") and self.fixture is not None:
+            want = self.fixture.expected(offset, n)
+            if bytes(buf[:n]) != want:
+                at = offset + next(i for i in range(n) if buf[i] != want[i])
+                with self.lock:
+                    self.mismatches.append(at)
+                raise OSError(errno.EBADMSG, f"data differs from the model at byte {at}")
+
+    def _op(
+        self, handle: Handle | None, lines: list[int], buf: bytearray, state: ThreadState
+    ) -> None:
         kind = self.kind
         if kind == "gpio-get-values":
             gpio.get_values(handle.fd, len(lines))
@@ -132,16 +162,7 @@ class Worker:
             finally:
                 os.close(fd)
         elif kind == "read-file":
-            if handle is not None:
-                n = os.preadv(handle.fd, [buf], 0)
-            else:
-                fd = os.open(self._file_path(), os.O_RDONLY)
-                try:
-                    n = os.readv(fd, [buf])
-                finally:
-                    os.close(fd)
-            if n < 0:
-                raise OSError(errno.EIO, "short read")
+            self._read_file(handle, buf, state)
 
     def _loop(self, state: ThreadState, handle: Handle | None, lines: list[int]) -> None:
         buf = bytearray(4096)
@@ -153,7 +174,7 @@ class Worker:
                 t0 = time.monotonic()
                 state.in_op = True
                 try:
-                    self._op(handle, lines, buf)
+                    self._op(handle, lines, buf, state)
                     state.ops += 1
                 except OSError as exc:
                     name = errno.errorcode.get(exc.errno, str(exc.errno))
@@ -256,5 +277,7 @@ class Worker:
             "errors": dict(self.errors),
             "end_errnos": dict(Counter(s.end_errno for s in self.states if s.end_errno)),
             "longest_op_s": round(max((s.longest for s in self.states), default=0.0), 4),
+            "bytes": sum(s.bytes for s in self.states),
+            "mismatches": self.mismatches[:10],
             "setup_error": self.setup_error,
         }

@@ -69,6 +69,7 @@ class BuildRecord:
     objects_compiled: int
     duration_s: float
     log: str
+    modules: dict[str, str]  # helper kernel modules built against this kernel
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -153,6 +154,17 @@ def build_dir_for(config: ConfigResult) -> Path:
     return paths.cache_dir() / "builds" / f"{config.tree.identity}-{config.config_hash}"
 
 
+def _closest_build(config: ConfigResult) -> Path | None:
+    """The most recently built directory of the same tree (another config), if any.
+
+    kbuild tracks which objects depend on which CONFIG_ symbols, so starting
+    from it rebuilds only what the config change touches instead of everything.
+    """
+    root = build_dir_for(config).parent
+    candidates = [d for d in root.glob(f"{config.tree.identity}-*") if (d / "build.log").exists()]
+    return max(candidates, key=lambda d: (d / "build.log").stat().st_mtime, default=None)
+
+
 _COMPILED = re.compile(r"^\s+(CC|AS|LD|AR|HOSTCC|OBJCOPY|BUILD|LDS)\s+(?:\[M\]\s+)?(\S+)")
 
 
@@ -169,6 +181,9 @@ def build(config: ConfigResult, use_ccache: bool = True) -> BuildRecord:
     if config.mismatches:
         raise BuildError(config.report())
     out = build_dir_for(config)
+    if not out.exists() and (seed := _closest_build(config)) is not None:
+        say(f"build: new config for this tree; starting from a copy of {seed.name}")
+        shutil.copytree(seed, out, symlinks=True)  # copy2 keeps mtimes, so make stays incremental
     out.mkdir(parents=True, exist_ok=True)
     target_config = out / ".config"
     if not target_config.exists() or target_config.read_bytes() != config.dotconfig.read_bytes():
@@ -204,6 +219,7 @@ def build(config: ConfigResult, use_ccache: bool = True) -> BuildRecord:
     if rc != 0:
         ticker.done(f"build: FAILED after {duration:.0f} s")
         raise BuildError(f"kernel build failed (exit {rc}); full log: {log}\n{_tail(log)}")
+    modules = build_helper_modules(config.tree.path, out, log, env)
     image = out / "arch" / "x86" / "boot" / "bzImage"
     release = subprocess.run(
         ["make", "-s", f"O={out}", "kernelrelease"],
@@ -233,4 +249,25 @@ def build(config: ConfigResult, use_ccache: bool = True) -> BuildRecord:
         objects_compiled=counted["objects"],
         duration_s=round(duration, 1),
         log=str(log),
+        modules=modules,
     )
+
+
+def build_helper_modules(tree: Path, out: Path, log: Path, env: dict[str, str]) -> dict[str, str]:
+    """Build guest/modules/* out of tree against this kernel; return name -> .ko path.
+
+    Sources are copied next to the kernel build (kbuild writes objects beside
+    them), so the project checkout stays clean and each kernel gets its own.
+    """
+    built = {}
+    for source in sorted(p for p in paths.HELPER_MODULES_DIR.iterdir() if p.is_dir()):
+        target = out / "harness-modules" / source.name
+        shutil.copytree(source, target, dirs_exist_ok=True)
+        rc = _run(["make", f"O={out}", f"M={target}", "modules"], cwd=tree, log=log, env=env)
+        ko = target / f"{source.name}.ko"
+        if rc != 0 or not ko.exists():
+            raise BuildError(
+                f"helper module {source.name} failed to build; log: {log}\n{_tail(log)}"
+            )
+        built[source.name] = str(ko)
+    return built

@@ -276,7 +276,13 @@ def run(
         say(f"accel: {chosen.name} ({chosen.reason})")
         info.properties["accelerator"] = f"{chosen.name}: {chosen.reason}"
         info.repro = {i.id: _repro(i, kernel_tree, extra, chosen.name) for i in items}
-        runner = Runner(Path(record.kernel_image), chosen, out, time.monotonic() + run_timeout)
+        runner = Runner(
+            Path(record.kernel_image),
+            chosen,
+            out,
+            time.monotonic() + run_timeout,
+            modules=record.modules,
+        )
         results = runner.run(items)
         exit_code = 0 if all(r.status == "pass" for r in results) else 1
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 KCONFIG_DIR = PROJECT_DIR / "kconfigs"
 SCENARIOS_DIR = PROJECT_DIR / "scenarios"
 GUEST_DIR = PROJECT_DIR / "guest"
+HELPER_MODULES_DIR = GUEST_DIR / "modules"
 
 # Fragments every harness kernel gets, in merge order. lkdtm lets the
 # harness prove its detectors on the very kernel under test (tests/selftest).

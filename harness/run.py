@@ -94,8 +94,16 @@ def _verdict(result: ItemResult) -> None:
 
 
 class Runner:
-    def __init__(self, kernel_image: Path, accel: Accel, out_dir: Path, run_deadline: float):
+    def __init__(
+        self,
+        kernel_image: Path,
+        accel: Accel,
+        out_dir: Path,
+        run_deadline: float,
+        modules: dict[str, str] | None = None,
+    ):
         self.kernel_image = kernel_image
+        self.modules = modules or {}  # helper kernel modules the guest may insmod
         self.accel = accel
         self.out = out_dir
         self.run_deadline = run_deadline
@@ -147,7 +155,11 @@ class Runner:
         boot_dir = self.out / "boots" / f"boot-{index}"
         boot_dir.mkdir(parents=True, exist_ok=True)
         result_dir = boot_dir / "guest"
-        plan = {"result_dir": str(result_dir), "items": [i.plan_entry() for i in pending]}
+        plan = {
+            "result_dir": str(result_dir),
+            "modules": self.modules,
+            "items": [i.plan_entry() for i in pending],
+        }
         plan_path = boot_dir / "plan.json"
         plan_path.write_text(json.dumps(plan, indent=1))
         spec = BootSpec(self.kernel_image, self.accel, cmdline, plan=plan_path, rwdirs=(boot_dir,))

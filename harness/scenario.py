@@ -31,7 +31,12 @@ from harness.yamlnodes import (
     string_list,
 )
 
-FIXTURE_TYPES = ("gpio-sim",)
+FIXTURE_TYPES = ("gpio-sim", "usb-i2c", "spi-nor")
+# What the guest's emulators model (guest/chipmodels.py, guest/dln2.py).
+ADAPTERS = {"usb-i2c": ("dln2",), "spi-nor": ("dln2",)}
+EEPROMS = ("24c32", "24c64", "24c128", "24c256", "24c512")
+FLASHES = ("w25x05", "w25x10", "w25x20", "w25x40")
+CONTENTS = ("counter", "zero", "erased", "random")
 WORKER_TYPES = (
     "gpio-get-values",
     "gpio-edge-events",
@@ -71,6 +76,9 @@ PROVOKE = (
     "CORRUPT_LIST_DEL",
     "ARRAY_BOUNDS",
 )
+# Where an unbind/bind action cuts: the provider's own driver by default, or a
+# level of a USB adapter fixture's stack (client chip, bus adapter, USB interface).
+UNBIND_LEVELS = ("driver", "client", "adapter", "spi-device", "controller", "usb-interface")
 # Actions that take a provider away: the guest proves workers were mid-operation.
 REMOVING_ACTIONS = ("remove", "unbind")
 ON_ERROR = ("stop", "continue", "reopen")
@@ -91,6 +99,9 @@ ERRNO_NAMES = (
     "EFAULT",
     "EPERM",
     "ENOTTY",
+    "EREMOTEIO",
+    "ECONNRESET",
+    "EOPNOTSUPP",
 )
 
 
@@ -105,7 +116,13 @@ class GpioBank:
 class Fixture:
     name: str
     type: str
-    banks: tuple[GpioBank, ...]
+    banks: tuple[GpioBank, ...] = ()  # gpio-sim
+    adapter: str = ""  # usb-i2c, spi-nor: the emulated USB adapter
+    eeprom: str = ""  # usb-i2c
+    address: int = 0x50  # usb-i2c
+    flash: str = ""  # spi-nor
+    content: str = "counter"  # initial chip content pattern
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -123,6 +140,7 @@ class Worker:
     interval: float
     hold_cycles: int
     hold: bool
+    verify: bool
 
 
 @dataclass(frozen=True)
@@ -140,6 +158,8 @@ class Action:
     within: float | None
     duration: float
     what: str
+    level: str | None
+    jitter: float
 
 
 @dataclass(frozen=True)
@@ -194,7 +214,18 @@ _TOP = {
     "repeat": False,
     "seed": False,
 }
-_FIXTURE = {"type": True, "banks": True}
+_FIXTURE_KEYS = {
+    "gpio-sim": {"type": True, "banks": True},
+    "usb-i2c": {
+        "type": True,
+        "adapter": True,
+        "eeprom": True,
+        "address": False,
+        "content": False,
+        "seed": False,
+    },
+    "spi-nor": {"type": True, "adapter": True, "flash": True, "content": False, "seed": False},
+}
 _BANK = {"label": False, "lines": True, "names": False}
 _WORKER = {
     "name": True,
@@ -210,6 +241,7 @@ _WORKER = {
     "interval": False,
     "hold_cycles": False,
     "hold": False,
+    "verify": False,
 }
 _ACTION = {
     "do": True,
@@ -224,6 +256,8 @@ _ACTION = {
     "within": False,
     "duration": False,
     "what": False,
+    "level": False,
+    "jitter": False,
 }
 _AFTER = {"worker": True, "ops": True}
 _EXPECT = {
@@ -245,8 +279,13 @@ def _opt(fields: dict[str, Node], key: str, read, default):
 
 
 def _fixture(name: str, node: Node) -> Fixture:
-    f = mapping(node, _FIXTURE)
-    kind = choice(f["type"], FIXTURE_TYPES) if "type" in f else ""
+    kind_node = _type_node(node)
+    kind = choice(kind_node, FIXTURE_TYPES) if kind_node is not None else ""
+    if kind in ("usb-i2c", "spi-nor"):
+        return _usb_fixture(name, kind, mapping(node, _FIXTURE_KEYS[kind]))
+    if kind_node is not None and kind not in FIXTURE_TYPES:
+        return Fixture(name=name, type=kind)
+    f = mapping(node, _FIXTURE_KEYS["gpio-sim"])
     banks = []
     for bank_node in sequence(f["banks"]) if "banks" in f else []:
         b = mapping(bank_node, _BANK)
@@ -259,6 +298,28 @@ def _fixture(name: str, node: Node) -> Fixture:
     if "banks" in f and not banks:
         f["banks"].error("a gpio-sim chip needs at least one bank")
     return Fixture(name=name, type=kind, banks=tuple(banks))
+
+
+def _type_node(node: Node) -> Node | None:
+    """The fixture's 'type' value: it decides which other keys are allowed."""
+    if isinstance(node.raw, yaml.MappingNode):
+        for key_node, value_node in node.raw.value:
+            if key_node.value == "type":
+                return Node(value_node, f"{node.field}.type", node.ctx)
+    return None
+
+
+def _usb_fixture(name: str, kind: str, f: dict[str, Node]) -> Fixture:
+    return Fixture(
+        name=name,
+        type=kind,
+        adapter=_opt(f, "adapter", lambda n: choice(n, ADAPTERS[kind]), ""),
+        eeprom=_opt(f, "eeprom", lambda n: choice(n, EEPROMS), ""),
+        address=_opt(f, "address", lambda n: scalar_int(n, 0x03, 0x77), 0x50),
+        flash=_opt(f, "flash", lambda n: choice(n, FLASHES), ""),
+        content=_opt(f, "content", lambda n: choice(n, CONTENTS), "counter"),
+        seed=_opt(f, "seed", scalar_int, 0),
+    )
 
 
 def _fixture_ref(fields: dict[str, Node], fixtures: dict[str, Fixture]) -> str | None:
@@ -305,6 +366,7 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
         interval=_opt(w, "interval", duration, 0.0),
         hold_cycles=_opt(w, "hold_cycles", scalar_int, 0),
         hold=_opt(w, "hold", scalar_bool, True),
+        verify=_opt(w, "verify", scalar_bool, False),
     )
 
 
@@ -370,6 +432,8 @@ def _action(node: Node, fixtures: dict[str, Fixture], workers: dict[str, Worker]
         within=_opt(a, "within", duration, None),
         duration=_opt(a, "duration", duration, 0.0),
         what=_opt(a, "what", lambda n: choice(n, PROVOKE), ""),
+        level=_opt(a, "level", lambda n: choice(n, UNBIND_LEVELS), None),
+        jitter=_opt(a, "jitter", duration, 0.0),
     )
 
 

@@ -1,0 +1,255 @@
+"""Fixtures behind an emulated USB adapter: an I2C EEPROM and a SPI-NOR flash on a DLN-2.
+
+The adapter is emulated in the guest (guest/dln2.py) on a FunctionFS gadget
+bound to a dummy_hcd UDC; the kernel's own dln2, i2c-dln2, spi-dln2, at24 and
+spi-nor drivers bind to it. Remove = unplug (unbind the UDC); create = plug
+again, re-instantiate the chip and check that it reads back the model's content.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import chipmodels
+import dln2
+from fixtures import FixtureError
+from gadget import GadgetError
+
+I2C_DRIVERS = Path("/sys/bus/i2c/drivers")
+PLATFORM_DRIVERS = Path("/sys/bus/platform/drivers")
+USB_DRIVERS = Path("/sys/bus/usb/drivers")
+SPI_DRIVERS = Path("/sys/bus/spi/drivers")
+ATTACH = Path("/sys/kernel/debug/spi_nor_attach/new_device")
+READY_BYTES = 512  # compared with the model at every (re)creation
+READY_TIMEOUT = 20.0
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise FixtureError(f"{what} did not appear within {timeout:g} s")
+
+
+def _read_prefix(path: str, size: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, size, 0)
+    finally:
+        os.close(fd)
+
+
+class Dln2Fixture:
+    """Common part: one emulated DLN-2 per fixture, on the UDC the runner assigns."""
+
+    def __init__(self, spec: dict, instance: str, udc: str, modules: dict[str, str]):
+        self.name = spec["name"]
+        self.spec = spec
+        self.modules = modules
+        self.device = self._device()
+        self.emulator = dln2.Emulator(self.device, udc=udc, name=instance[-16:])
+        self.interface: Path | None = None
+        self.started = False
+
+    def _device(self) -> dln2.Dln2Device:
+        raise NotImplementedError
+
+    def _attach(self) -> None:
+        """Instantiate the chip on the freshly bound adapter and check its content."""
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        self.emulator.start()
+        self.started = True
+        self.create()
+
+    def present(self) -> bool:
+        return self.interface is not None
+
+    def remove(self) -> None:
+        self.emulator.unplug()
+        self.interface = None
+
+    def create(self) -> None:
+        if self.interface is None:
+            self.emulator.plug()
+            try:
+                self.interface = self.emulator.wait_host(READY_TIMEOUT)
+            except GadgetError as exc:
+                raise FixtureError(f"fixture {self.name}: {exc}") from exc
+        self._attach()
+
+    def _level_target(self, level: str | None) -> tuple[Path, str]:
+        raise NotImplementedError
+
+    def unbind(self, level: str | None) -> None:
+        driver_dir, device = self._level_target(level)
+        (driver_dir / "unbind").write_text(device)
+
+    def bind(self, level: str | None) -> None:
+        driver_dir, device = self._level_target(level)
+        (driver_dir / "bind").write_text(device)
+        self._attach()
+
+    def perform(self, action: dict, step: int) -> None:
+        raise FixtureError(f"fixture {self.name}: a USB adapter fixture cannot {action['do']}")
+
+    def emulator_stats(self) -> dict:
+        return self.emulator.stats()
+
+    def teardown(self) -> None:
+        if not self.started:
+            return
+        problems = self.emulator.stop()
+        self.started = False
+        self.interface = None
+        if problems:
+            raise FixtureError(f"fixture {self.name}: emulator problems: {problems}")
+
+
+class UsbI2cEeprom(Dln2Fixture):
+    """An at24 EEPROM (24c32..24c512) on the I2C bus of an emulated DLN-2."""
+
+    def __init__(self, spec: dict, instance: str, udc: str, modules: dict[str, str]):
+        self.eeprom = chipmodels.Eeprom(spec["eeprom"], pattern=spec["content"], seed=spec["seed"])
+        self.address = spec["address"]
+        self.adapter: str | None = None
+        self.client: str | None = None
+        super().__init__(spec, instance, udc, modules)
+
+    def _device(self) -> dln2.Dln2Device:
+        return dln2.Dln2Device(i2c={self.address: self.eeprom}, gpio=False)
+
+    def _attach(self) -> None:
+        adapter = _wait_for(
+            lambda: dln2.find_i2c_adapter(self.interface), READY_TIMEOUT, "dln2 I2C adapter"
+        )
+        client = f"{adapter.removeprefix('i2c-')}-{self.address:04x}"
+        if not Path(f"/sys/bus/i2c/devices/{client}").exists():
+            dln2.new_i2c_device(adapter, self.spec["eeprom"], self.address)
+        self.adapter, self.client = adapter, client
+        eeprom = _wait_for(
+            lambda: (p := Path(f"/sys/bus/i2c/devices/{client}/eeprom")).exists() and p,
+            READY_TIMEOUT,
+            f"at24 eeprom file of {client}",
+        )
+        got = _read_prefix(str(eeprom), READY_BYTES)
+        want = self.eeprom.expected(0, READY_BYTES)
+        if got != want:
+            at = chipmodels.first_mismatch(want, got)
+            raise FixtureError(f"fixture {self.name}: {eeprom} differs from the model at byte {at}")
+
+    def expected(self, offset: int, length: int) -> bytes:
+        return self.eeprom.expected(offset, length)
+
+    def values(self) -> dict[str, str]:
+        client = self.client or ""
+        nvmem = sorted(glob.glob(f"/sys/bus/nvmem/devices/{client}*/nvmem")) if client else []
+        return {
+            "eeprom": f"/sys/bus/i2c/devices/{client}/eeprom" if client else "",
+            "nvmem": nvmem[0] if nvmem else "",
+            "client": client,
+            "adapter": self.adapter or "",
+        }
+
+    def _level_target(self, level: str | None) -> tuple[Path, str]:
+        if level in (None, "driver", "client"):
+            return I2C_DRIVERS / "at24", self.client or ""
+        if level == "adapter":
+            pdev = next(iter(sorted(self.interface.glob("dln2-i2c.*"))), None)
+            return PLATFORM_DRIVERS / "dln2-i2c", pdev.name if pdev else ""
+        if level == "usb-interface":
+            return USB_DRIVERS / "dln2", self.interface.name if self.interface else ""
+        raise FixtureError(f"fixture {self.name}: no unbind level {level!r} for an I2C EEPROM")
+
+
+class SpiNorFlash(Dln2Fixture):
+    """A SPI-NOR flash (/dev/mtdN) on the SPI controller of an emulated DLN-2."""
+
+    def __init__(self, spec: dict, instance: str, udc: str, modules: dict[str, str]):
+        self.flash = chipmodels.SpiNorFlash(
+            spec["flash"], pattern=spec["content"], seed=spec["seed"]
+        )
+        self.controller_pdev: str | None = None
+        self.mtd: str | None = None
+        super().__init__(spec, instance, udc, modules)
+
+    def _device(self) -> dln2.Dln2Device:
+        return dln2.Dln2Device(flash=self.flash, gpio=False)
+
+    def _insmod(self) -> None:
+        if ATTACH.exists():
+            return
+        module = self.modules.get("spi_nor_attach")
+        if not module:
+            raise FixtureError("the spi_nor_attach helper module was not built for this kernel")
+        out = subprocess.run(["insmod", module], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise FixtureError(f"insmod {module} failed: {out.stderr.strip()}")
+
+    def _attach(self) -> None:
+        self._insmod()
+        pdev = _wait_for(
+            lambda: next(iter(sorted(self.interface.glob("dln2-spi.*"))), None),
+            READY_TIMEOUT,
+            "dln2-spi platform device",
+        )
+        self.controller_pdev = pdev.name
+        if not self._find_mtd():
+            ATTACH.write_text(pdev.name)
+        mtd = _wait_for(self._find_mtd, READY_TIMEOUT, f"/dev/mtd for {pdev.name}")
+        self.mtd = mtd
+        got = _read_prefix(f"/dev/{mtd}", READY_BYTES)
+        want = self.flash.expected()[:READY_BYTES]
+        if got != want:
+            at = chipmodels.first_mismatch(want, got)
+            raise FixtureError(
+                f"fixture {self.name}: /dev/{mtd} differs from the model at byte {at}"
+            )
+
+    def _find_mtd(self) -> str | None:
+        """The mtdN whose device sits below this adapter's SPI controller."""
+        if self.interface is None:
+            return None
+        for entry in sorted(Path("/sys/class/mtd").glob("mtd[0-9]*")):
+            if entry.name.endswith("ro"):
+                continue
+            try:
+                target = entry.resolve()
+            except OSError:
+                continue
+            if str(self.interface.resolve()) in str(target) and Path(f"/dev/{entry.name}").exists():
+                return entry.name
+        return None
+
+    def expected(self, offset: int, length: int) -> bytes:
+        return self.flash.expected()[offset : offset + length]
+
+    def values(self) -> dict[str, str]:
+        spi_devices = sorted(Path("/sys/bus/spi/devices").glob("spi*.0"))
+        mine = [
+            d.name
+            for d in spi_devices
+            if self.interface and str(self.interface.resolve()) in str(d.resolve())
+        ]
+        return {
+            "mtd": f"/dev/{self.mtd}" if self.mtd else "",
+            "spi_device": mine[0] if mine else "",
+            "controller": self.controller_pdev or "",
+        }
+
+    def _level_target(self, level: str | None) -> tuple[Path, str]:
+        if level in (None, "driver", "spi-device"):
+            return SPI_DRIVERS / "spi-nor", self.values()["spi_device"]
+        if level == "controller":
+            return PLATFORM_DRIVERS / "dln2-spi", self.controller_pdev or ""
+        if level == "usb-interface":
+            return USB_DRIVERS / "dln2", self.interface.name if self.interface else ""
+        raise FixtureError(f"fixture {self.name}: no unbind level {level!r} for a SPI-NOR flash")
