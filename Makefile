@@ -29,13 +29,13 @@ venv: $(VENV)/.installed
 
 test: deps
 	$(PY) -m pytest -m "not boot" -q
-	$(PY) -m pytest -m boot -q
+	$(PY) -m pytest -m boot -q --capture=sys
 
 test-fast: venv
 	$(PY) -m pytest -m "not boot" -q
 
 test-boot: deps
-	$(PY) -m pytest -m boot -q
+	$(PY) -m pytest -m boot -q --capture=sys
 
 lint: venv
 	$(VENV)/bin/ruff check harness guest tests benchmarks

@@ -38,6 +38,9 @@ class Fixture(Protocol):
     def perform(self, action: dict, step: int) -> None:
         """Fixture-specific actions (e.g. set-pull); raise FixtureError if unsupported."""
 
+    def identity(self) -> str:
+        """The kernel-assigned name of the provider right now (see expect.max_identities)."""
+
     def values(self) -> dict[str, str]:
         """Template values for worker paths, e.g. {'dev': '/dev/gpiochip1'}."""
 

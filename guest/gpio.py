@@ -155,6 +155,14 @@ class GpioSim:
         else:
             raise FixtureError(f"fixture {self.name}: gpio-sim cannot {action['do']}")
 
+    def identity(self) -> str:
+        """The kernel-assigned name of the provider, e.g. 'gpiochip0'.
+
+        gpiolib frees a chip's number only when its last reference is gone, so
+        a number that keeps growing across re-creations means a leaked reference.
+        """
+        return ",".join(self.chips)
+
     def values(self) -> dict[str, str]:
         return {"dev": self.dev(0) if self.chips else "", "device": self.device or ""}
 

@@ -79,6 +79,7 @@ class ScenarioRun:
         self.cycle = 0
         self.removed_this_cycle: set[str] = set()  # providers gone right now
         self.removed_in_cycle: set[str] = set()  # providers that went away at some point this cycle
+        self.identities: dict[str, list[str]] = {}  # fixture -> kernel names seen, in order
 
     def violate(self, text: str) -> None:
         self.violations.append(f"cycle {self.cycle}: {text}")
@@ -95,6 +96,7 @@ class ScenarioRun:
             fixture = fixtures.make(spec, instance, udc, self.modules)
             self.fixtures[spec["name"]] = fixture
             fixture.setup()
+            self._note_identity(spec["name"])
 
     def teardown_fixtures(self) -> None:
         for fixture in self.fixtures.values():
@@ -155,12 +157,19 @@ class ScenarioRun:
             fixture.remove()
         elif do == "create":
             fixture.create()
+            self._note_identity(action["fixture"])
         elif do == "unbind":
             fixture.unbind(action.get("level"))
         elif do == "bind":
             fixture.bind(action.get("level"))
         else:
             fixture.perform(action, step)
+
+    def _note_identity(self, name: str) -> None:
+        seen = self.identities.setdefault(name, [])
+        identity = self.fixtures[name].identity()
+        if identity not in seen:
+            seen.append(identity)
 
     def run_action(self, action: dict, workers: list[Worker], cycle_start: float) -> None:
         self._wait_trigger(action, workers, cycle_start)
@@ -407,6 +416,15 @@ class ScenarioRun:
         limit = self.expect["max_slab_growth_kb"]
         if limit is not None and growth is not None and growth > limit:
             self.violate(f"Slab grew by {growth} kB from cycle 0 to the end (bound {limit} kB)")
+        id_limit = self.expect["max_identities"]
+        for name, seen in self.identities.items():
+            if id_limit is not None and len(seen) > id_limit:
+                self.violate(
+                    f"{name} came back under {len(seen)} different kernel names "
+                    f"({', '.join(seen)}) "
+                    f"over {self.cycle + 1} cycles (bound {id_limit}): the removed provider's "
+                    "number was never freed, so something still holds a reference to it"
+                )
         fd_limit = self.expect["max_fd_growth"]
         if fd_limit is not None and fds_after - fds_before > fd_limit and not self.needs_reboot:
             self.violate(f"runner fds grew from {fds_before} to {fds_after} (bound {fd_limit})")
@@ -428,6 +446,7 @@ class ScenarioRun:
             "slab_kb_cycle0": slab_first,
             "slab_kb_end": slab_last,
             "slab_growth_kb": growth,
+            "identities": self.identities,
             "fds_before": fds_before,
             "fds_after": fds_after,
             "duration_s": round(time.monotonic() - started, 2),

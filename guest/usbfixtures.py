@@ -98,6 +98,9 @@ class Dln2Fixture:
         (driver_dir / "bind").write_text(device)
         self._attach()
 
+    def identity(self) -> str:
+        return self.interface.name if self.interface else ""
+
     def perform(self, action: dict, step: int) -> None:
         raise FixtureError(f"fixture {self.name}: a USB adapter fixture cannot {action['do']}")
 

@@ -253,6 +253,14 @@ def build(config: ConfigResult, use_ccache: bool = True) -> BuildRecord:
     )
 
 
+def _module_requires(source: Path) -> list[str]:
+    """Symbols a helper module needs, from its Kbuild's '# requires: CONFIG_A CONFIG_B' line."""
+    for line in (source / "Kbuild").read_text().splitlines():
+        if line.startswith("# requires:"):
+            return line.removeprefix("# requires:").split()
+    return []
+
+
 def build_helper_modules(tree: Path, out: Path, log: Path, env: dict[str, str]) -> dict[str, str]:
     """Build guest/modules/* out of tree against this kernel; return name -> .ko path.
 
@@ -260,7 +268,13 @@ def build_helper_modules(tree: Path, out: Path, log: Path, env: dict[str, str]) 
     them), so the project checkout stays clean and each kernel gets its own.
     """
     built = {}
+    values = kconfig.parse_dotconfig((out / ".config").read_text())
     for source in sorted(p for p in paths.HELPER_MODULES_DIR.iterdir() if p.is_dir()):
+        missing = [
+            s for s in _module_requires(source) if values.get(s.removeprefix("CONFIG_")) != "y"
+        ]
+        if missing:
+            continue  # this kernel has no use for it (e.g. no SPI for spi_nor_attach)
         target = out / "harness-modules" / source.name
         shutil.copytree(source, target, dirs_exist_ok=True)
         rc = _run(["make", f"O={out}", f"M={target}", "modules"], cwd=tree, log=log, env=env)

@@ -172,6 +172,7 @@ class Expect:
     require_midread: bool
     max_slab_growth_kb: int | None
     max_fd_growth: int | None
+    max_identities: int | None
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,7 @@ _EXPECT = {
     "require_midread": False,
     "max_slab_growth_kb": False,
     "max_fd_growth": False,
+    "max_identities": False,
 }
 _NEEDS_FIXTURE_WORKERS = ("gpio-get-values", "gpio-edge-events", "gpio-chip-info")
 _NEEDS_FIXTURE_ACTIONS = ("remove", "create", "unbind", "bind", "set-pull", "toggle-pull")
@@ -454,6 +456,7 @@ def _expect(node: Node | None) -> Expect:
         require_midread=_opt(e, "require_midread", scalar_bool, True),
         max_slab_growth_kb=_opt(e, "max_slab_growth_kb", scalar_int, None),
         max_fd_growth=_opt(e, "max_fd_growth", scalar_int, None),
+        max_identities=_opt(e, "max_identities", lambda n: scalar_int(n, 1), None),
     )
 
 

@@ -7,6 +7,7 @@ report would pass them, and these tests would fail.
 """
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = [
     "gpio-sim-remove-under-readers",
     "gpio-sim-plug-cycle",
+    str(ROOT / "tests" / "scenarios" / "selftest-leak.yaml"),
     str(ROOT / "tests" / "scenarios" / "selftest-warning.yaml"),
     str(ROOT / "tests" / "scenarios" / "selftest-kasan.yaml"),
 ]
@@ -108,3 +110,12 @@ def test_selftest_kasan_is_a_failure_with_its_title(harness_run):
 def test_tainted_scenario_got_its_own_boot(harness_run):
     _, _, _, items, _ = harness_run
     assert items["selftest-warning"]["boot"] != items["selftest-kasan"]["boot"]
+
+
+def test_selftest_leak_is_caught_by_identity_growth(harness_run):
+    _, _, cases, items, _ = harness_run
+    violations = items["selftest-leak"]["violations"]
+    assert items["selftest-leak"]["status"] == "fail"
+    counts = [int(m.group(1)) for v in violations if (m := re.search(r"under (\d+) different", v))]
+    assert counts and counts[0] >= 10, violations  # one new number per cycle: the leak
+    assert not items["selftest-leak"]["splats"]
