@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = [
     "gpio-sim-remove-under-readers",
     "gpio-sim-plug-cycle",
+    "nvmem-dln2-unplug-during-read",
     str(ROOT / "tests" / "scenarios" / "selftest-leak.yaml"),
     str(ROOT / "tests" / "scenarios" / "selftest-warning.yaml"),
     str(ROOT / "tests" / "scenarios" / "selftest-kasan.yaml"),
@@ -119,3 +120,19 @@ def test_selftest_leak_is_caught_by_identity_growth(harness_run):
     counts = [int(m.group(1)) for v in violations if (m := re.search(r"under (\d+) different", v))]
     assert counts and counts[0] >= 10, violations  # one new number per cycle: the leak
     assert not items["selftest-leak"]["splats"]
+
+
+def test_dln2_eeprom_unplug_mid_read(harness_run):
+    """The emulated DLN-2 came up, readers verified real data, unplug hit them mid-read."""
+    _, _, cases, items, _ = harness_run
+    item = items["nvmem-dln2-unplug-during-read"]
+    assert item["status"] == "pass", (item["splats"], item["violations"], item["error"])
+    guest = item["guest"]
+    readers = guest["workers"]["nvmem-readers"]
+    assert readers["bytes"] >= 3 * 8 * 4096  # 3 cycles, >= 8 chunks before each unplug
+    assert readers["end_errnos"] and sum(readers["end_errnos"].values()) == 2 * 3
+    removals = [a for a in guest["actions"] if a["do"] == "remove"]
+    assert len(removals) == 3
+    assert all(a["midread"]["nvmem-readers"]["ops_in_window"] > 0 for a in removals)
+    creates = [a for a in guest["actions"] if a["do"] == "create"]
+    assert len(creates) == 3 and not any("error" in a for a in creates)
