@@ -44,7 +44,10 @@ def _stats_text(result: ItemResult, repro: str) -> str:
                 f"worker {name} ({w['type']}, {w['threads']} thread(s)): {w['ops']} ops "
                 f"(min per cycle {w['min_cycle_ops']}), errors {w['errors'] or '{}'}, "
                 f"ended with {w['end_errnos'] or '{}'}, longest op {w['longest_op_s']} s"
+                + (f", {w['bytes']} bytes read" if w.get("bytes") else "")
             )
+        for name, seen in (guest.get("identities") or {}).items():
+            lines.append(f"fixture {name} came up as: {', '.join(seen)}")
         removal = [a for a in guest.get("actions", []) if a.get("latency_s") is not None]
         by_kind: dict[str, list[float]] = {}
         for action in removal:
