@@ -57,12 +57,12 @@ from gadget import (
     FfsGadget,
     GadgetConfig,
     GadgetError,
+    ServedGadget,
     descriptors_blob,
     endpoint_descriptor,
     hid_descriptor,
     install_wake_handler,
     interface_descriptor,
-    interrupt,
     strings_blob,
 )
 
@@ -994,7 +994,7 @@ def find_gpiochip(interface: Path) -> str | None:
     return found[0].name if found else None
 
 
-class Emulator:
+class Emulator(ServedGadget):
     """A Cp2112Device behind a FunctionFS gadget: ep0 by the gadget's thread, interrupt by ours.
 
     ``start()`` builds the gadget and starts the thread, which is blocked
@@ -1074,29 +1074,6 @@ class Emulator:
             f"CP2112 {self.usb_serial}: cp2112 not ready after {timeout:g} s "
             f"({state}; problems: {list(self.all_problems())})"
         )
-
-    def stop(self) -> list[str]:
-        """Unplug, stop the thread (interrupting a blocked read), tear the gadget down."""
-        self._stop.set()
-        self.responder.disarm()
-        try:
-            self.gadget.unplug()
-        except GadgetError as exc:
-            self.problem(str(exc))
-        thread = self._thread
-        if thread is not None:
-            deadline = time.monotonic() + 3.0
-            while thread.is_alive() and time.monotonic() < deadline:
-                if not interrupt(thread):
-                    break
-                thread.join(0.05)
-            thread.join(0.1)
-            if thread.is_alive():
-                self.problem("emulator thread still blocked on its endpoint; left behind")
-            self._thread = None
-        for message in self.gadget.destroy():
-            self.problem(message)
-        return list(self.all_problems())
 
     # --- triggers and counters -------------------------------------------------------
 

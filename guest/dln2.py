@@ -39,11 +39,11 @@ from gadget import (
     FfsGadget,
     GadgetConfig,
     GadgetError,
+    ServedGadget,
     descriptors_blob,
     endpoint_descriptor,
     install_wake_handler,
     interface_descriptor,
-    interrupt,
     strings_blob,
 )
 
@@ -858,7 +858,7 @@ def new_i2c_device(adapter: str, chip: str, address: int, root: Path = I2C_DEVIC
     return f"{adapter.removeprefix('i2c-')}-{address:04x}"
 
 
-class Emulator:
+class Emulator(ServedGadget):
     """A Dln2Device behind a FunctionFS gadget, served by one thread.
 
     ``start()`` builds the gadget and starts the thread, which is blocked
@@ -938,29 +938,6 @@ class Emulator:
             f"DLN-2 {self.usb_serial}: dln2 not bound after {timeout:g} s "
             f"({state}; problems: {list(self.all_problems())})"
         )
-
-    def stop(self) -> list[str]:
-        """Unplug, stop the thread (interrupting a blocked read), tear the gadget down."""
-        self._stop.set()
-        self.responder.disarm()
-        try:
-            self.gadget.unplug()
-        except GadgetError as exc:
-            self.problem(str(exc))
-        thread = self._thread
-        if thread is not None:
-            deadline = time.monotonic() + 3.0
-            while thread.is_alive() and time.monotonic() < deadline:
-                if not interrupt(thread):
-                    break
-                thread.join(0.05)
-            thread.join(0.1)
-            if thread.is_alive():
-                self.problem("emulator thread still blocked on its endpoint; left behind")
-            self._thread = None
-        for message in self.gadget.destroy():
-            self.problem(message)
-        return list(self.all_problems())
 
     # --- triggers and counters -------------------------------------------------------
 

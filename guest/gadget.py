@@ -25,6 +25,7 @@ import select
 import signal
 import struct
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -555,3 +556,39 @@ class FfsGadget:
         if self.dir.exists():
             self._remove_tree()
         return list(self.problems)
+
+
+class ServedGadget:
+    """Teardown shared by the adapter emulators (dln2.Emulator, cp2112.Emulator).
+
+    A subclass has ``gadget``, a ``responder`` with ``disarm()``, the serving
+    thread in ``_thread`` with its ``_stop`` event, and ``problem()`` /
+    ``all_problems()``.
+    """
+
+    gadget: FfsGadget
+    _stop: threading.Event
+    _thread: threading.Thread | None
+
+    def stop(self) -> list[str]:
+        """Unplug, stop the thread (interrupting a blocked read), tear the gadget down."""
+        self._stop.set()
+        self.responder.disarm()
+        try:
+            self.gadget.unplug()
+        except GadgetError as exc:
+            self.problem(str(exc))
+        thread = self._thread
+        if thread is not None:
+            deadline = time.monotonic() + 3.0
+            while thread.is_alive() and time.monotonic() < deadline:
+                if not interrupt(thread):
+                    break
+                thread.join(0.05)
+            thread.join(0.1)
+            if thread.is_alive():
+                self.problem("emulator thread still blocked on its endpoint; left behind")
+            self._thread = None
+        for message in self.gadget.destroy():
+            self.problem(message)
+        return list(self.all_problems())
