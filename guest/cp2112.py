@@ -1051,9 +1051,6 @@ class Emulator(ServedGadget):
         self.device.reset()
         self.gadget.plug(wait=wait, timeout=timeout)
 
-    def unplug(self) -> bool:
-        return self.gadget.unplug()
-
     def wait_host(self, timeout: float = 10.0) -> Path:
         """Wait until hid-cp2112 is bound and its I2C adapter exists; return the interface."""
         deadline = time.monotonic() + timeout

@@ -921,9 +921,6 @@ class Emulator(ServedGadget):
         self._stream.reset()
         self.gadget.plug(wait=wait, timeout=timeout)
 
-    def unplug(self) -> bool:
-        return self.gadget.unplug()
-
     def wait_host(self, timeout: float = 10.0) -> Path:
         """Wait until the host's dln2 driver is bound; return the USB interface directory."""
         deadline = time.monotonic() + timeout

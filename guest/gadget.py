@@ -569,6 +569,24 @@ class ServedGadget:
     gadget: FfsGadget
     _stop: threading.Event
     _thread: threading.Thread | None
+    _in_read: bool  # the serving thread sits in its OUT-endpoint read
+
+    def unplug(self) -> bool:
+        """Unbind the UDC, then make sure the serving thread is back in its OUT read.
+
+        A reply written just after the unplug blocks until the next ENABLE, so
+        the thread would miss the host's first requests after a replug (and
+        plug() refuses to bind): a signal ends that write with EINTR.
+        """
+        unplugged = self.gadget.unplug()
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return unplugged
+        deadline = time.monotonic() + 2.0
+        while thread.is_alive() and not self._in_read and time.monotonic() < deadline:
+            interrupt(thread)
+            time.sleep(0.01)
+        return unplugged
 
     def stop(self) -> list[str]:
         """Unplug, stop the thread (interrupting a blocked read), tear the gadget down."""

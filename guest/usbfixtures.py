@@ -79,8 +79,8 @@ class Dln2Fixture:
 
     def create(self) -> None:
         if self.interface is None:
-            self.emulator.plug()
             try:
+                self.emulator.plug()
                 self.interface = self.emulator.wait_host(READY_TIMEOUT)
             except GadgetError as exc:
                 raise FixtureError(f"fixture {self.name}: {exc}") from exc
