@@ -53,11 +53,13 @@ from gadget import (
     HID_DT_REPORT,
     USB_CLASS_HID,
     XFER_INT,
+    ArmedTriggers,
     ControlTransfer,
     FfsGadget,
     GadgetConfig,
     GadgetError,
     ServedGadget,
+    bound_driver,
     descriptors_blob,
     endpoint_descriptor,
     hid_descriptor,
@@ -833,7 +835,7 @@ class Trigger:
     error: str | None = None
 
 
-class Responder:
+class Responder(ArmedTriggers):
     """OUT reports in, IN reports out through ``send``, with armed triggers checked in between."""
 
     def __init__(
@@ -842,48 +844,30 @@ class Responder:
         send: Callable[[bytes], None],
         default_action: Callable[[], object],
     ):
+        super().__init__()
         self.device = device
         self.send = send
         self.default_action = default_action
-        self.withheld = 0
-        self._armed: list[Trigger] = []
-        self._lock = threading.Lock()
 
     def arm(self, trigger: Trigger) -> Trigger:
         if trigger.counter not in COUNTERS:
             raise ValueError(f"counter {trigger.counter!r}; allowed: {', '.join(COUNTERS)}")
-        with self._lock:
-            self._armed.append(trigger)
-        return trigger
-
-    def disarm(self) -> None:
-        with self._lock:
-            self._armed.clear()
+        return super().arm(trigger)
 
     def serve(self, report) -> None:
         replies = self.device.interrupt_out(report)
-        if not self._armed:
+        if not self.armed():
             for reply in replies:
                 self.send(reply)
             return
         counter = self.device.counter
-        with self._lock:
-            due = [t for t in self._armed if counter(t.counter) >= t.threshold]
-            for trigger in due:
-                self._armed.remove(trigger)
+        due = self.take_due(lambda t: counter(t.counter) >= t.threshold)
         if replies and any(t.withhold_reply for t in due):
             self.withheld += len(replies)
         else:
             for reply in replies:
                 self.send(reply)
-        for trigger in due:
-            trigger.fired_at = self.device.snapshot()
-            try:
-                (trigger.action or self.default_action)()
-            except Exception as exc:  # the action's failure is a result, not an emulator crash
-                trigger.error = f"{type(exc).__name__}: {exc}"
-                self.device.problem(f"trigger action failed: {trigger.error}")
-            trigger.fired.set()
+        self.fire(due, self.default_action, self.device.snapshot(), self.device.problem)
 
 
 # --- USB wiring ----------------------------------------------------------------------
@@ -893,14 +877,6 @@ MAX_PACKET = 64  # one report per packet; a read of exactly this size ends at ev
 USB_DEVICES = Path("/sys/bus/usb/devices")
 I2C_DEVICES = Path("/sys/bus/i2c/devices")
 HID_NAME_GLOB = f"0003:{VENDOR_ID:04X}:{PRODUCT_ID:04X}.*"  # hid_add_device: bus:vendor:product.id
-
-
-def bound_driver(device: Path) -> str | None:
-    """Name of the driver bound to a sysfs device directory, None if unbound."""
-    try:
-        return (device / "driver").resolve(strict=True).name
-    except OSError:
-        return None
 
 
 def new_i2c_device(adapter: str, chip: str, address: int, root: Path = I2C_DEVICES) -> str:

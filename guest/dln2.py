@@ -35,11 +35,13 @@ from pathlib import Path
 from gadget import (
     USB_CLASS_VENDOR_SPEC,
     XFER_BULK,
+    ArmedTriggers,
     ControlTransfer,
     FfsGadget,
     GadgetConfig,
     GadgetError,
     ServedGadget,
+    bound_driver,
     descriptors_blob,
     endpoint_descriptor,
     install_wake_handler,
@@ -726,7 +728,7 @@ class Trigger:
     error: str | None = None
 
 
-class Responder:
+class Responder(ArmedTriggers):
     """Request bytes in, reply out through ``send``, with armed triggers checked in between."""
 
     def __init__(
@@ -735,55 +737,36 @@ class Responder:
         send: Callable[[bytes], None],
         default_action: Callable[[], object],
     ):
+        super().__init__()
         self.device = device
         self.send = send
         self.default_action = default_action
-        self.withheld = 0
-        self._armed: list[Trigger] = []
-        self._lock = threading.Lock()
 
     def arm(self, trigger: Trigger) -> Trigger:
         if trigger.module not in MODULES:
             raise ValueError(f"module {trigger.module!r}; allowed: {', '.join(MODULES)}")
         if trigger.counter not in COUNTERS:
             raise ValueError(f"counter {trigger.counter!r}; allowed: {', '.join(COUNTERS)}")
-        with self._lock:
-            self._armed.append(trigger)
-        return trigger
-
-    def disarm(self) -> None:
-        with self._lock:
-            self._armed.clear()
+        return super().arm(trigger)
 
     def serve(self, msg) -> None:
         module, reply = self.device.process(msg)
         if reply is None:
             return
-        if not self._armed:
+        if not self.armed():
             self.send(reply)
             return
         stats = self.device.stats[module]
-        with self._lock:
-            due = [
-                t
-                for t in self._armed
-                if t.module == module and getattr(stats, t.counter) >= t.threshold
-            ]
-            for trigger in due:
-                self._armed.remove(trigger)
-        withhold = any(t.withhold_reply for t in due)
-        if withhold:
+        due = self.take_due(
+            lambda t: t.module == module and getattr(stats, t.counter) >= t.threshold
+        )
+        if any(t.withhold_reply for t in due):
             self.withheld += 1
         else:
             self.send(reply)
-        for trigger in due:
-            trigger.fired_at = asdict(stats)
-            try:
-                (trigger.action or self.default_action)()
-            except Exception as exc:  # the action's failure is a result, not an emulator crash
-                trigger.error = f"{type(exc).__name__}: {exc}"
-                self.device.problem(module, f"trigger action failed: {trigger.error}")
-            trigger.fired.set()
+        self.fire(
+            due, self.default_action, asdict(stats), lambda text: self.device.problem(module, text)
+        )
 
 
 # --- USB wiring ----------------------------------------------------------------------
@@ -837,13 +820,6 @@ def find_usb_interface(usb_serial: str, root: Path = USB_DEVICES) -> Path | None
         if serial == usb_serial and vendor == f"{VENDOR_ID:04x}":
             return root / f"{device.name}:1.0"
     return None
-
-
-def bound_driver(interface: Path) -> str | None:
-    try:
-        return (interface / "driver").resolve(strict=True).name
-    except OSError:
-        return None
 
 
 def find_i2c_adapter(interface: Path) -> str | None:

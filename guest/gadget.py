@@ -610,3 +610,60 @@ class ServedGadget:
         for message in self.gadget.destroy():
             self.problem(message)
         return list(self.all_problems())
+
+
+class ArmedTriggers:
+    """One-shot triggers an emulator checks after each request it serves.
+
+    Shared by the adapter emulators: each decides when a trigger is due and
+    what to snapshot; arming, taking due triggers and running their actions
+    (failures recorded, never raised into the serving thread) live here.
+    """
+
+    def __init__(self) -> None:
+        self.withheld = 0  # replies not sent because a trigger fired instead
+        self._armed: list = []
+        self._lock = threading.Lock()
+
+    def arm(self, trigger):
+        with self._lock:
+            self._armed.append(trigger)
+        return trigger
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._armed.clear()
+
+    def armed(self) -> bool:
+        return bool(self._armed)
+
+    def take_due(self, is_due: Callable[[object], bool]) -> list:
+        with self._lock:
+            due = [t for t in self._armed if is_due(t)]
+            for trigger in due:
+                self._armed.remove(trigger)
+        return due
+
+    @staticmethod
+    def fire(
+        due: list,
+        default_action: Callable[[], object],
+        snapshot: dict,
+        problem: Callable[[str], None],
+    ) -> None:
+        for trigger in due:
+            trigger.fired_at = snapshot
+            try:
+                (trigger.action or default_action)()
+            except Exception as exc:  # the action's failure is a result, not an emulator crash
+                trigger.error = f"{type(exc).__name__}: {exc}"
+                problem(f"trigger action failed: {trigger.error}")
+            trigger.fired.set()
+
+
+def bound_driver(device: Path) -> str | None:
+    """Name of the driver bound to a sysfs device directory, None if unbound."""
+    try:
+        return (device / "driver").resolve(strict=True).name
+    except OSError:
+        return None
