@@ -48,22 +48,22 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import gadget
 from gadget import (
     HID_DT_HID,
     HID_DT_REPORT,
     USB_CLASS_HID,
     XFER_INT,
+    AdapterEmulator,
     ArmedTriggers,
     ControlTransfer,
     FfsGadget,
     GadgetConfig,
     GadgetError,
-    ServedGadget,
     bound_driver,
     descriptors_blob,
     endpoint_descriptor,
     hid_descriptor,
-    install_wake_handler,
     interface_descriptor,
     strings_blob,
 )
@@ -879,12 +879,6 @@ I2C_DEVICES = Path("/sys/bus/i2c/devices")
 HID_NAME_GLOB = f"0003:{VENDOR_ID:04X}:{PRODUCT_ID:04X}.*"  # hid_add_device: bus:vendor:product.id
 
 
-def new_i2c_device(adapter: str, chip: str, address: int, root: Path = I2C_DEVICES) -> str:
-    """Instantiate e.g. at24 ("24c512", 0x50) on ``adapter``; returns the client name N-00AA."""
-    (root / adapter / "new_device").write_text(f"{chip} {address:#04x}")
-    return f"{adapter.removeprefix('i2c-')}-{address:04x}"
-
-
 def cp2112_descriptors(report_length: int = len(REPORT_DESCRIPTOR)) -> bytes:
     """One HID interface: HID class descriptor, interrupt IN and OUT of 64 bytes (1 ms)."""
 
@@ -915,22 +909,7 @@ def cp2112_gadget_config(name: str, usb_serial: str, device: Cp2112Device) -> Ga
 
 def find_usb_interface(usb_serial: str, root: Path = USB_DEVICES) -> Path | None:
     """The host-side interface (e.g. .../1-1:1.0) of the plugged CP2112 with this USB serial."""
-    try:
-        devices = sorted(root.iterdir())
-    except OSError:
-        return None
-    for device in devices:
-        if ":" in device.name:
-            continue
-        try:
-            serial = (device / "serial").read_text().strip()
-            vendor = (device / "idVendor").read_text().strip()
-            product = (device / "idProduct").read_text().strip()
-        except OSError:
-            continue
-        if (serial, vendor, product) == (usb_serial, f"{VENDOR_ID:04x}", f"{PRODUCT_ID:04x}"):
-            return root / f"{device.name}:1.0"
-    return None
+    return gadget.find_usb_interface(usb_serial, VENDOR_ID, PRODUCT_ID, root)
 
 
 def find_hid_device(interface: Path) -> Path | None:
@@ -970,13 +949,18 @@ def find_gpiochip(interface: Path) -> str | None:
     return found[0].name if found else None
 
 
-class Emulator(ServedGadget):
+class Emulator(AdapterEmulator):
     """A Cp2112Device behind a FunctionFS gadget: ep0 by the gadget's thread, interrupt by ours.
 
     ``start()`` builds the gadget and starts the thread, which is blocked
     reading the OUT endpoint before ``plug()`` binds the UDC. ``arm_unplug``
     places a deterministic unplug; ``stop()`` tears everything down.
     """
+
+    LABEL = "CP2112"
+    THREAD_NAME = "cp2112-io"
+    EP_OUT, EP_IN = EP_OUT, EP_IN
+    READ_BUFFER = MAX_PACKET  # one report per packet; a read of exactly this size ends at each
 
     def __init__(
         self,
@@ -988,44 +972,14 @@ class Emulator(ServedGadget):
     ):
         self.device = device
         self.usb_serial = usb_serial or f"harness-{name}"
-        self.gadget = gadget or FfsGadget(
-            cp2112_gadget_config(name, self.usb_serial, device), udc, on_setup=self._control
+        super().__init__(
+            gadget
+            or FfsGadget(
+                cp2112_gadget_config(name, self.usb_serial, device), udc, on_setup=self._control
+            )
         )
         self.responder = Responder(device, self._send, self.unplug)
-        self.problems: deque[str] = deque(maxlen=16)
-        self.problem_count = 0
-        self.reads = 0
-        self.shutdowns = 0  # reads ended by an unplug (ESHUTDOWN)
-        self.dropped_replies = 0
-        self.zlps = 0
-        self._in_read = False
         self._send_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def problem(self, message: str) -> None:
-        self.problem_count += 1
-        self.problems.append(message)
-
-    # --- lifecycle -------------------------------------------------------------------
-
-    def start(self) -> None:
-        if not install_wake_handler():
-            self.problem("started outside the main thread: stop() cannot interrupt a blocked read")
-        self.gadget.create(read_buffer=MAX_PACKET)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._io_loop, name="cp2112-io", daemon=True)
-        self._thread.start()
-
-    def plug(self, wait: bool = True, timeout: float = 10.0) -> None:
-        """Power up (fresh chip state) and bind the UDC once the thread sits in read()."""
-        deadline = time.monotonic() + 2.0
-        while not self._in_read:
-            if time.monotonic() > deadline or self._thread is None or not self._thread.is_alive():
-                raise GadgetError("CP2112 emulator thread is not reading its OUT endpoint")
-            time.sleep(0.001)
-        self.device.reset()
-        self.gadget.plug(wait=wait, timeout=timeout)
 
     def wait_host(self, timeout: float = 10.0) -> Path:
         """Wait until hid-cp2112 is bound and its I2C adapter exists; return the interface."""
@@ -1069,27 +1023,10 @@ class Emulator(ServedGadget):
         return self.responder.arm(Trigger(counter, threshold, withhold_reply, action))
 
     def stats(self) -> dict:
-        return {
-            "device": self.device.snapshot(),
-            "reads": self.reads,
-            "shutdowns": self.shutdowns,
-            "withheld_replies": self.responder.withheld,
-            "dropped_replies": self.dropped_replies,
-            "zero_length_packets": self.zlps,
-            "usb_events": dict(self.gadget.events),
-            "problem_count": self.problem_count + self.device.problem_count,
-        }
-
-    def all_problems(self) -> list[str]:
-        return [*self.device.problems, *self.problems]
+        return {"device": self.device.snapshot(), **self.usb_stats()}
 
     def wait_counter(self, counter: str, value: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.device.counter(counter) < value:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
+        return self.wait_until(lambda: self.device.counter(counter), value, timeout)
 
     # --- USB side --------------------------------------------------------------------
 
@@ -1111,35 +1048,8 @@ class Emulator(ServedGadget):
         with self._send_lock:
             self._write_in(reply)
 
-    def _write_in(self, reply: bytes) -> None:
-        try:
-            self.gadget.endpoints[EP_IN].write(reply)
-        except OSError as exc:
-            if exc.errno in (errno.ESHUTDOWN, errno.ECONNRESET, errno.EINTR):
-                self.dropped_replies += 1
-                return
-            self.problem(f"IN endpoint write: {exc}")
-
-    def _io_loop(self) -> None:
-        endpoint = self.gadget.endpoints[EP_OUT]
-        view = endpoint.view
-        serve = self.responder.serve
-        while not self._stop.is_set():
-            self._in_read = True
-            try:
-                count = endpoint.read(MAX_PACKET)
-            except OSError as exc:
-                if exc.errno == errno.EINTR:
-                    continue
-                if exc.errno in (errno.ESHUTDOWN, errno.ECONNRESET):
-                    self.shutdowns += 1
-                    continue
-                self.problem(f"OUT endpoint read: {exc}; emulator thread ends")
-                return
-            finally:
-                self._in_read = False
-            self.reads += 1
-            if not count:
-                self.zlps += 1
-                continue
-            serve(bytes(view[:count]))
+    def _received(self, data: memoryview) -> None:
+        if not len(data):
+            self.zlps += 1
+            return
+        self.responder.serve(bytes(data))

@@ -23,7 +23,6 @@ I/O) answers one request with one reply and counts work per module;
 
 from __future__ import annotations
 
-import errno
 import struct
 import threading
 import time
@@ -32,19 +31,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import gadget
 from gadget import (
     USB_CLASS_VENDOR_SPEC,
     XFER_BULK,
+    AdapterEmulator,
     ArmedTriggers,
     ControlTransfer,
     FfsGadget,
     GadgetConfig,
     GadgetError,
-    ServedGadget,
     bound_driver,
     descriptors_blob,
     endpoint_descriptor,
-    install_wake_handler,
     interface_descriptor,
     strings_blob,
 )
@@ -805,21 +804,7 @@ def dln2_gadget_config(name: str, usb_serial: str) -> GadgetConfig:
 
 def find_usb_interface(usb_serial: str, root: Path = USB_DEVICES) -> Path | None:
     """The host-side interface (e.g. .../1-1:1.0) of the plugged DLN-2 with this USB serial."""
-    try:
-        devices = sorted(root.iterdir())
-    except OSError:
-        return None
-    for device in devices:
-        if ":" in device.name:
-            continue
-        try:
-            serial = (device / "serial").read_text().strip()
-            vendor = (device / "idVendor").read_text().strip()
-        except OSError:
-            continue
-        if serial == usb_serial and vendor == f"{VENDOR_ID:04x}":
-            return root / f"{device.name}:1.0"
-    return None
+    return gadget.find_usb_interface(usb_serial, VENDOR_ID, PRODUCT_ID, root)
 
 
 def find_i2c_adapter(interface: Path) -> str | None:
@@ -828,19 +813,17 @@ def find_i2c_adapter(interface: Path) -> str | None:
     return adapters[0].name if adapters else None
 
 
-def new_i2c_device(adapter: str, chip: str, address: int, root: Path = I2C_DEVICES) -> str:
-    """Instantiate e.g. at24 ("24c512", 0x50) on ``adapter``; returns the client name N-00AA."""
-    (root / adapter / "new_device").write_text(f"{chip} {address:#04x}")
-    return f"{adapter.removeprefix('i2c-')}-{address:04x}"
-
-
-class Emulator(ServedGadget):
+class Emulator(AdapterEmulator):
     """A Dln2Device behind a FunctionFS gadget, served by one thread.
 
     ``start()`` builds the gadget and starts the thread, which is blocked
     reading the OUT endpoint before ``plug()`` binds the UDC. ``arm_unplug``
     places a deterministic unplug; ``stop()`` tears everything down.
     """
+
+    LABEL = "DLN-2"
+    THREAD_NAME = "dln2-io"
+    EP_OUT, EP_IN = EP_OUT, EP_IN
 
     def __init__(
         self,
@@ -852,50 +835,18 @@ class Emulator(ServedGadget):
     ):
         self.device = device
         self.usb_serial = usb_serial or f"harness-{name}"
-        self.gadget = gadget or FfsGadget(
-            dln2_gadget_config(name, self.usb_serial),
-            udc,
-            on_setup=self._control,
-            on_event=self._on_event,
+        super().__init__(
+            gadget
+            or FfsGadget(
+                dln2_gadget_config(name, self.usb_serial),
+                udc,
+                on_setup=self._control,
+                on_event=self._on_event,
+            )
         )
         self.responder = Responder(device, self._send, self.unplug)
-        self.problems: deque[str] = deque(maxlen=16)
-        self.problem_count = 0
-        self.reads = 0
-        self.shutdowns = 0  # reads ended by an unplug (ESHUTDOWN)
-        self.dropped_replies = 0
-        self.zlps = 0
-        self._in_read = False
-        self._read_size = 512
         self._in_max_packet = 512
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._stream = MessageStream()
-
-    def problem(self, message: str) -> None:
-        self.problem_count += 1
-        self.problems.append(message)
-
-    # --- lifecycle -------------------------------------------------------------------
-
-    def start(self) -> None:
-        if not install_wake_handler():
-            self.problem("started outside the main thread: stop() cannot interrupt a blocked read")
-        self.gadget.create(read_buffer=4096)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._io_loop, name="dln2-io", daemon=True)
-        self._thread.start()
-
-    def plug(self, wait: bool = True, timeout: float = 10.0) -> None:
-        """Power up (fresh module state) and bind the UDC once the thread sits in read()."""
-        deadline = time.monotonic() + 2.0
-        while not self._in_read:
-            if time.monotonic() > deadline or self._thread is None or not self._thread.is_alive():
-                raise GadgetError("DLN-2 emulator thread is not reading its OUT endpoint")
-            time.sleep(0.001)
-        self.device.reset()
-        self._stream.reset()
-        self.gadget.plug(wait=wait, timeout=timeout)
 
     def wait_host(self, timeout: float = 10.0) -> Path:
         """Wait until the host's dln2 driver is bound; return the USB interface directory."""
@@ -934,80 +885,44 @@ class Emulator(ServedGadget):
         return self.responder.arm(Trigger(module, counter, threshold, withhold_reply, action))
 
     def stats(self) -> dict:
-        return {
-            "modules": self.device.snapshot(),
-            "reads": self.reads,
-            "shutdowns": self.shutdowns,
-            "withheld_replies": self.responder.withheld,
-            "dropped_replies": self.dropped_replies,
-            "zero_length_packets": self.zlps,
-            "usb_events": dict(self.gadget.events),
-            "problem_count": self.problem_count + self.device.problem_count,
-        }
-
-    def all_problems(self) -> list[str]:
-        return [*self.device.problems, *self.problems]
+        return {"modules": self.device.snapshot(), **self.usb_stats()}
 
     def wait_counter(self, module: str, counter: str, value: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
         stats = self.device.stats[module]
-        while getattr(stats, counter) < value:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
+        return self.wait_until(lambda: getattr(stats, counter), value, timeout)
 
     # --- USB side --------------------------------------------------------------------
+
+    def _power_on(self) -> None:
+        self.device.reset()
+        self._stream.reset()
+
+    def _connection_lost(self) -> None:
+        self._stream.reset()
+
+    def _read_size(self) -> int:
+        return self._in_max_packet
 
     def _on_event(self, name: str) -> None:
         if name == "ENABLE":
             full_speed = self.gadget.speed() in ("full-speed", "low-speed")
             self._in_max_packet = 64 if full_speed else 512
-            self._read_size = self._in_max_packet
 
     def _control(self, transfer: ControlTransfer) -> None:
         self.problem(f"unexpected control request {transfer.setup}; stalled")
         transfer.stall()
 
     def _send(self, reply: bytes) -> None:
-        endpoint = self.gadget.endpoints[EP_IN]
-        try:
-            endpoint.write(reply)
-            if len(reply) % self._in_max_packet == 0:
-                endpoint.write(b"")  # a full last packet does not end the host's 512-byte URB
-                self.zlps += 1
-        except OSError as exc:
-            if exc.errno in (errno.ESHUTDOWN, errno.ECONNRESET, errno.EINTR):
-                self.dropped_replies += 1
-                return
-            self.problem(f"IN endpoint write: {exc}")
+        if self._write_in(reply) and len(reply) % self._in_max_packet == 0:
+            self._write_in(b"")  # a full last packet does not end the host's 512-byte URB
+            self.zlps += 1
 
-    def _io_loop(self) -> None:
-        endpoint = self.gadget.endpoints[EP_OUT]
-        view = endpoint.view
-        serve = self.responder.serve
+    def _received(self, data: memoryview) -> None:
         stream = self._stream
-        while not self._stop.is_set():
-            self._in_read = True
-            try:
-                count = endpoint.read(self._read_size)
-            except OSError as exc:
-                if exc.errno == errno.EINTR:
-                    continue
-                if exc.errno in (errno.ESHUTDOWN, errno.ECONNRESET):
-                    self.shutdowns += 1
-                    stream.reset()
-                    continue
-                self.problem(f"OUT endpoint read: {exc}; emulator thread ends")
-                return
-            finally:
-                self._in_read = False
-            self.reads += 1
-            dropped = stream.dropped
-            for msg in stream.feed(view[:count]):
-                serve(msg)
-            if stream.dropped != dropped:
-                self.problem(
-                    f"unparseable data on the OUT endpoint, {stream.dropped} bytes "
-                    "dropped so far"
-                )
+        dropped = stream.dropped
+        for msg in stream.feed(data):
+            self.responder.serve(msg)
+        if stream.dropped != dropped:
+            self.problem(
+                f"unparseable data on the OUT endpoint, {stream.dropped} bytes dropped so far"
+            )

@@ -26,10 +26,11 @@ import signal
 import struct
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CONFIGFS_GADGETS = Path("/sys/kernel/config/usb_gadget")
 UDC_CLASS = Path("/sys/class/udc")
@@ -558,40 +559,85 @@ class FfsGadget:
         return list(self.problems)
 
 
-class ServedGadget:
-    """Teardown shared by the adapter emulators (dln2.Emulator, cp2112.Emulator).
+class AdapterEmulator:
+    """What the adapter emulators (dln2.Emulator, cp2112.Emulator) share around their model.
 
-    A subclass has ``gadget``, a ``responder`` with ``disarm()``, the serving
-    thread in ``_thread`` with its ``_stop`` event, and ``problem()`` /
-    ``all_problems()``.
+    One thread serves the OUT endpoint. Before ``plug()`` binds the UDC that
+    thread must sit in its read; ``unplug()`` and ``plug()`` bring it back
+    there with signals, because a reply written after an unplug blocks in the
+    kernel until the next ENABLE, and the thread would then miss the host's
+    first requests after a replug. Data read in one connection and returned
+    after the unplug that ended it is dropped (``stale_reads``), not answered
+    into the next connection.
+
+    A subclass sets ``device`` (its model, with ``problems``/``problem_count``),
+    ``responder`` (with ``disarm()``), the class attributes below, and
+    implements ``_received``; ``_power_on`` and ``_connection_lost`` are hooks.
     """
 
-    gadget: FfsGadget
-    _stop: threading.Event
-    _thread: threading.Thread | None
-    _in_read: bool  # the serving thread sits in its OUT-endpoint read
+    LABEL = "adapter"
+    THREAD_NAME = "adapter-io"
+    EP_OUT = 0  # index into gadget.endpoints
+    EP_IN = 1
+    READ_BUFFER = 4096
+
+    device: Any
+    responder: Any
+
+    def __init__(self, gadget: FfsGadget):
+        self.gadget = gadget
+        self.problems: deque[str] = deque(maxlen=16)
+        self.problem_count = 0
+        self.reads = 0
+        self.shutdowns = 0  # reads ended by an unplug (ESHUTDOWN/ECONNRESET)
+        self.stale_reads = 0  # data from a connection that an unplug had already ended
+        self.dropped_replies = 0
+        self.zlps = 0
+        self._in_read = False
+        self._generation = 0  # bumped by every unplug
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def problem(self, message: str) -> None:
+        self.problem_count += 1
+        self.problems.append(message)
+
+    def all_problems(self) -> list[str]:
+        return [*self.device.problems, *self.problems]
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        if not install_wake_handler():
+            self.problem("started outside the main thread: stop() cannot interrupt a blocked read")
+        self.gadget.create(read_buffer=self.READ_BUFFER)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._io_loop, name=self.THREAD_NAME, daemon=True)
+        self._thread.start()
+
+    def plug(self, wait: bool = True, timeout: float = 10.0) -> None:
+        """Power up (fresh model state) and bind the UDC once the thread sits in its read."""
+        if not self._settle():
+            raise GadgetError(
+                f"{self.LABEL} emulator thread is not reading its OUT endpoint "
+                f"({self._thread_state()})"
+            )
+        self._power_on()
+        self.gadget.plug(wait=wait, timeout=timeout)
 
     def unplug(self) -> bool:
-        """Unbind the UDC, then make sure the serving thread is back in its OUT read.
-
-        A reply written just after the unplug blocks until the next ENABLE, so
-        the thread would miss the host's first requests after a replug (and
-        plug() refuses to bind): a signal ends that write with EINTR.
-        """
+        """Unbind the UDC, then bring the serving thread back into its OUT read."""
+        self._generation += 1
         unplugged = self.gadget.unplug()
-        thread = self._thread
-        if thread is None or thread is threading.current_thread():
-            return unplugged
-        deadline = time.monotonic() + 2.0
-        while thread.is_alive() and not self._in_read and time.monotonic() < deadline:
-            interrupt(thread)
-            time.sleep(0.01)
+        if self._thread is not threading.current_thread():
+            self._settle()
         return unplugged
 
     def stop(self) -> list[str]:
         """Unplug, stop the thread (interrupting a blocked read), tear the gadget down."""
         self._stop.set()
         self.responder.disarm()
+        self._generation += 1
         try:
             self.gadget.unplug()
         except GadgetError as exc:
@@ -610,6 +656,111 @@ class ServedGadget:
         for message in self.gadget.destroy():
             self.problem(message)
         return list(self.all_problems())
+
+    def _settle(self, timeout: float = 2.0) -> bool:
+        """Signal the serving thread until it sits in its OUT read; False if it never does."""
+        thread = self._thread
+        deadline = time.monotonic() + timeout
+        while thread is not None and thread.is_alive():
+            if self._in_read:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            interrupt(thread)
+            time.sleep(0.01)
+        return False
+
+    def _thread_state(self) -> str:
+        thread = self._thread
+        if thread is None:
+            state = "not started"
+        elif thread.is_alive():
+            state = "alive, busy outside its read"
+        else:
+            state = "ended"
+        return f"thread {state}; problems: {self.all_problems()}"
+
+    # --- hooks -----------------------------------------------------------------------
+
+    def _power_on(self) -> None:
+        """Reset the model before a plug, as a real adapter starts from power-on state."""
+        self.device.reset()
+
+    def _connection_lost(self) -> None:
+        """The host side went away; drop partial state tied to the connection."""
+
+    def _read_size(self) -> int:
+        return self.READ_BUFFER
+
+    def _received(self, data: memoryview) -> None:
+        raise NotImplementedError
+
+    # --- counters --------------------------------------------------------------------
+
+    def usb_stats(self) -> dict:
+        return {
+            "reads": self.reads,
+            "shutdowns": self.shutdowns,
+            "stale_reads": self.stale_reads,
+            "withheld_replies": self.responder.withheld,
+            "dropped_replies": self.dropped_replies,
+            "zero_length_packets": self.zlps,
+            "usb_events": dict(self.gadget.events),
+            "problem_count": self.problem_count + self.device.problem_count,
+        }
+
+    @staticmethod
+    def wait_until(value: Callable[[], int], target: int, timeout: float) -> bool:
+        """Poll ``value()`` until it reaches ``target``; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while value() < target:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    # --- the serving thread ----------------------------------------------------------
+
+    def _write_in(self, reply: bytes) -> bool:
+        """Write one reply to the IN endpoint; False when the host is gone (counted, not raised)."""
+        try:
+            self.gadget.endpoints[self.EP_IN].write(reply)
+        except OSError as exc:
+            if exc.errno in (errno.ESHUTDOWN, errno.ECONNRESET, errno.EINTR):
+                self.dropped_replies += 1
+            else:
+                self.problem(f"IN endpoint write: {exc}")
+            return False
+        return True
+
+    def _io_loop(self) -> None:
+        endpoint = self.gadget.endpoints[self.EP_OUT]
+        view = endpoint.view
+        while not self._stop.is_set():
+            generation = self._generation
+            self._in_read = True
+            try:
+                count = endpoint.read(self._read_size())
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                if exc.errno in (errno.ESHUTDOWN, errno.ECONNRESET):
+                    self.shutdowns += 1
+                    self._connection_lost()
+                    continue
+                if exc.errno == errno.EBADF:
+                    return
+                self.problem(f"OUT endpoint read: {exc}")
+                time.sleep(0.01)
+                continue
+            finally:
+                self._in_read = False
+            if generation != self._generation:
+                self.stale_reads += 1
+                self._connection_lost()
+                continue
+            self.reads += 1
+            self._received(view[:count])
 
 
 class ArmedTriggers:
@@ -667,3 +818,29 @@ def bound_driver(device: Path) -> str | None:
         return (device / "driver").resolve(strict=True).name
     except OSError:
         return None
+
+
+USB_DEVICES = Path("/sys/bus/usb/devices")
+
+
+def find_usb_interface(
+    usb_serial: str, vendor_id: int, product_id: int, root: Path = USB_DEVICES
+) -> Path | None:
+    """The host-side interface 0 (e.g. .../1-1:1.0) of the plugged device with these ids."""
+    try:
+        devices = sorted(root.iterdir())
+    except OSError:
+        return None
+    want = (usb_serial, f"{vendor_id:04x}", f"{product_id:04x}")
+    for device in devices:
+        if ":" in device.name:
+            continue
+        try:
+            found = tuple(
+                (device / n).read_text().strip() for n in ("serial", "idVendor", "idProduct")
+            )
+        except OSError:
+            continue
+        if found == want:
+            return root / f"{device.name}:1.0"
+    return None

@@ -1,9 +1,10 @@
-"""Fixtures behind an emulated USB adapter: an I2C EEPROM and a SPI-NOR flash on a DLN-2.
+"""Fixtures behind an emulated USB adapter: an I2C EEPROM (DLN-2 or CP2112), a SPI-NOR (DLN-2).
 
-The adapter is emulated in the guest (guest/dln2.py) on a FunctionFS gadget
-bound to a dummy_hcd UDC; the kernel's own dln2, i2c-dln2, spi-dln2, at24 and
-spi-nor drivers bind to it. Remove = unplug (unbind the UDC); create = plug
-again, re-instantiate the chip and check that it reads back the model's content.
+The adapter is emulated in the guest (guest/dln2.py, guest/cp2112.py) on a
+FunctionFS gadget bound to a dummy_hcd UDC; the kernel's own dln2/i2c-dln2/
+spi-dln2 or usbhid/hid-cp2112 drivers bind to it, and at24 or spi-nor to the
+chip behind it. Remove = unplug (unbind the UDC); create = plug again,
+re-instantiate the chip and check that it reads back the model's content.
 """
 
 from __future__ import annotations
@@ -12,14 +13,20 @@ import glob
 import os
 import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import chipmodels
+import cp2112
 import dln2
 from fixtures import FixtureError
 from gadget import GadgetError
 
 I2C_DRIVERS = Path("/sys/bus/i2c/drivers")
+I2C_DEVICES = Path("/sys/bus/i2c/devices")
+HID_DRIVERS = Path("/sys/bus/hid/drivers")
 PLATFORM_DRIVERS = Path("/sys/bus/platform/drivers")
 USB_DRIVERS = Path("/sys/bus/usb/drivers")
 SPI_DRIVERS = Path("/sys/bus/spi/drivers")
@@ -46,19 +53,70 @@ def _read_prefix(path: str, size: int) -> bytes:
         os.close(fd)
 
 
-class Dln2Fixture:
-    """Common part: one emulated DLN-2 per fixture, on the UDC the runner assigns."""
+def new_i2c_device(adapter: str, chip: str, address: int, root: Path = I2C_DEVICES) -> str:
+    """Instantiate e.g. at24 ("24c512", 0x50) on ``adapter``; returns the client name N-00AA."""
+    (root / adapter / "new_device").write_text(f"{chip} {address:#04x}")
+    return f"{adapter.removeprefix('i2c-')}-{address:04x}"
+
+
+def _first(paths) -> Path | None:
+    return next(iter(sorted(paths)), None)
+
+
+@dataclass(frozen=True)
+class AdapterKind:
+    """What differs between the emulated adapters, as the fixtures need it."""
+
+    emulator: Callable[..., Any]  # (device, udc=, name=) -> an AdapterEmulator
+    i2c_device: Callable[[dict], Any]  # {address: target} -> the emulator's device model
+    find_i2c_adapter: Callable[[Path], str | None]  # USB interface -> i2c-N
+    i2c_provider: Callable[[Path], tuple[Path, str]]  # interface -> (driver dir, device) of
+    # the layer that registers the I2C adapter: unbinding it deletes the adapter
+    interface_driver: str  # the USB interface's driver
+
+
+def _dln2_i2c_provider(interface: Path) -> tuple[Path, str]:
+    pdev = _first(interface.glob("dln2-i2c.*"))
+    return PLATFORM_DRIVERS / "dln2-i2c", pdev.name if pdev else ""
+
+
+def _cp2112_i2c_provider(interface: Path) -> tuple[Path, str]:
+    hid = cp2112.find_hid_device(interface)
+    return HID_DRIVERS / cp2112.DRIVER, hid.name if hid else ""
+
+
+ADAPTERS = {
+    "dln2": AdapterKind(
+        emulator=dln2.Emulator,
+        i2c_device=lambda targets: dln2.Dln2Device(i2c=targets, gpio=False),
+        find_i2c_adapter=dln2.find_i2c_adapter,
+        i2c_provider=_dln2_i2c_provider,
+        interface_driver="dln2",
+    ),
+    "cp2112": AdapterKind(
+        emulator=cp2112.Emulator,
+        i2c_device=lambda targets: cp2112.Cp2112Device(i2c=targets),
+        find_i2c_adapter=cp2112.find_i2c_adapter,
+        i2c_provider=_cp2112_i2c_provider,
+        interface_driver="usbhid",
+    ),
+}
+
+
+class UsbAdapterFixture:
+    """Common part: one emulated adapter per fixture, on the UDC the runner assigns."""
 
     def __init__(self, spec: dict, instance: str, udc: str, modules: dict[str, str]):
         self.name = spec["name"]
         self.spec = spec
         self.modules = modules
+        self.kind = ADAPTERS[spec["adapter"]]
         self.device = self._device()
-        self.emulator = dln2.Emulator(self.device, udc=udc, name=instance[-16:])
+        self.emulator = self.kind.emulator(self.device, udc=udc, name=instance[-16:])
         self.interface: Path | None = None
         self.started = False
 
-    def _device(self) -> dln2.Dln2Device:
+    def _device(self) -> Any:
         raise NotImplementedError
 
     def _attach(self) -> None:
@@ -89,6 +147,12 @@ class Dln2Fixture:
     def _level_target(self, level: str | None) -> tuple[Path, str]:
         raise NotImplementedError
 
+    def _usb_interface_target(self) -> tuple[Path, str]:
+        return (
+            USB_DRIVERS / self.kind.interface_driver,
+            self.interface.name if self.interface else "",
+        )
+
     def unbind(self, level: str | None) -> None:
         driver_dir, device = self._level_target(level)
         (driver_dir / "unbind").write_text(device)
@@ -117,8 +181,8 @@ class Dln2Fixture:
             raise FixtureError(f"fixture {self.name}: emulator problems: {problems}")
 
 
-class UsbI2cEeprom(Dln2Fixture):
-    """An at24 EEPROM (24c32..24c512) on the I2C bus of an emulated DLN-2."""
+class UsbI2cEeprom(UsbAdapterFixture):
+    """An at24 EEPROM (24c32..24c512) on the I2C bus of an emulated DLN-2 or CP2112."""
 
     def __init__(self, spec: dict, instance: str, udc: str, modules: dict[str, str]):
         self.eeprom = chipmodels.Eeprom(spec["eeprom"], pattern=spec["content"], seed=spec["seed"])
@@ -127,16 +191,18 @@ class UsbI2cEeprom(Dln2Fixture):
         self.client: str | None = None
         super().__init__(spec, instance, udc, modules)
 
-    def _device(self) -> dln2.Dln2Device:
-        return dln2.Dln2Device(i2c={self.address: self.eeprom}, gpio=False)
+    def _device(self) -> Any:
+        return self.kind.i2c_device({self.address: self.eeprom})
 
     def _attach(self) -> None:
         adapter = _wait_for(
-            lambda: dln2.find_i2c_adapter(self.interface), READY_TIMEOUT, "dln2 I2C adapter"
+            lambda: self.kind.find_i2c_adapter(self.interface),
+            READY_TIMEOUT,
+            f"{self.spec['adapter']} I2C adapter",
         )
         client = f"{adapter.removeprefix('i2c-')}-{self.address:04x}"
         if not Path(f"/sys/bus/i2c/devices/{client}").exists():
-            dln2.new_i2c_device(adapter, self.spec["eeprom"], self.address)
+            new_i2c_device(adapter, self.spec["eeprom"], self.address)
         self.adapter, self.client = adapter, client
         eeprom = _wait_for(
             lambda: (p := Path(f"/sys/bus/i2c/devices/{client}/eeprom")).exists() and p,
@@ -166,14 +232,13 @@ class UsbI2cEeprom(Dln2Fixture):
         if level in (None, "driver", "client"):
             return I2C_DRIVERS / "at24", self.client or ""
         if level == "adapter":
-            pdev = next(iter(sorted(self.interface.glob("dln2-i2c.*"))), None)
-            return PLATFORM_DRIVERS / "dln2-i2c", pdev.name if pdev else ""
+            return self.kind.i2c_provider(self.interface)
         if level == "usb-interface":
-            return USB_DRIVERS / "dln2", self.interface.name if self.interface else ""
+            return self._usb_interface_target()
         raise FixtureError(f"fixture {self.name}: no unbind level {level!r} for an I2C EEPROM")
 
 
-class SpiNorFlash(Dln2Fixture):
+class SpiNorFlash(UsbAdapterFixture):
     """A SPI-NOR flash (/dev/mtdN) on the SPI controller of an emulated DLN-2."""
 
     def __init__(self, spec: dict, instance: str, udc: str, modules: dict[str, str]):
@@ -254,5 +319,5 @@ class SpiNorFlash(Dln2Fixture):
         if level == "controller":
             return PLATFORM_DRIVERS / "dln2-spi", self.controller_pdev or ""
         if level == "usb-interface":
-            return USB_DRIVERS / "dln2", self.interface.name if self.interface else ""
+            return self._usb_interface_target()
         raise FixtureError(f"fixture {self.name}: no unbind level {level!r} for a SPI-NOR flash")

@@ -33,7 +33,16 @@ from harness.yamlnodes import (
 
 FIXTURE_TYPES = ("gpio-sim", "usb-i2c", "spi-nor")
 # What the guest's emulators model (guest/chipmodels.py, guest/dln2.py).
-ADAPTERS = {"usb-i2c": ("dln2",), "spi-nor": ("dln2",)}
+ADAPTERS = {"usb-i2c": ("dln2", "cp2112"), "spi-nor": ("dln2",)}
+# The kconfig fragments a fixture cannot work without; added to the scenario's own list.
+USB_ADAPTER_FRAGMENTS = {"dln2": ("usb-gadget", "dln2"), "cp2112": ("usb-gadget", "cp2112")}
+
+
+def fixture_fragments(fixture: Fixture) -> tuple[str, ...]:
+    """Fragments the guest needs for this fixture (gpio-sim, or the USB gadget + adapter)."""
+    if fixture.type == "gpio-sim":
+        return ("gpio-sim",)
+    return USB_ADAPTER_FRAGMENTS.get(fixture.adapter, ())
 EEPROMS = ("24c32", "24c64", "24c128", "24c256", "24c512")
 FLASHES = ("w25x05", "w25x10", "w25x20", "w25x40")
 CONTENTS = ("counter", "zero", "erased", "random")
@@ -469,6 +478,11 @@ def _kconfig_names(node: Node) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _with_fixture_fragments(listed: tuple[str, ...], fixtures) -> tuple[str, ...]:
+    needed = [name for fixture in fixtures for name in fixture_fragments(fixture)]
+    return tuple(dict.fromkeys([*listed, *needed]))
+
+
 def parse_scenario(text: str, path: Path) -> tuple[Scenario | None, list[SchemaError]]:
     """Parse one scenario file's text; return the record or the list of problems."""
     reader = Reader(path)
@@ -507,7 +521,9 @@ def parse_scenario(text: str, path: Path) -> tuple[Scenario | None, list[SchemaE
         name=name,
         description=_opt(top, "description", scalar_str, ""),
         path=str(path),
-        kconfig=_opt(top, "kconfig", _kconfig_names, ()),
+        kconfig=_with_fixture_fragments(
+            _opt(top, "kconfig", _kconfig_names, ()), fixtures.values()
+        ),
         cmdline=tuple(_opt(top, "cmdline", string_list, [])),
         fixtures=tuple(fixtures.values()),
         workers=tuple(workers.values()),

@@ -8,21 +8,21 @@ loop (cp2112_i2c_xfer: request, up to 10 status polls, force sends of at most
 """
 
 import errno
-import os
 import struct
 import sys
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
+import pipegadget
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guest"))
 
 import cp2112  # noqa: E402
+import usbfixtures  # noqa: E402
 from chipmodels import Eeprom  # noqa: E402
-from gadget import ControlSetup, ControlTransfer, Endpoint, install_wake_handler  # noqa: E402
+from gadget import ControlSetup, ControlTransfer, install_wake_handler  # noqa: E402
 
 H = bytes.fromhex
 
@@ -604,42 +604,8 @@ def test_trigger_failure_is_recorded_and_names_are_checked():
 # --- emulator thread over pipes ------------------------------------------------------------
 
 
-class PipeGadget:
-    """Stands in for FfsGadget: ep1 (IN) and ep2 (OUT) are pipes, plug/unplug are recorded."""
-
-    def __init__(self):
-        self.host_r, in_w = os.pipe()
-        out_r, self.host_w = os.pipe()
-        self.endpoints = [Endpoint(in_w, 64), Endpoint(out_r, 64)]
-        self.events: Counter[str] = Counter()
-        self.calls: list[str] = []
-        self.plugged = False
-
-    def create(self, read_buffer: int = 4096) -> None:
-        self.calls.append(f"create {read_buffer}")
-
-    def plug(self, wait: bool = True, timeout: float = 10.0) -> None:
-        self.calls.append("plug")
-        self.plugged = True
-
-    def unplug(self) -> bool:
-        self.calls.append("unplug")
-        was, self.plugged = self.plugged, False
-        return was
-
-    def destroy(self) -> list[str]:
-        self.calls.append("destroy")
-        for endpoint in self.endpoints:
-            endpoint.close()
-        os.close(self.host_w)
-        os.close(self.host_r)
-        return []
-
-    def send(self, report: bytes) -> None:
-        os.write(self.host_w, report)
-
-    def receive(self) -> bytes:
-        return os.read(self.host_r, 64)
+def PipeGadget() -> pipegadget.PipeGadget:  # noqa: N802 - reads like the class it makes
+    return pipegadget.PipeGadget(out_index=1, buffer_size=64)
 
 
 def test_emulator_serves_until_unplugged_mid_read_and_stops_cleanly():
@@ -657,7 +623,7 @@ def test_emulator_serves_until_unplugged_mid_read_and_stops_cleanly():
         gadget.send(report)
         if not replies:  # wait until it was read, so the next report is a read of its own
             assert emu.wait_counter("reports", before + 1, timeout=5)
-        return [gadget.receive() for _ in range(replies)]
+        return [gadget.receive(64) for _ in range(replies)]
 
     host = Host(lambda report: request(report, 0 if report[0] in (0x10, 0x11, 0x14) else 1))
     assert host.at24_read(0, 128) == dev.i2c[0x50].expected(0, 128)
@@ -685,7 +651,7 @@ def test_emulator_sends_set_report_output_answers_on_the_in_endpoint():
     emu.start()
     ep0 = FakeEp0([H("1501")])
     emu._control(ControlTransfer(ControlSetup(0x21, 0x09, 0x0215, 0, 2), ep0.read, ep0.write))
-    assert gadget.receive() == pad64("16 00 00 0000 0000")
+    assert gadget.receive(64) == pad64("16 00 00 0000 0000")
     assert emu.stop() == []
 
 
@@ -701,7 +667,7 @@ def test_emulator_wait_counter():
     gadget = PipeGadget()
     emu = cp2112.Emulator(make_device(), gadget=gadget)
     emu.start()
-    worker = threading.Thread(target=lambda: (gadget.send(H("1501")), gadget.receive()))
+    worker = threading.Thread(target=lambda: (gadget.send(H("1501")), gadget.receive(64)))
     worker.start()
     assert emu.wait_counter("TRANSFER_STATUS_REQUEST", 1, timeout=5)
     assert not emu.wait_counter("TRANSFER_STATUS_REQUEST", 2, timeout=0.05)
@@ -744,5 +710,5 @@ def test_host_side_lookups(tmp_path):
     (i2c / "i2c-2" / "name").write_text("dln2-i2c\n")
     assert cp2112.find_i2c_adapters(root=i2c) == ["i2c-7"]
     (i2c / "i2c-7" / "new_device").write_text("")
-    assert cp2112.new_i2c_device("i2c-7", "24c512", 0x50, root=i2c) == "7-0050"
+    assert usbfixtures.new_i2c_device("i2c-7", "24c512", 0x50, root=i2c) == "7-0050"
     assert (i2c / "i2c-7" / "new_device").read_text() == "24c512 0x50"

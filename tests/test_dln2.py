@@ -10,16 +10,16 @@ import struct
 import sys
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
+import pipegadget
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guest"))
 
 import dln2  # noqa: E402
 from chipmodels import Eeprom, SpiNorFlash  # noqa: E402
-from gadget import Endpoint, install_wake_handler  # noqa: E402
+from gadget import install_wake_handler  # noqa: E402
 
 
 def req(size: int, cmd: int, echo: int, handle: int, payload: bytes = b"") -> bytes:
@@ -498,44 +498,15 @@ def test_trigger_rejects_unknown_names():
 # --- emulator thread over pipes ------------------------------------------------------------
 
 
-class PipeGadget:
-    """Stands in for FfsGadget: ep1 (OUT) and ep2 (IN) are pipes, plug/unplug are recorded."""
+def PipeGadget() -> pipegadget.PipeGadget:  # noqa: N802 - reads like the class it makes
+    return pipegadget.PipeGadget(out_index=0, buffer_size=4096)
 
-    def __init__(self):
-        out_r, self.host_w = os.pipe()
-        self.host_r, in_w = os.pipe()
-        self.endpoints = [Endpoint(out_r), Endpoint(in_w)]
-        self.events: Counter[str] = Counter()
-        self.calls: list[str] = []
-        self.plugged = False
 
-    def create(self, read_buffer: int = 4096) -> None:
-        self.calls.append("create")
-
-    def plug(self, wait: bool = True, timeout: float = 10.0) -> None:
-        self.calls.append("plug")
-        self.plugged = True
-
-    def unplug(self) -> bool:
-        self.calls.append("unplug")
-        was, self.plugged = self.plugged, False
-        return was
-
-    def speed(self) -> str:
-        return "high-speed"
-
-    def destroy(self) -> list[str]:
-        self.calls.append("destroy")
-        for endpoint in self.endpoints:
-            endpoint.close()
-        os.close(self.host_w)
-        os.close(self.host_r)
-        return []
-
-    def host_transfer(self, msg: bytes) -> bytes:
-        os.write(self.host_w, msg)
-        size = struct.unpack("<H", os.read(self.host_r, 2))[0]
-        return struct.pack("<H", size) + os.read(self.host_r, size - 2)
+def host_transfer(gadget: pipegadget.PipeGadget, msg: bytes) -> bytes:
+    """One request and its reply, as the host's dln2 driver sees them."""
+    gadget.send(msg)
+    size = struct.unpack("<H", gadget.receive(2))[0]
+    return struct.pack("<H", size) + gadget.receive(size - 2)
 
 
 def test_emulator_serves_until_unplugged_mid_read_and_stops_cleanly():
@@ -544,13 +515,13 @@ def test_emulator_serves_until_unplugged_mid_read_and_stops_cleanly():
     emu = dln2.Emulator(make_device(), gadget=gadget)
     emu.start()
     emu.plug()
-    assert gadget.calls == ["create", "plug"]
-    assert gadget.host_transfer(req(8, 0x0030, 0, 1))[10:] == b"\x00\x02\x00\x00"
-    gadget.host_transfer(req(9, 0x0301, 0, 3, b"\x00"))
-    gadget.host_transfer(i2c_write(0x50, b"\x00\x00"))
+    assert gadget.calls == ["create 4096", "plug"]
+    assert host_transfer(gadget, req(8, 0x0030, 0, 1))[10:] == b"\x00\x02\x00\x00"
+    host_transfer(gadget, req(9, 0x0301, 0, 3, b"\x00"))
+    host_transfer(gadget, i2c_write(0x50, b"\x00\x00"))
     trigger = emu.arm_unplug("i2c", "bytes_read", 256, relative=True)
     reads = at24_reads(0, 3)
-    assert gadget.host_transfer(reads[0])[12:] == bytes(range(128))
+    assert host_transfer(gadget, reads[0])[12:] == bytes(range(128))
     os.write(gadget.host_w, reads[1])  # its reply is withheld: the host waits, then we unplug
     assert trigger.fired.wait(5)
     assert gadget.calls[-1] == "unplug" and not gadget.plugged
@@ -561,6 +532,44 @@ def test_emulator_serves_until_unplugged_mid_read_and_stops_cleanly():
     assert emu.stop() == []
     assert not thread.is_alive()
     assert gadget.calls[-1] == "destroy"
+
+
+def test_unplug_brings_a_thread_blocked_in_a_reply_back_to_its_read():
+    """CI saw a replug refused: the thread sat in a reply write from the old connection."""
+    assert install_wake_handler()
+    gadget = PipeGadget()
+    emu = dln2.Emulator(make_device(), gadget=gadget)
+    emu.start()
+    emu.plug()
+    gadget.jam_in_endpoint()
+    gadget.send(req(8, 0x0030, 0, 1))
+    deadline = time.monotonic() + 5
+    while emu.reads == 0 or emu._in_read:  # it read the request and now blocks replying
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert not emu._in_read
+    emu.unplug()
+    assert emu._in_read and emu.stats()["dropped_replies"] == 1
+    emu.plug()
+    assert gadget.calls[-3:] == ["plug", "unplug", "plug"]
+    assert emu.stop() == []
+
+
+def test_data_read_across_an_unplug_is_not_answered_into_the_next_plug():
+    """A read that returns after the unplug that ended its connection is stale: no reply."""
+    assert install_wake_handler()
+    gadget = PipeGadget()
+    emu = dln2.Emulator(make_device(), gadget=gadget)
+    emu.start()
+    emu.plug()
+    gadget.jam_in_endpoint()  # a reply would block, as it does on FunctionFS after an unplug
+    emu.unplug()  # the thread sits in its read: nothing to interrupt
+    gadget.send(req(8, 0x0030, 0, 1))
+    assert emu.wait_until(lambda: emu.stale_reads, 1, timeout=5)
+    emu.plug()
+    assert emu.stats()["reads"] == 0 and emu.device.stats["generic"].requests == 0
+    assert emu.stop() == []
 
 
 def test_emulator_plug_needs_a_reading_thread():
@@ -575,7 +584,7 @@ def test_emulator_wait_counter():
     gadget = PipeGadget()
     emu = dln2.Emulator(make_device(), gadget=gadget)
     emu.start()
-    worker = threading.Thread(target=gadget.host_transfer, args=(req(8, 0x0031, 0, 1),))
+    worker = threading.Thread(target=host_transfer, args=(gadget, req(8, 0x0031, 0, 1)))
     worker.start()
     assert emu.wait_counter("generic", "requests", 1, timeout=5)
     assert not emu.wait_counter("generic", "requests", 2, timeout=0.05)

@@ -133,3 +133,31 @@ def test_gpio_line_requested_twice_is_an_error():
 def test_more_threads_than_lines_without_share_fd():
     (error,) = errors_of(GOOD.replace("threads: 2", "threads: 3"))
     assert "3 threads with their own requests need 3 lines, got 2" in error
+
+
+USB = """\
+name: t
+description: a USB adapter fixture pulls in the fragments it needs.
+kconfig: [lkdtm]
+fixtures:
+  eeprom0: {type: usb-i2c, adapter: ADAPTER, eeprom: 24c512}
+workers:
+  - {name: r, type: read-file, fixture: eeprom0, path: "{eeprom0.nvmem}"}
+actions:
+  - {do: remove, fixture: eeprom0}
+"""
+
+
+@pytest.mark.parametrize(
+    "adapter, fragments",
+    [("dln2", ("lkdtm", "usb-gadget", "dln2")), ("cp2112", ("lkdtm", "usb-gadget", "cp2112"))],
+)
+def test_fixture_fragments_are_added_to_the_listed_ones(adapter, fragments):
+    scenario, errors = parse_scenario(USB.replace("ADAPTER", adapter), Path("s/t.yaml"))
+    assert errors == []
+    assert scenario.kconfig == fragments
+
+
+def test_unknown_adapter_lists_the_emulated_ones():
+    (error,) = errors_of(USB.replace("ADAPTER", "ch341"))
+    assert ":5:" in error and "dln2" in error and "cp2112" in error
