@@ -43,6 +43,8 @@ def fixture_fragments(fixture: Fixture) -> tuple[str, ...]:
     if fixture.type == "gpio-sim":
         return ("gpio-sim",)
     return USB_ADAPTER_FRAGMENTS.get(fixture.adapter, ())
+
+
 EEPROMS = ("24c32", "24c64", "24c128", "24c256", "24c512")
 FLASHES = ("w25x05", "w25x10", "w25x20", "w25x40")
 CONTENTS = ("counter", "zero", "erased", "random")
