@@ -117,6 +117,11 @@ class Eeprom(_Anomalies):
         self.busy_nacks = busy_nacks
         self._busy_left = 0
 
+    @property
+    def read_position(self) -> int:
+        """Address the next sequential read starts at (where an unplug found the reader)."""
+        return self.pointer
+
     def power_cycle(self) -> None:
         """Power lost with the adapter: the address pointer and a write cycle are gone."""
         self.pointer = 0
@@ -274,6 +279,7 @@ class SpiNorFlash(_Anomalies):
         self._busy_until = 0.0
         self.selected = False
         self.commands = 0
+        self.read_position = 0  # address after the last byte a READ clocked out
         self._reset_command()
 
     def _reset_command(self) -> None:
@@ -378,7 +384,7 @@ class SpiNorFlash(_Anomalies):
                 data = bytes(self.mem[addr:end])
             else:
                 data = bytes((self.mem[addr:] + self.mem) * (count // self.size + 1))[:count]
-            self._addr = end % self.size
+            self._addr = self.read_position = end % self.size
             return data
         if op == OP_RDSR:
             out = bytearray()

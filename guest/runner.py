@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fixtures  # noqa: E402
 from workers import Handle, Worker  # noqa: E402
 
-REMOVING = ("remove", "unbind")
+REMOVING = ("remove", "unbind", "unplug")
+RESTORING = ("create", "bind", "replug")
+POINT_WAIT_MAX = 30.0  # how long an unplug 'point' may wait for the readers to get there
 MIDREAD_WINDOW = 0.5
 TRIGGER_WAIT_MAX = 120.0
 
@@ -147,7 +149,8 @@ class ScenarioRun:
         if action["jitter"]:
             time.sleep(self.rng.uniform(0.0, action["jitter"]))
 
-    def _perform(self, action: dict, step: int) -> None:
+    def _perform(self, action: dict, step: int) -> dict:
+        """Carry the action out; returns what it recorded about itself (unplug points)."""
         do, fixture = action["do"], self.fixtures.get(action["fixture"] or "")
         if do == "sleep":
             time.sleep(action["duration"])
@@ -155,7 +158,9 @@ class ScenarioRun:
             Path("/sys/kernel/debug/provoke-crash/DIRECT").write_text(action["what"])
         elif do == "remove":
             fixture.remove()
-        elif do == "create":
+        elif do == "unplug":
+            return fixture.unplug(action["point"], action["point_count"], POINT_WAIT_MAX)
+        elif do in ("create", "replug"):
             fixture.create()
             self._note_identity(action["fixture"])
         elif do == "unbind":
@@ -164,6 +169,7 @@ class ScenarioRun:
             fixture.bind(action.get("level"))
         else:
             fixture.perform(action, step)
+        return {}
 
     def _note_identity(self, name: str) -> None:
         seen = self.identities.setdefault(name, [])
@@ -187,21 +193,24 @@ class ScenarioRun:
 
             def body(step: int = step, outcome: dict = outcome) -> None:
                 try:
-                    self._perform(action, step)
+                    outcome["detail"] = self._perform(action, step)
                 except (OSError, fixtures.FixtureError) as exc:
                     outcome["error"] = str(exc)
 
             t0 = time.monotonic()
             thread = threading.Thread(target=body, daemon=True, name=f"action-{do}")
             thread.start()
-            thread.join(bound)
-            latency = time.monotonic() - t0
+            thread.join(bound + (POINT_WAIT_MAX if action["point"] else 0.0))
+            latency = outcome.get("detail", {}).get("unplug_s", time.monotonic() - t0)
             if thread.is_alive():
                 self.violate(f"{do} {action['fixture'] or ''} did not return within {bound:g} s")
                 record["hung"] = True
                 self.needs_reboot = True
                 break
             latencies.append(latency)
+            if outcome.get("detail"):
+                record["point"] = outcome["detail"]
+                self._check_point(action, outcome["detail"], bound)
             if "error" in outcome:
                 self.violate(f"{do} {action['fixture'] or ''} failed: {outcome['error']}")
                 record["error"] = outcome["error"]
@@ -211,31 +220,43 @@ class ScenarioRun:
         if do in REMOVING:
             self.removed_this_cycle.add(action["fixture"])
             self.removed_in_cycle.add(action["fixture"])
-        if do in ("create", "bind") and "error" not in record:
+        if do in RESTORING and "error" not in record:
             self.removed_this_cycle.discard(action["fixture"])
         record["latency_s"] = round(max(latencies, default=0.0), 4)
         record["repeats"] = len(latencies)
         self.actions.append(record)
         event("action", id=self.id, cycle=self.cycle, do=do, latency_s=record["latency_s"])
 
+    def _check_point(self, action: dict, detail: dict, bound: float) -> None:
+        """An unplug at a point must land where asked, and itself return in bounded time."""
+        if detail.get("unplug_s", 0.0) > bound:
+            self.violate(
+                f"unplug {action['fixture']} took {detail['unplug_s']:g} s (bound {bound:g} s)"
+            )
+        if detail["point"] == "halfway" and not detail["mid_read"]:
+            self.violate(
+                f"unplug {action['fixture']} was to land halfway through a read, but came at "
+                f"byte {detail['position_in_read']} of {detail['read_size']}"
+            )
+
     def _midread(self, workers: list[Worker], fixture: str | None) -> dict:
         """Prove the consumers were busy right before the provider went away."""
         targets = self._targets(workers, fixture)
-        before = {w.name: w.ops for w in targets}
+        before = {w.name: w.snapshot() for w in targets}
         time.sleep(MIDREAD_WINDOW)
         proof = {}
         for w in targets:
             snap = w.snapshot()
-            snap["ops_in_window"] = w.ops - before[w.name]
+            snap["ops_in_window"] = snap["ops"] - before[w.name]["ops"]
+            snap["bytes_in_window"] = snap["bytes"] - before[w.name]["bytes"]
             proof[w.name] = snap
-            if self.expect["require_midread"] and (
-                snap["alive_threads"] == 0 or snap["ops_in_window"] == 0
-            ):
+            busy = snap["ops_in_window"] or snap["bytes_in_window"]  # long ops count by bytes
+            if self.expect["require_midread"] and (snap["alive_threads"] == 0 or not busy):
                 self.violate(
                     f"worker {w.name} was not running when {fixture} was removed "
-                    f"({snap['alive_threads']} threads alive, {snap['ops_in_window']} ops in the "
-                    "last "
-                    f"{MIDREAD_WINDOW:g} s): the removal did not come mid-read"
+                    f"({snap['alive_threads']} threads alive, {snap['ops_in_window']} ops and "
+                    f"{snap['bytes_in_window']} bytes in the last {MIDREAD_WINDOW:g} s): "
+                    "the removal did not come mid-read"
                 )
         return proof
 

@@ -23,6 +23,7 @@ import cp2112
 import dln2
 from fixtures import FixtureError
 from gadget import GadgetError
+from workers import READ_CHUNK
 
 I2C_DRIVERS = Path("/sys/bus/i2c/drivers")
 I2C_DEVICES = Path("/sys/bus/i2c/devices")
@@ -73,6 +74,7 @@ class AdapterKind:
     i2c_provider: Callable[[Path], tuple[Path, str]]  # interface -> (driver dir, device) of
     # the layer that registers the I2C adapter: unbinding it deletes the adapter
     interface_driver: str  # the USB interface's driver
+    arm_unplug: Callable[..., Any]  # (emulator, bus, counter, count, action) -> armed Trigger
 
 
 def _dln2_i2c_provider(interface: Path) -> tuple[Path, str]:
@@ -92,6 +94,9 @@ ADAPTERS = {
         find_i2c_adapter=dln2.find_i2c_adapter,
         i2c_provider=_dln2_i2c_provider,
         interface_driver="dln2",
+        arm_unplug=lambda emu, bus, counter, count, action: emu.arm_unplug(
+            bus, counter, count, relative=True, action=action
+        ),
     ),
     "cp2112": AdapterKind(
         emulator=cp2112.Emulator,
@@ -99,6 +104,9 @@ ADAPTERS = {
         find_i2c_adapter=cp2112.find_i2c_adapter,
         i2c_provider=_cp2112_i2c_provider,
         interface_driver="usbhid",
+        arm_unplug=lambda emu, bus, counter, count, action: emu.arm_unplug(
+            counter, count, relative=True, action=action
+        ),
     ),
 }
 
@@ -134,6 +142,60 @@ class UsbAdapterFixture:
     def remove(self) -> None:
         self.emulator.unplug()
         self.interface = None
+
+    def unplug(self, point: str, count: int, timeout: float) -> dict:
+        """Unplug now, or at a point of the reads counted by the emulator (see scenario 'point').
+
+        ``halfway`` aims at the middle of the READ_CHUNK-sized read in progress,
+        from the chip model's read address; the returned record says where the
+        unplug really landed, so a scenario can prove it came mid-read.
+        """
+        if not point:
+            self.remove()
+            return {}
+        chip, bus = self._chip()
+        counter = "transfers" if point == "transfers" else "bytes_read"
+        if point == "halfway":
+            count = (READ_CHUNK // 2 - chip.read_position) % READ_CHUNK
+            if count < READ_CHUNK // 8:  # too close: a transfer may be in flight already
+                count += READ_CHUNK
+        timing: dict[str, float] = {}
+
+        def unplug_now() -> None:
+            timing["started"] = t0 = time.monotonic()
+            self.emulator.unplug()
+            timing["unplug_s"] = round(time.monotonic() - t0, 4)
+
+        trigger = self.kind.arm_unplug(self.emulator, bus, counter, count, unplug_now)
+        if not trigger.fired.wait(timeout):
+            self.emulator.responder.disarm()
+            if "started" in timing:
+                raise FixtureError(
+                    f"fixture {self.name}: the unplug began at the point and did not return "
+                    f"within {timeout:g} s"
+                )
+            raise FixtureError(
+                f"fixture {self.name}: the readers did not get {count} {counter} further "
+                f"within {timeout:g} s, so the unplug point never came"
+            )
+        self.interface = None
+        if trigger.error:
+            raise FixtureError(f"fixture {self.name}: unplug at the point failed: {trigger.error}")
+        position = chip.read_position % READ_CHUNK
+        return {
+            "point": point,
+            "counter": counter,
+            "count": count,
+            "read_size": READ_CHUNK,
+            "position_in_read": position,
+            "mid_read": 0 < position < READ_CHUNK,
+            "emulator_counters": trigger.fired_at,
+            "unplug_s": timing.get("unplug_s", 0.0),
+        }
+
+    def _chip(self) -> tuple[Any, str]:
+        """The chip model the readers read, and the emulator's name for its bus."""
+        raise NotImplementedError
 
     def create(self) -> None:
         if self.interface is None:
@@ -218,6 +280,9 @@ class UsbI2cEeprom(UsbAdapterFixture):
     def expected(self, offset: int, length: int) -> bytes:
         return self.eeprom.expected(offset, length)
 
+    def _chip(self) -> tuple[Any, str]:
+        return self.eeprom, "i2c"
+
     def values(self) -> dict[str, str]:
         client = self.client or ""
         nvmem = sorted(glob.glob(f"/sys/bus/nvmem/devices/{client}*/nvmem")) if client else []
@@ -275,7 +340,7 @@ class SpiNorFlash(UsbAdapterFixture):
         mtd = _wait_for(self._find_mtd, READY_TIMEOUT, f"/dev/mtd for {pdev.name}")
         self.mtd = mtd
         got = _read_prefix(f"/dev/{mtd}", READY_BYTES)
-        want = self.flash.expected()[:READY_BYTES]
+        want = self.flash.expected(0, READY_BYTES)
         if got != want:
             at = chipmodels.first_mismatch(want, got)
             raise FixtureError(
@@ -298,7 +363,10 @@ class SpiNorFlash(UsbAdapterFixture):
         return None
 
     def expected(self, offset: int, length: int) -> bytes:
-        return self.flash.expected()[offset : offset + length]
+        return self.flash.expected(offset, length)
+
+    def _chip(self) -> tuple[Any, str]:
+        return self.flash, "spi"
 
     def values(self) -> dict[str, str]:
         spi_devices = sorted(Path("/sys/bus/spi/devices").glob("spi*.0"))

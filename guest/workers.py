@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import gpio
 
+READ_CHUNK = 4096  # bytes per read-file op: one page, what sysfs and mtdchar serve per call
+
 
 class Handle:
     """An open fd (chip or line request) that several threads may share."""
@@ -119,18 +121,28 @@ class Worker:
         """One chunk of a long sequential read (wrapping at EOF), checked against the model.
 
         A held fd reads on from where the thread stopped, so a removal lands in
-        the middle of a long read; without ``hold`` every op is open/read/close.
+        the middle of a long read; without ``hold`` every op is open/read/close,
+        and with ``whole_file`` it reads to EOF in between, like ``cat``.
         """
         if handle is not None:
             n = os.preadv(handle.fd, [buf], state.offset)
-            offset = state.offset
+            self._check(buf, state.offset, n, state)
             state.offset = 0 if n == 0 else state.offset + n
-        else:
-            fd = os.open(self._file_path(), os.O_RDONLY)
-            try:
-                n, offset = os.readv(fd, [buf]), 0
-            finally:
-                os.close(fd)
+            return
+        fd = os.open(self._file_path(), os.O_RDONLY)
+        try:
+            offset = 0
+            while True:
+                n = os.readv(fd, [buf])
+                self._check(buf, offset, n, state)
+                offset += n
+                if not n or not self.spec.get("whole_file"):
+                    break
+        finally:
+            os.close(fd)
+
+    def _check(self, buf: bytearray, offset: int, n: int, state: ThreadState) -> None:
+        """Count the bytes; with ``verify``, compare them with the fixture's model."""
         state.bytes += n
         if n and self.spec.get("verify") and self.fixture is not None:
             want = self.fixture.expected(offset, n)
@@ -165,7 +177,7 @@ class Worker:
             self._read_file(handle, buf, state)
 
     def _loop(self, state: ThreadState, handle: Handle | None, lines: list[int]) -> None:
-        buf = bytearray(4096)
+        buf = bytearray(READ_CHUNK)
         interval = self.spec["interval"]
         on_error = self.spec["on_error"]
         state.alive = True
@@ -267,6 +279,7 @@ class Worker:
             "ops": self.ops,
             "alive_threads": self.alive(),
             "threads_in_op": self.in_op(),
+            "bytes": sum(s.bytes for s in self.states),
         }
 
     def stats(self) -> dict:

@@ -65,6 +65,8 @@ ACTION_TYPES = (
     "sleep",
     "wait-workers",
     "provoke",
+    "unplug",
+    "replug",
 )
 # LKDTM crash types the harness's own detector self-tests use (provoke-crash/DIRECT).
 PROVOKE = (
@@ -90,8 +92,7 @@ PROVOKE = (
 # Where an unbind/bind action cuts: the provider's own driver by default, or a
 # level of a USB adapter fixture's stack (client chip, bus adapter, USB interface).
 UNBIND_LEVELS = ("driver", "client", "adapter", "spi-device", "controller", "usb-interface")
-# Actions that take a provider away: the guest proves workers were mid-operation.
-REMOVING_ACTIONS = ("remove", "unbind")
+USB_FIXTURE_TYPES = ("usb-i2c", "spi-nor")
 ON_ERROR = ("stop", "continue", "reopen")
 ERRNO_NAMES = (
     "ENODEV",
@@ -152,6 +153,7 @@ class Worker:
     hold_cycles: int
     hold: bool
     verify: bool
+    whole_file: bool = False  # read-file without hold: each op reads 0..EOF, like `cat`
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,8 @@ class Action:
     what: str
     level: str | None
     jitter: float
+    point: str = ""  # unplug: "", halfway, bytes, transfers
+    point_count: int = 0  # bytes/transfers after the action triggers
 
 
 @dataclass(frozen=True)
@@ -254,9 +258,11 @@ _WORKER = {
     "hold_cycles": False,
     "hold": False,
     "verify": False,
+    "whole_file": False,
 }
 _ACTION = {
     "do": True,
+    "point": False,
     "fixture": False,
     "at": False,
     "after": False,
@@ -284,7 +290,17 @@ _EXPECT = {
     "max_identities": False,
 }
 _NEEDS_FIXTURE_WORKERS = ("gpio-get-values", "gpio-edge-events", "gpio-chip-info")
-_NEEDS_FIXTURE_ACTIONS = ("remove", "create", "unbind", "bind", "set-pull", "toggle-pull")
+_NEEDS_FIXTURE_ACTIONS = (
+    "remove",
+    "create",
+    "unbind",
+    "bind",
+    "set-pull",
+    "toggle-pull",
+    "unplug",
+    "replug",
+)
+_POINT_COUNTS = {"bytes": False, "transfers": False}
 
 
 def _opt(fields: dict[str, Node], key: str, read, default):
@@ -380,6 +396,7 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
         hold_cycles=_opt(w, "hold_cycles", scalar_int, 0),
         hold=_opt(w, "hold", scalar_bool, True),
         verify=_opt(w, "verify", scalar_bool, False),
+        whole_file=_opt(w, "whole_file", scalar_bool, False),
     )
 
 
@@ -431,6 +448,15 @@ def _action(node: Node, fixtures: dict[str, Fixture], workers: dict[str, Worker]
         node.error(f"action 'provoke' needs 'what'; one of: {', '.join(PROVOKE)}")
     if do in ("set-pull", "toggle-pull") and line is None:
         node.error(f"action '{do}' needs 'line'")
+    if do in ("unplug", "replug") and fixture in fixtures:
+        if fixtures[fixture].type not in USB_FIXTURE_TYPES:
+            a["fixture"].error(
+                f"action '{do}' is for USB adapter fixtures ({', '.join(USB_FIXTURE_TYPES)}); "
+                f"{fixture!r} is {fixtures[fixture].type}: use 'remove'/'create'"
+            )
+    point, point_count = _point(a["point"]) if "point" in a else ("", 0)
+    if point and do != "unplug":
+        a["point"].error("'point' only applies to action 'unplug'")
     return Action(
         do=do,
         fixture=fixture,
@@ -447,7 +473,22 @@ def _action(node: Node, fixtures: dict[str, Fixture], workers: dict[str, Worker]
         what=_opt(a, "what", lambda n: choice(n, PROVOKE), ""),
         level=_opt(a, "level", lambda n: choice(n, UNBIND_LEVELS), None),
         jitter=_opt(a, "jitter", duration, 0.0),
+        point=point,
+        point_count=point_count,
     )
+
+
+def _point(node: Node) -> tuple[str, int]:
+    """'halfway' (through the read in progress), {bytes: N} or {transfers: N} from now."""
+    if isinstance(node.raw, yaml.ScalarNode):
+        choice(node, ("halfway",))
+        return "halfway", 0
+    counts = mapping(node, _POINT_COUNTS)
+    if len(counts) != 1:
+        node.error("give one of: halfway, {bytes: N}, {transfers: N}")
+        return "", 0
+    ((kind, count_node),) = counts.items()
+    return kind, scalar_int(count_node, 1)
 
 
 def _expect(node: Node | None) -> Expect:

@@ -6,6 +6,7 @@ dln2.py cannot hide behind a shared helper.
 """
 
 import os
+import select
 import struct
 import sys
 import threading
@@ -18,6 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guest"))
 
 import dln2  # noqa: E402
+import usbfixtures  # noqa: E402
 from chipmodels import Eeprom, SpiNorFlash  # noqa: E402
 from gadget import install_wake_handler  # noqa: E402
 
@@ -605,3 +607,38 @@ def test_dln2_descriptors():
     assert blob[59:66] == bytes.fromhex("0705 82 02 0002 00")
     config = dln2.dln2_gadget_config("dln2a", "harness-dln2a")
     assert (config.vendor_id, config.product_id, config.endpoints) == (0xA257, 0x2013, 2)
+
+
+def test_eeprom_fixture_unplugs_halfway_through_the_read_in_progress():
+    """point: halfway aims at the middle of a 4 KiB read from the EEPROM's address pointer."""
+    assert install_wake_handler()
+    spec = {"name": "eeprom0", "adapter": "dln2", "eeprom": "24c512", "address": 0x50}
+    fixture = usbfixtures.UsbI2cEeprom({**spec, "content": "counter", "seed": 0}, "t", "u", {})
+    gadget = PipeGadget()
+    emu = fixture.emulator = dln2.Emulator(fixture.device, gadget=gadget)
+    emu.start()
+    emu.plug()
+    host_transfer(gadget, req(9, 0x0301, 0, 3, b"\x00"))
+    host_transfer(gadget, i2c_write(0x50, b"\x00\x00"))
+    for msg in at24_reads(0, 5):  # the reader is 640 bytes into its first 4 KiB read
+        host_transfer(gadget, msg)
+    done = threading.Event()
+
+    def reader():  # keeps reading until a reply stops coming (withheld at the unplug)
+        while not emu.responder.armed():
+            time.sleep(0.001)
+        for msg in at24_reads(5, 64):
+            gadget.send(msg)
+            if not select.select([gadget.host_r], [], [], 0.5)[0]:
+                break
+            size = struct.unpack("<H", gadget.receive(2))[0]
+            gadget.receive(size - 2)
+        done.set()
+
+    threading.Thread(target=reader, daemon=True).start()
+    landed = fixture.unplug("halfway", 0, timeout=5)
+    assert landed["count"] == 2048 - 640 and landed["position_in_read"] == 2048
+    assert landed["mid_read"] and landed["emulator_counters"]["bytes_read"] == 2048
+    assert gadget.calls[-1] == "unplug" and not fixture.present()
+    assert done.wait(5)
+    assert emu.stop() == []

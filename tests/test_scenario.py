@@ -161,3 +161,38 @@ def test_fixture_fragments_are_added_to_the_listed_ones(adapter, fragments):
 def test_unknown_adapter_lists_the_emulated_ones():
     (error,) = errors_of(USB.replace("ADAPTER", "ch341"))
     assert ":5:" in error and "dln2" in error and "cp2112" in error
+
+
+def test_unplug_points():
+    def point_of(text):
+        scenario, errors = parse_scenario(
+            USB.replace("ADAPTER", "cp2112").replace("{do: remove, fixture: eeprom0}", text),
+            Path("s/t.yaml"),
+        )
+        assert errors == []
+        return scenario.actions[0].point, scenario.actions[0].point_count
+
+    assert point_of("{do: unplug, fixture: eeprom0, point: halfway}") == ("halfway", 0)
+    assert point_of("{do: unplug, fixture: eeprom0, point: {bytes: 3000}}") == ("bytes", 3000)
+    assert point_of("{do: unplug, fixture: eeprom0, point: {transfers: 7}}") == ("transfers", 7)
+    assert point_of("{do: unplug, fixture: eeprom0}") == ("", 0)
+
+
+@pytest.mark.parametrize(
+    "action, message",
+    [
+        ("{do: unplug, fixture: eeprom0, point: middle}", "use one of: halfway"),
+        ("{do: unplug, fixture: eeprom0, point: {bytes: 1, transfers: 2}}", "give one of"),
+        ("{do: unplug, fixture: eeprom0, point: {bytes: 0}}", "must be >= 1"),
+        ("{do: replug, fixture: eeprom0, point: halfway}", "only applies to action 'unplug'"),
+    ],
+)
+def test_bad_unplug_points_name_the_line(action, message):
+    text = USB.replace("ADAPTER", "cp2112").replace("{do: remove, fixture: eeprom0}", action)
+    (error,) = errors_of(text)
+    assert error.startswith("s/t.yaml:9:") and message in error
+
+
+def test_unplug_is_for_usb_fixtures():
+    (error,) = errors_of(GOOD.replace("do: remove", "do: unplug"))
+    assert "USB adapter fixtures" in error and "use 'remove'/'create'" in error
