@@ -29,7 +29,15 @@ from workers import Handle, Worker  # noqa: E402
 
 REMOVING = ("remove", "unbind", "unplug")
 RESTORING = ("create", "bind", "replug")
-POINT_WAIT_MAX = 30.0  # how long an unplug 'point' may wait for the readers to get there
+POINT_WAIT_MAX = 30.0
+# Taint bits (kernel/panic.c taint_flags) that say where code came from, not
+# that something went wrong: loading the harness's own out-of-tree helper
+# modules sets O, and that is not a result.
+TAINT_PROVENANCE = {0: "P", 1: "F", 3: "R", 10: "C", 12: "O", 13: "E", 15: "K", 17: "T", 18: "N"}
+TAINT_LETTERS = "PFSRMBUDAWCIOELKXTNJ"
+# Bits after which going on with the timeline only burns time: a KASAN report
+# (B, bad page) or an Oops (D, the task died, possibly holding locks).
+TAINT_FATAL = "BD"  # how long an unplug 'point' may wait for the readers to get there
 MIDREAD_WINDOW = 0.5
 TRIGGER_WAIT_MAX = 120.0
 
@@ -51,6 +59,16 @@ def event(kind: str, **fields) -> None:
 
 def taint() -> int:
     return int(Path("/proc/sys/kernel/tainted").read_text())
+
+
+def taint_gained(before: int, after: int) -> str:
+    """Letters of the taint bits set since ``before`` that signal trouble (not provenance)."""
+    gained = after & ~before
+    return "".join(
+        letter
+        for bit, letter in enumerate(TAINT_LETTERS)
+        if gained & (1 << bit) and bit not in TAINT_PROVENANCE
+    )
 
 
 def slab_kb() -> int:
@@ -78,6 +96,7 @@ class ScenarioRun:
         self.held: list[tuple[int, Handle]] = []
         self.totals: dict[str, dict] = {}
         self.needs_reboot = False
+        self.taint_start = 0
         self.cycle = 0
         self.removed_this_cycle: set[str] = set()  # providers gone right now
         self.removed_in_cycle: set[str] = set()  # providers that went away at some point this cycle
@@ -270,6 +289,8 @@ class ScenarioRun:
             if w.spec.get("fixture") in self.removed_this_cycle and w.spec["on_error"] == "stop"
         ]
         while time.monotonic() < deadline and any(w.alive() for w in targets):
+            if any(f in TAINT_FATAL for f in taint_gained(self.taint_start, taint())):
+                break  # readers killed by an Oops never return; the caller reports the taint
             time.sleep(0.01)
         waited = time.monotonic() - t0
         self.actions.append(
@@ -303,6 +324,8 @@ class ScenarioRun:
         cycle_start = time.monotonic()
         for action in self.sc["actions"]:
             self.run_action(action, workers, cycle_start)
+            if self._kernel_hit(action):
+                break
             if self.needs_reboot:
                 break
         removed = set(self.removed_in_cycle)
@@ -318,6 +341,19 @@ class ScenarioRun:
         for w in workers:
             self._release(w)
         self._close_held()
+
+    def _kernel_hit(self, action: dict) -> bool:
+        """True (and the rest of the item is skipped) once KASAN or an Oops tainted the kernel."""
+        flags = "".join(f for f in taint_gained(self.taint_start, taint()) if f in TAINT_FATAL)
+        if not flags:
+            return False
+        where = " ".join(filter(None, (action["do"], action["fixture"])))
+        self.violate(
+            f"kernel tainted {flags} during {where}; the rest of this item is skipped "
+            "(the splat is in the console log)"
+        )
+        self.needs_reboot = True
+        return True
 
     def _check_workers(self, workers: list[Worker], removed: set[str], ended: dict) -> None:
         allowed = set(self.expect["worker_errnos"])
@@ -405,7 +441,7 @@ class ScenarioRun:
 
     def execute(self) -> dict:
         started = time.monotonic()
-        taint_before = taint()
+        taint_before = self.taint_start = taint()
         fds_before = open_fds()
         kmsg(f"harness: scenario-start {self.id}")
         event("start", id=self.id, cycles=self.sc["cycles"])
@@ -449,7 +485,7 @@ class ScenarioRun:
         fd_limit = self.expect["max_fd_growth"]
         if fd_limit is not None and fds_after - fds_before > fd_limit and not self.needs_reboot:
             self.violate(f"runner fds grew from {fds_before} to {fds_after} (bound {fd_limit})")
-        if taint_after != taint_before:
+        if taint_gained(taint_before, taint_after):
             self.needs_reboot = True
         return {
             "id": self.id,
@@ -464,6 +500,7 @@ class ScenarioRun:
             "actions": self.actions,
             "taint_before": taint_before,
             "taint_after": taint_after,
+            "taint_gained": taint_gained(taint_before, taint_after),
             "slab_kb_cycle0": slab_first,
             "slab_kb_end": slab_last,
             "slab_growth_kb": growth,

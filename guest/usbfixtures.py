@@ -32,6 +32,7 @@ PLATFORM_DRIVERS = Path("/sys/bus/platform/drivers")
 USB_DRIVERS = Path("/sys/bus/usb/drivers")
 SPI_DRIVERS = Path("/sys/bus/spi/drivers")
 ATTACH = Path("/sys/kernel/debug/spi_nor_attach/new_device")
+CONSUMER = Path("/sys/kernel/debug/nvmem_consumer")
 READY_BYTES = 512  # compared with the model at every (re)creation
 READY_TIMEOUT = 20.0
 
@@ -52,6 +53,18 @@ def _read_prefix(path: str, size: int) -> bytes:
         return os.pread(fd, size, 0)
     finally:
         os.close(fd)
+
+
+def insmod(modules: dict[str, str], name: str, loaded: Path) -> None:
+    """Load one of the harness's helper modules unless ``loaded`` (a file it creates) exists."""
+    if loaded.exists():
+        return
+    module = modules.get(name)
+    if not module:
+        raise FixtureError(f"the {name} helper module was not built for this kernel")
+    out = subprocess.run(["insmod", module], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise FixtureError(f"insmod {module} failed: {out.stderr.strip()}")
 
 
 def new_i2c_device(adapter: str, chip: str, address: int, root: Path = I2C_DEVICES) -> str:
@@ -276,21 +289,43 @@ class UsbI2cEeprom(UsbAdapterFixture):
         if got != want:
             at = chipmodels.first_mismatch(want, got)
             raise FixtureError(f"fixture {self.name}: {eeprom} differs from the model at byte {at}")
+        if self.spec.get("kernel_consumer"):
+            self._attach_consumer()
+
+    def _attach_consumer(self) -> None:
+        """Hand the new nvmem device to the in-kernel consumer (it drops the old reference)."""
+        insmod(self.modules, "nvmem_consumer", CONSUMER)
+        nvmem = self.values()["nvmem"]
+        if not nvmem:
+            raise FixtureError(f"fixture {self.name}: no nvmem device for {self.client}")
+        (CONSUMER / "attach").write_text(Path(nvmem).parent.name)
+        got = _read_prefix(str(CONSUMER / "read"), READY_BYTES)
+        if got != self.eeprom.expected(0, READY_BYTES):
+            raise FixtureError(f"fixture {self.name}: the in-kernel consumer reads other data")
 
     def expected(self, offset: int, length: int) -> bytes:
         return self.eeprom.expected(offset, length)
+
+    def teardown(self) -> None:
+        if self.spec.get("kernel_consumer") and CONSUMER.exists():
+            (CONSUMER / "detach").write_text("\n")
+        super().teardown()
 
     def _chip(self) -> tuple[Any, str]:
         return self.eeprom, "i2c"
 
     def values(self) -> dict[str, str]:
         client = self.client or ""
-        nvmem = sorted(glob.glob(f"/sys/bus/nvmem/devices/{client}*/nvmem")) if client else []
+        # at24 names its nvmem device client + an id that grows with every probe; an
+        # earlier one that a held reference keeps registered is not the live one
+        nvmem = glob.glob(f"/sys/bus/nvmem/devices/{client}*/nvmem") if client else []
+        nvmem.sort(key=lambda path: (len(path), path))
         return {
             "eeprom": f"/sys/bus/i2c/devices/{client}/eeprom" if client else "",
-            "nvmem": nvmem[0] if nvmem else "",
+            "nvmem": nvmem[-1] if nvmem else "",
             "client": client,
             "adapter": self.adapter or "",
+            "kernel_consumer": str(CONSUMER / "read") if self.spec.get("kernel_consumer") else "",
         }
 
     def _level_target(self, level: str | None) -> tuple[Path, str]:
@@ -317,18 +352,8 @@ class SpiNorFlash(UsbAdapterFixture):
     def _device(self) -> dln2.Dln2Device:
         return dln2.Dln2Device(flash=self.flash, gpio=False)
 
-    def _insmod(self) -> None:
-        if ATTACH.exists():
-            return
-        module = self.modules.get("spi_nor_attach")
-        if not module:
-            raise FixtureError("the spi_nor_attach helper module was not built for this kernel")
-        out = subprocess.run(["insmod", module], capture_output=True, text=True)
-        if out.returncode != 0:
-            raise FixtureError(f"insmod {module} failed: {out.stderr.strip()}")
-
     def _attach(self) -> None:
-        self._insmod()
+        insmod(self.modules, "spi_nor_attach", ATTACH)
         pdev = _wait_for(
             lambda: next(iter(sorted(self.interface.glob("dln2-spi.*"))), None),
             READY_TIMEOUT,

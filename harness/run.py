@@ -265,12 +265,11 @@ class Runner:
                 result.violations = list(result.guest.get("violations", []))
                 if result.guest.get("error") and not result.error:
                     result.error = f"scenario error: {result.guest['error']}"
-                taint = (result.guest.get("taint_before"), result.guest.get("taint_after"))
-                if taint[0] != taint[1] and not result.splats:
+                gained = result.guest.get("taint_gained")
+                if gained and not result.splats:
                     result.violations.append(
-                        f"kernel taint changed {taint[0]} -> {taint[1]} but no splat was "
-                        "recognised "
-                        f"in the console log: look at {console}"
+                        f"kernel tainted {gained} but no splat was recognised in the console "
+                        f"log: look at {console}"
                     )
             _verdict(result)
             say(

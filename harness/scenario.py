@@ -133,6 +133,7 @@ class Fixture:
     eeprom: str = ""  # usb-i2c
     address: int = 0x50  # usb-i2c
     flash: str = ""  # spi-nor
+    kernel_consumer: bool = False  # usb-i2c: guest/modules/nvmem_consumer holds the nvmem
     content: str = "counter"  # initial chip content pattern
     seed: int = 0
 
@@ -239,6 +240,7 @@ _FIXTURE_KEYS = {
         "address": False,
         "content": False,
         "seed": False,
+        "kernel_consumer": False,
     },
     "spi-nor": {"type": True, "adapter": True, "flash": True, "content": False, "seed": False},
 }
@@ -348,6 +350,7 @@ def _usb_fixture(name: str, kind: str, f: dict[str, Node]) -> Fixture:
         flash=_opt(f, "flash", lambda n: choice(n, FLASHES), ""),
         content=_opt(f, "content", lambda n: choice(n, CONTENTS), "counter"),
         seed=_opt(f, "seed", scalar_int, 0),
+        kernel_consumer=_opt(f, "kernel_consumer", scalar_bool, False),
     )
 
 
