@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -136,6 +137,8 @@ class UsbAdapterFixture:
         self.emulator = self.kind.emulator(self.device, udc=udc, name=instance[-16:])
         self.interface: Path | None = None
         self.started = False
+        self.io_lock = threading.Lock()  # write-read-back workers vs verifying readers
+        self.writers = 0
 
     def _device(self) -> Any:
         raise NotImplementedError
@@ -314,6 +317,12 @@ class UsbI2cEeprom(UsbAdapterFixture):
     def _chip(self) -> tuple[Any, str]:
         return self.eeprom, "i2c"
 
+    def size(self) -> int:
+        return self.eeprom.size
+
+    def erase_size(self) -> int:
+        return 0
+
     def values(self) -> dict[str, str]:
         client = self.client or ""
         # at24 names its nvmem device client + an id that grows with every probe; an
@@ -392,6 +401,13 @@ class SpiNorFlash(UsbAdapterFixture):
 
     def _chip(self) -> tuple[Any, str]:
         return self.flash, "spi"
+
+    def size(self) -> int:
+        return self.flash.size
+
+    def erase_size(self) -> int:
+        """What spi-nor chose (4 KiB sectors on W25X parts), as MEMERASE must be aligned to it."""
+        return int(Path(f"/sys/class/mtd/{self.mtd}/erasesize").read_text())
 
     def values(self) -> dict[str, str]:
         spi_devices = sorted(Path("/sys/bus/spi/devices").glob("spi*.0"))

@@ -7,10 +7,14 @@ the runner can prove a removal came while readers were really reading.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import glob
 import os
+import random
 import select
+import struct
 import threading
 import time
 from collections import Counter
@@ -19,6 +23,9 @@ from collections.abc import Callable
 import gpio
 
 READ_CHUNK = 4096  # bytes per read-file op: one page, what sysfs and mtdchar serve per call
+WRITE_BLOCK = 64  # bytes per write-read-back op on an EEPROM
+FLASH_WRITE_BLOCK = 256  # one SPI-NOR page, at the start of a freshly erased block
+MEMERASE = 0x40084D02  # _IOW('M', 2, struct erase_info_user {u32 start, length}), mtd-abi.h
 
 
 class Handle:
@@ -51,6 +58,7 @@ class ThreadState:
         self.longest = 0.0
         self.offset = 0  # read-file: where the next sequential read starts
         self.bytes = 0
+        self.rng = random.Random()  # write-read-back: offsets and data, seeded per thread
 
 
 class Worker:
@@ -99,6 +107,8 @@ class Worker:
             return Handle(os.open(self._chip_path(), os.O_RDONLY))
         if kind == "read-file":
             return Handle(os.open(self._file_path(), os.O_RDONLY))
+        if kind == "write-read-back":
+            return Handle(os.open(self._file_path(), os.O_RDWR))
         raise ValueError(kind)
 
     def _file_path(self) -> str:
@@ -125,21 +135,61 @@ class Worker:
         and with ``whole_file`` it reads to EOF in between, like ``cat``.
         """
         if handle is not None:
-            n = os.preadv(handle.fd, [buf], state.offset)
-            self._check(buf, state.offset, n, state)
+            with self._exclusive():
+                n = os.preadv(handle.fd, [buf], state.offset)
+                self._check(buf, state.offset, n, state)
             state.offset = 0 if n == 0 else state.offset + n
             return
         fd = os.open(self._file_path(), os.O_RDONLY)
         try:
             offset = 0
             while True:
-                n = os.readv(fd, [buf])
-                self._check(buf, offset, n, state)
+                with self._exclusive():
+                    n = os.readv(fd, [buf])
+                    self._check(buf, offset, n, state)
                 offset += n
                 if not n or not self.spec.get("whole_file"):
                     break
         finally:
             os.close(fd)
+
+    def _exclusive(self):
+        """The fixture's I/O lock while a write-read-back worker shares it, else nothing.
+
+        Without writers, readers stay unserialised so they meet in the kernel.
+        """
+        fixture = self.fixture
+        if fixture is not None and getattr(fixture, "writers", 0):
+            return fixture.io_lock
+        return contextlib.nullcontext()
+
+    def _write_read_back(self, handle: Handle, state: ThreadState) -> None:
+        """Write a random block, read it back, and check the chip model got it too.
+
+        On an MTD device the block is a page at the start of an erase block,
+        erased first (NOR only clears bits when programmed).
+        """
+        fixture, rng = self.fixture, state.rng
+        erase = fixture.erase_size()
+        block = FLASH_WRITE_BLOCK if erase else WRITE_BLOCK
+        unit = erase or block
+        offset = rng.randrange(fixture.size() // unit) * unit
+        data = rng.randbytes(block)
+        with fixture.io_lock:
+            if erase:
+                fcntl.ioctl(handle.fd, MEMERASE, struct.pack("<II", offset, erase))
+            written = os.pwrite(handle.fd, data, offset)
+            if written != block:
+                raise OSError(errno.EIO, f"short write: {written} of {block} bytes at {offset}")
+            back = os.pread(handle.fd, block, offset)
+            model = fixture.expected(offset, block)
+        state.bytes += block
+        for what, got in (("read back", back), ("the chip model", model)):
+            if got != data:
+                at = offset + next((i for i, b in enumerate(got) if b != data[i]), len(got))
+                with self.lock:
+                    self.mismatches.append(at)
+                raise OSError(errno.EBADMSG, f"{what} differs from what was written at byte {at}")
 
     def _check(self, buf: bytearray, offset: int, n: int, state: ThreadState) -> None:
         """Count the bytes; with ``verify``, compare them with the fixture's model."""
@@ -175,6 +225,8 @@ class Worker:
                 os.close(fd)
         elif kind == "read-file":
             self._read_file(handle, buf, state)
+        elif kind == "write-read-back":
+            self._write_read_back(handle, state)
 
     def _loop(self, state: ThreadState, handle: Handle | None, lines: list[int]) -> None:
         buf = bytearray(READ_CHUNK)
@@ -242,8 +294,11 @@ class Worker:
             self.setup_error = f"{self.name}: cannot open: {exc}"
             return
         self.started_at = time.monotonic()
+        if self.kind == "write-read-back":
+            self.fixture.writers += 1
         for index, (handle, lines) in enumerate(zip(handles, slices, strict=True)):
             state = ThreadState()
+            state.rng.seed(f"{self.seed}/{self.name}/{index}")
             self.states.append(state)
             thread = threading.Thread(
                 target=self._loop,
@@ -272,7 +327,11 @@ class Worker:
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        return [t.name for t in self.threads if t.is_alive()]
+        stuck = [t.name for t in self.threads if t.is_alive()]
+        if self.kind == "write-read-back" and self.threads and not stuck:
+            self.fixture.writers -= 1
+            self.threads = []
+        return stuck
 
     def snapshot(self) -> dict:
         return {

@@ -54,6 +54,7 @@ WORKER_TYPES = (
     "gpio-chip-info",
     "open-close",
     "read-file",
+    "write-read-back",
 )
 ACTION_TYPES = (
     "remove",
@@ -291,7 +292,12 @@ _EXPECT = {
     "max_fd_growth": False,
     "max_identities": False,
 }
-_NEEDS_FIXTURE_WORKERS = ("gpio-get-values", "gpio-edge-events", "gpio-chip-info")
+_NEEDS_FIXTURE_WORKERS = (
+    "gpio-get-values",
+    "gpio-edge-events",
+    "gpio-chip-info",
+    "write-read-back",
+)
 _NEEDS_FIXTURE_ACTIONS = (
     "remove",
     "create",
@@ -372,8 +378,13 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
     if kind in _NEEDS_FIXTURE_WORKERS and fixture is None:
         node.error(f"a {kind} worker needs 'fixture'")
     path = _opt(w, "path", scalar_str, None)
-    if kind == "read-file" and path is None:
-        node.error("a read-file worker needs 'path' (e.g. /sys/bus/nvmem/devices/*/nvmem)")
+    if kind in ("read-file", "write-read-back") and path is None:
+        node.error(f"a {kind} worker needs 'path' (e.g. /sys/bus/nvmem/devices/*/nvmem)")
+    if kind == "write-read-back" and fixture in fixtures:
+        if fixtures[fixture].type not in USB_FIXTURE_TYPES:
+            w["fixture"].error(
+                "write-read-back checks the chip model: it needs a usb-i2c/spi-nor fixture"
+            )
     if kind == "open-close" and path is None and fixture is None:
         node.error("an open-close worker needs 'path' or 'fixture'")
     bank = _opt(w, "bank", scalar_int, 0)
