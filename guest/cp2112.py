@@ -838,17 +838,6 @@ class Trigger:
 class Responder(ArmedTriggers):
     """OUT reports in, IN reports out through ``send``, with armed triggers checked in between."""
 
-    def __init__(
-        self,
-        device: Cp2112Device,
-        send: Callable[[bytes], None],
-        default_action: Callable[[], object],
-    ):
-        super().__init__()
-        self.device = device
-        self.send = send
-        self.default_action = default_action
-
     def arm(self, trigger: Trigger) -> Trigger:
         if trigger.counter not in COUNTERS:
             raise ValueError(f"counter {trigger.counter!r}; allowed: {', '.join(COUNTERS)}")

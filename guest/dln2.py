@@ -730,17 +730,6 @@ class Trigger:
 class Responder(ArmedTriggers):
     """Request bytes in, reply out through ``send``, with armed triggers checked in between."""
 
-    def __init__(
-        self,
-        device: Dln2Device,
-        send: Callable[[bytes], None],
-        default_action: Callable[[], object],
-    ):
-        super().__init__()
-        self.device = device
-        self.send = send
-        self.default_action = default_action
-
     def arm(self, trigger: Trigger) -> Trigger:
         if trigger.module not in MODULES:
             raise ValueError(f"module {trigger.module!r}; allowed: {', '.join(MODULES)}")

@@ -771,7 +771,12 @@ class ArmedTriggers:
     (failures recorded, never raised into the serving thread) live here.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, device: Any, send: Callable[[bytes], None], default_action: Callable[[], object]
+    ) -> None:
+        self.device = device  # the emulated chip whose counters the triggers watch
+        self.send = send  # the reply path to the host
+        self.default_action = default_action  # what a trigger without an action does (unplug)
         self.withheld = 0  # replies not sent because a trigger fired instead
         self._armed: list = []
         self._lock = threading.Lock()

@@ -99,12 +99,12 @@ def split_lines(log: str) -> list[Line]:
     return out
 
 
-def frames_of(lines: list[Line]) -> list[str]:
-    """Reliable call-trace function names, in order (``? func`` guesses dropped)."""
+def frames_of(lines: list[Line], guesses: bool = False) -> list[str]:
+    """Call-trace function names, in order; ``? func`` guesses only if asked for."""
     out = []
     for line in lines:
         m = _FRAME.match(line.text)
-        if m and not m.group(1):
+        if m and (guesses or not m.group(1)):
             out.append(m.group(2))
     return out
 
@@ -169,7 +169,12 @@ def _func(lines: list[Line], *preferred: str | None, keep_sync: bool = True) -> 
     name = first_useful([p for p in preferred if p], keep_sync)
     if name:
         return name
-    return first_useful(frames_of(lines), keep_sync) or "unknown"
+    return (
+        first_useful(frames_of(lines), keep_sync)
+        # a jump into freed memory leaves RIP a bare address and only guessed frames
+        or first_useful(frames_of(lines, guesses=True), keep_sync)
+        or "unknown"
+    )
 
 
 # A title function returns the title, or (kind, title) when the report's own
@@ -359,9 +364,11 @@ _CONTINUES = (
     ),
     re.compile(r"^BUG: (?:kernel NULL pointer|unable to handle)"),
 )
+EVENT_PREFIX = "harness-event "  # guest progress lines (boot.EVENT), not kernel output
 _CUT_HERE = re.compile(r"^-+\[ cut here \]-+$")
 _CUT_HEADER = re.compile(r"^(?:WARNING: CPU: \d+ PID: \d+ at |kernel BUG at )")
 _CUT_LOOKAHEAD = 6
+EVENT_PREFIX = "harness-event "  # guest progress lines (boot.EVENT), not kernel output
 _CUT_HERE = re.compile(r"^-+\[ cut here \]-+$")
 _CUT_HEADER = re.compile(r"^(?:WARNING: CPU: \d+ PID: \d+ at |kernel BUG at )")
 _CUT_LOOKAHEAD = 6
@@ -398,6 +405,10 @@ def _report_end(lines: list[Line], begin: int, kasan_rule: bool) -> int:
     return min(len(lines), begin + _MAX_LINES)
 
 
+def _without_events(lines: list[Line]) -> list[Line]:
+    return [line for line in lines if not line.text.startswith(EVENT_PREFIX)]
+
+
 def parse(log: str) -> list[Splat]:
     """All splats in a console log, deduplicated by (title, scenario)."""
     lines = split_lines(log)
@@ -429,7 +440,8 @@ def parse(log: str) -> list[Splat]:
             begin -= 1  # the "=====" banner above a KASAN report, for the excerpt
         is_kasan = bool(_KASAN_RULE.match(lines[begin].text))
         end = _report_end(lines, header, kasan_rule=is_kasan)
-        body = lines[begin + 1 if begin < header else header : end]
+        # the guest's own kmsg writes can land inside a report; they are not part of it
+        body = _without_events(lines[begin + 1 if begin < header else header : end])
         titled = pattern.title(match, body)
         kind, title = titled if isinstance(titled, tuple) else (pattern.kind, titled)
         key = (title, scenario)
@@ -441,7 +453,7 @@ def parse(log: str) -> list[Splat]:
                 title=title,
                 first_line=lines[header].number,
                 time=lines[header].time,
-                excerpt="\n".join(raw.text for raw in lines[begin:end]),
+                excerpt="\n".join(raw.text for raw in _without_events(lines[begin:end])),
                 scenario=scenario,
                 frames=frames_of(body)[:20],
             )

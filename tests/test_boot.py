@@ -1,9 +1,12 @@
 """Real boots: build the default kernel, boot it, run scenarios, check junit.xml.
 
-One harness run covers the shipped gpio-sim scenarios and two detector
-self-tests that provoke real splats with LKDTM. The self-tests prove this tier
-fails when the kernel misbehaves: a harness that missed the WARN or the KASAN
-report would pass them, and these tests would fail.
+One harness run covers the shipped gpio-sim scenarios, one end-to-end run per
+emulated adapter (DLN-2 EEPROM, CP2112 EEPROM, DLN-2 SPI-NOR), and scenarios
+that must fail: detector self-tests that provoke real splats with LKDTM, and
+two shipped scenarios whose bugs 6.12 has (the MTD report's use-after-free,
+and an in-kernel nvmem consumer outliving its provider). A harness that
+missed the splat, or a fixture that never exercised the kernel, would pass
+those, and these tests would fail.
 """
 
 import json
@@ -22,6 +25,10 @@ SCENARIOS = [
     "gpio-sim-remove-under-readers",
     "gpio-sim-plug-cycle",
     "nvmem-dln2-unplug-during-read",
+    "nvmem-usb-unplug-during-read",
+    "mtd-data-integrity",
+    "mtd-spi-nor-unbind-during-read",
+    "nvmem-in-kernel-consumer-unbind",
     str(ROOT / "tests" / "scenarios" / "selftest-leak.yaml"),
     str(ROOT / "tests" / "scenarios" / "selftest-warning.yaml"),
     str(ROOT / "tests" / "scenarios" / "selftest-kasan.yaml"),
@@ -122,17 +129,57 @@ def test_selftest_leak_is_caught_by_identity_growth(harness_run):
     assert not items["selftest-leak"]["splats"]
 
 
-def test_dln2_eeprom_unplug_mid_read(harness_run):
-    """The emulated DLN-2 came up, readers verified real data, unplug hit them mid-read."""
-    _, _, cases, items, _ = harness_run
-    item = items["nvmem-dln2-unplug-during-read"]
+def _unplug_cycles_passed(item: dict, unplug: str, replug: str) -> list[dict]:
+    """The EEPROM came up, two readers verified real data, 3 unplugs ended both, replug worked."""
     assert item["status"] == "pass", (item["splats"], item["violations"], item["error"])
     guest = item["guest"]
     readers = guest["workers"]["nvmem-readers"]
     assert readers["bytes"] >= 3 * 8 * 4096  # 3 cycles, >= 8 chunks before each unplug
-    assert readers["end_errnos"] and sum(readers["end_errnos"].values()) == 2 * 3
-    removals = [a for a in guest["actions"] if a["do"] == "remove"]
-    assert len(removals) == 3
-    assert all(a["midread"]["nvmem-readers"]["ops_in_window"] > 0 for a in removals)
-    creates = [a for a in guest["actions"] if a["do"] == "create"]
-    assert len(creates) == 3 and not any("error" in a for a in creates)
+    assert sum(readers["end_errnos"].values()) == 2 * 3
+    replugs = [a for a in guest["actions"] if a["do"] == replug]
+    assert len(replugs) == 3 and not any("error" in a for a in replugs)
+    unplugs = [a for a in guest["actions"] if a["do"] == unplug]
+    assert len(unplugs) == 3
+    return unplugs
+
+
+def test_dln2_eeprom_unplug_mid_read(harness_run):
+    """The emulated DLN-2 came up under dln2/i2c-dln2; readers were busy at each unplug."""
+    _, _, _, items, _ = harness_run
+    unplugs = _unplug_cycles_passed(items["nvmem-dln2-unplug-during-read"], "remove", "create")
+    assert all(a["midread"]["nvmem-readers"]["ops_in_window"] > 0 for a in unplugs)
+
+
+def test_cp2112_eeprom_unplugged_halfway_through_a_read(harness_run):
+    """The emulated CP2112 came up under hid-cp2112, and each unplug landed inside a read."""
+    _, _, _, items, _ = harness_run
+    unplugs = _unplug_cycles_passed(items["nvmem-usb-unplug-during-read"], "unplug", "replug")
+    for action in unplugs:
+        point = action["point"]
+        assert point["point"] == "halfway" and 0 < point["position_in_read"] < 4096, point
+        assert point["unplug_s"] < 10
+
+
+def test_spi_nor_flash_reads_and_writes_through_the_kernel(harness_run):
+    """spi-nor probed the emulated flash; cat-like reads and erase/program/read-back agree."""
+    _, _, _, items, _ = harness_run
+    item = items["mtd-data-integrity"]
+    assert item["status"] == "pass", (item["splats"], item["violations"], item["error"])
+    workers = item["guest"]["workers"]
+    assert workers["cat-reader"]["bytes"] >= 2 * 128 * 1024
+    assert workers["writer"]["ops"] >= 10 and not workers["writer"]["errors"]
+
+
+@pytest.mark.parametrize(
+    "name, title",
+    [
+        ("mtd-spi-nor-unbind-during-read", "KASAN: slab-use-after-free Read in spi_"),
+        ("nvmem-in-kernel-consumer-unbind", "KASAN: slab-use-after-free Read in regmap"),
+    ],
+)
+def test_known_6_12_bug_fails_its_scenario_with_the_kasan_title(harness_run, name, title):
+    """6.12 has these bugs: the scenario must fail with the report, not pass or error."""
+    _, _, cases, items, _ = harness_run
+    assert items[name]["status"] == "fail", (items[name]["violations"], items[name]["error"])
+    messages = [f.get("message") or "" for f in cases[name].findall("failure")]
+    assert any(m.startswith(title) for m in messages), messages
