@@ -8,8 +8,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run deps apt venv test test-fast test-boot lint bench clean
 
+# Exit 1 = the run finished and some scenario failed (6.12 has bugs the scenarios
+# target): that is a result, in results/junit.xml, not a failure of `make run`.
 run: deps
-	$(HARNESS) run
+	$(HARNESS) run || [ $$? -eq 1 ]
 
 deps: apt venv
 
