@@ -397,7 +397,8 @@ class ScenarioRun:
             total["bytes"] = total.get("bytes", 0) + stats["bytes"]
             if stats["mismatches"]:
                 self.violate(
-                    f"worker {w.name} read data that differs from the model at byte(s) "
+                    f"worker {w.name} saw data that differs from the model (or from what it "
+                    f"wrote) at byte(s) "
                     f"{stats['mismatches']}"
                 )
             if stats["setup_error"] or self.kernel_hit:
