@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from harness import accel as accel_mod
-from harness import kconfig, paths, report, splats
+from harness import kconfig, report, splats
 from harness.build import BuildError, ConfigResult, build, configure
 from harness.progress import say
 from harness.run import Item, Runner, expand
@@ -52,9 +52,7 @@ def _tree(path: str | None) -> KernelTree:
 
 
 def _configure(tree: KernelTree, scenarios: list[Scenario], extra: tuple[str, ...]) -> ConfigResult:
-    # One kernel per tree for every built-in scenario: running a single scenario, or a
-    # different selection, reuses the cached build instead of configuring a new one.
-    names = [*paths.fragment_names(), *(name for sc in scenarios for name in sc.kconfig)]
+    names = [name for sc in scenarios for name in sc.kconfig]
     for path in extra:
         if not Path(path).is_file():
             _fail(f"--kconfig {path}: no such file")

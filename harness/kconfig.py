@@ -84,9 +84,14 @@ class FragmentSet:
 
     @classmethod
     def for_scenarios(cls, names: list[str], extra: list[Path]) -> FragmentSet:
-        """Base + debug + each scenario fragment (once, first-use order) + user fragments."""
+        """Base + debug + every fragment in kconfigs/ + scenario fragments + user fragments.
+
+        Every shipped fragment goes in, not just the chosen scenarios' ones: one
+        kernel per tree serves all built-in scenarios, so running one scenario
+        or another selection reuses the cached build instead of a new config.
+        """
         ordered: list[Path] = []
-        for name in (*paths.BASE_FRAGMENTS, *names):
+        for name in (*paths.BASE_FRAGMENTS, *paths.fragment_names(), *names):
             path = paths.fragment_path(name)
             if path not in ordered:
                 ordered.append(path)

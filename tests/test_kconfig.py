@@ -105,3 +105,10 @@ def test_real_config_satisfies_shipped_fragments():
     dotconfig = kconfig.parse_dotconfig((DATA / "config-6.12-harness").read_text())
     fragments = kconfig.FragmentSet.for_scenarios(["gpio-sim"], [])
     assert kconfig.check(fragments.requests(), dotconfig) == []
+
+
+def test_one_kernel_serves_every_builtin_scenario():
+    """The chosen scenarios do not change the config: every shipped fragment is in."""
+    everything = kconfig.FragmentSet.for_scenarios([], [])
+    assert kconfig.FragmentSet.for_scenarios(["gpio-sim"], []).digest() == everything.digest()
+    assert {p.stem for p in everything.files} >= {"base", "debug", "gpio-sim", "dln2", "cp2112"}
