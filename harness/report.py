@@ -57,6 +57,13 @@ def _stats_text(result: ItemResult, repro: str) -> str:
                 f"action {kind}: {len(values)}x, max {max(values):.3f} s, "
                 f"mean {sum(values) / len(values):.3f} s"
             )
+        for action in guest.get("actions", []):
+            if point := action.get("point"):
+                lines.append(
+                    f"cycle {action['cycle']}: {action['do']} {action['fixture']} at "
+                    f"{point['point']} landed at byte {point['position_in_read']} of a "
+                    f"{point['read_size']}-byte read ({point['counter']} +{point['count']})"
+                )
     return "\n".join(lines)
 
 

@@ -36,7 +36,23 @@ def make_results():
                     "longest_op_s": 0.01,
                 }
             },
-            "actions": [{"do": "remove", "latency_s": 0.2}, {"do": "remove", "latency_s": 0.4}],
+            "actions": [
+                {"do": "remove", "latency_s": 0.2},
+                {"do": "remove", "latency_s": 0.4},
+                {
+                    "cycle": 1,
+                    "do": "unplug",
+                    "fixture": "eeprom0",
+                    "latency_s": 0.03,
+                    "point": {
+                        "point": "halfway",
+                        "counter": "bytes_read",
+                        "count": 2304,
+                        "read_size": 4096,
+                        "position_in_read": 2048,
+                    },
+                },
+            ],
         },
     )
     splat = Splat(
@@ -83,6 +99,7 @@ def test_junit_content(tmp_path):
     assert "reproduce: harness run x --seed 7" in out
     assert "worker own-getter (gpio-get-values, 1 thread(s)): 5000 ops" in out
     assert "action remove: 2x, max 0.400 s" in out
+    assert "cycle 1: unplug eeprom0 at halfway landed at byte 2048 of a 4096-byte read" in out
     failures = cases["gpio-sim-remove-under-readers#1"].findall("failure")
     assert failures[0].get("message") == "KASAN: slab-use-after-free Read in gpio_ioctl (x2)"
     assert "gpio_ioctl+0x1/0x2" in failures[0].text
