@@ -29,15 +29,14 @@ from workers import Handle, Worker  # noqa: E402
 
 REMOVING = ("remove", "unbind", "unplug")
 RESTORING = ("create", "bind", "replug")
-POINT_WAIT_MAX = 30.0
-# Taint bits (kernel/panic.c taint_flags) that say where code came from, not
-# that something went wrong: loading the harness's own out-of-tree helper
-# modules sets O, and that is not a result.
-TAINT_PROVENANCE = {0: "P", 1: "F", 3: "R", 10: "C", 12: "O", 13: "E", 15: "K", 17: "T", 18: "N"}
-TAINT_LETTERS = "PFSRMBUDAWCIOELKXTNJ"
+POINT_WAIT_MAX = 30.0  # how long an unplug 'point' may wait for the readers to get there
+TAINT_LETTERS = "PFSRMBUDAWCIOELKXTNJ"  # bit N = letter N (kernel/panic.c taint_flags)
+# Taint that says where code came from, not that something went wrong: loading
+# the harness's own out-of-tree helper modules sets O, and that is not a result.
+TAINT_PROVENANCE = "PFRCOEKTN"
 # Bits after which going on with the timeline only burns time: a KASAN report
 # (B, bad page) or an Oops (D, the task died, possibly holding locks).
-TAINT_FATAL = "BD"  # how long an unplug 'point' may wait for the readers to get there
+TAINT_FATAL = "BD"
 MIDREAD_WINDOW = 0.5
 MIDREAD_WINDOW_MAX = 5.0
 TRIGGER_WAIT_MAX = 120.0
@@ -73,7 +72,7 @@ def taint_gained(before: int, after: int) -> str:
     return "".join(
         letter
         for bit, letter in enumerate(TAINT_LETTERS)
-        if gained & (1 << bit) and bit not in TAINT_PROVENANCE
+        if gained & (1 << bit) and letter not in TAINT_PROVENANCE
     )
 
 
@@ -300,7 +299,7 @@ class ScenarioRun:
         ]
         hit = False
         while time.monotonic() < deadline and any(w.alive() for w in targets):
-            if any(f in TAINT_FATAL for f in taint_gained(self.taint_start, taint())):
+            if self._fatal_taint():
                 hit = True  # readers killed by an Oops never return; the caller reports it
                 break
             time.sleep(0.01)
@@ -355,9 +354,13 @@ class ScenarioRun:
             self._release(w)
         self._close_held()
 
+    def _fatal_taint(self) -> str:
+        """The KASAN/Oops taint letters this item has caused so far ("" if none)."""
+        return "".join(f for f in taint_gained(self.taint_start, taint()) if f in TAINT_FATAL)
+
     def _kernel_hit(self, action: dict) -> bool:
         """True (and the rest of the item is skipped) once KASAN or an Oops tainted the kernel."""
-        flags = "".join(f for f in taint_gained(self.taint_start, taint()) if f in TAINT_FATAL)
+        flags = self._fatal_taint()
         if not flags:
             return False
         where = " ".join(filter(None, (action["do"], action["fixture"])))
