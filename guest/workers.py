@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+import chipmodels
 import gpio
 
 READ_CHUNK = 4096  # bytes per read-file op: one page, what sysfs and mtdchar serve per call
@@ -184,23 +185,25 @@ class Worker:
             back = os.pread(handle.fd, block, offset)
             model = fixture.expected(offset, block)
         state.bytes += block
-        for what, got in (("read back", back), ("the chip model", model)):
-            if got != data:
-                at = offset + next((i for i, b in enumerate(got) if b != data[i]), len(got))
-                with self.lock:
-                    self.mismatches.append(at)
-                raise OSError(errno.EBADMSG, f"{what} differs from what was written at byte {at}")
+        self._compare(data, back, offset, "read back differs from what was written")
+        self._compare(data, model, offset, "the chip model differs from what was written")
 
     def _check(self, buf: bytearray, offset: int, n: int, state: ThreadState) -> None:
         """Count the bytes; with ``verify``, compare them with the fixture's model."""
         state.bytes += n
         if n and self.spec.get("verify") and self.fixture is not None:
             want = self.fixture.expected(offset, n)
-            if bytes(buf[:n]) != want:
-                at = offset + next(i for i in range(n) if buf[i] != want[i])
-                with self.lock:
-                    self.mismatches.append(at)
-                raise OSError(errno.EBADMSG, f"data differs from the model at byte {at}")
+            self._compare(want, bytes(buf[:n]), offset, "data differs from the model")
+
+    def _compare(self, want: bytes, got: bytes, offset: int, what: str) -> None:
+        """Record and raise (EBADMSG) the first differing byte, as a device offset."""
+        at = chipmodels.first_mismatch(want, got)
+        if at is None:
+            return
+        at += offset
+        with self.lock:
+            self.mismatches.append(at)
+        raise OSError(errno.EBADMSG, f"{what} at byte {at}")
 
     def _op(
         self, handle: Handle | None, lines: list[int], buf: bytearray, state: ThreadState
