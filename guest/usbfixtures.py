@@ -48,12 +48,16 @@ def _wait_for(predicate, timeout: float, what: str):
     raise FixtureError(f"{what} did not appear within {timeout:g} s")
 
 
-def _read_prefix(path: str, size: int) -> bytes:
+def _check_content(name: str, path: str, chip: Any) -> None:
+    """The first READY_BYTES of ``path`` must be the chip model's: the fixture really answers."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        return os.pread(fd, size, 0)
+        got = os.pread(fd, READY_BYTES, 0)
     finally:
         os.close(fd)
+    at = chipmodels.first_mismatch(chip.expected(0, READY_BYTES), got)
+    if at is not None:
+        raise FixtureError(f"fixture {name}: {path} differs from the model at byte {at}")
 
 
 def insmod(modules: dict[str, str], name: str, loaded: Path) -> None:
@@ -213,6 +217,12 @@ class UsbAdapterFixture:
         """The chip model the readers read, and the emulator's name for its bus."""
         raise NotImplementedError
 
+    def expected(self, offset: int, length: int) -> bytes:
+        return self._chip()[0].expected(offset, length)
+
+    def size(self) -> int:
+        return self._chip()[0].size
+
     def create(self) -> None:
         if self.interface is None:
             try:
@@ -287,11 +297,7 @@ class UsbI2cEeprom(UsbAdapterFixture):
             READY_TIMEOUT,
             f"at24 eeprom file of {client}",
         )
-        got = _read_prefix(str(eeprom), READY_BYTES)
-        want = self.eeprom.expected(0, READY_BYTES)
-        if got != want:
-            at = chipmodels.first_mismatch(want, got)
-            raise FixtureError(f"fixture {self.name}: {eeprom} differs from the model at byte {at}")
+        _check_content(self.name, str(eeprom), self.eeprom)
         if self.spec.get("kernel_consumer"):
             self._attach_consumer()
 
@@ -302,12 +308,7 @@ class UsbI2cEeprom(UsbAdapterFixture):
         if not nvmem:
             raise FixtureError(f"fixture {self.name}: no nvmem device for {self.client}")
         (CONSUMER / "attach").write_text(Path(nvmem).parent.name)
-        got = _read_prefix(str(CONSUMER / "read"), READY_BYTES)
-        if got != self.eeprom.expected(0, READY_BYTES):
-            raise FixtureError(f"fixture {self.name}: the in-kernel consumer reads other data")
-
-    def expected(self, offset: int, length: int) -> bytes:
-        return self.eeprom.expected(offset, length)
+        _check_content(self.name, str(CONSUMER / "read"), self.eeprom)
 
     def teardown(self) -> None:
         if self.spec.get("kernel_consumer") and CONSUMER.exists():
@@ -316,9 +317,6 @@ class UsbI2cEeprom(UsbAdapterFixture):
 
     def _chip(self) -> tuple[Any, str]:
         return self.eeprom, "i2c"
-
-    def size(self) -> int:
-        return self.eeprom.size
 
     def erase_size(self) -> int:
         return 0
@@ -364,7 +362,7 @@ class SpiNorFlash(UsbAdapterFixture):
     def _attach(self) -> None:
         insmod(self.modules, "spi_nor_attach", ATTACH)
         pdev = _wait_for(
-            lambda: next(iter(sorted(self.interface.glob("dln2-spi.*"))), None),
+            lambda: _first(self.interface.glob("dln2-spi.*")),
             READY_TIMEOUT,
             "dln2-spi platform device",
         )
@@ -373,13 +371,7 @@ class SpiNorFlash(UsbAdapterFixture):
             ATTACH.write_text(pdev.name)
         mtd = _wait_for(self._find_mtd, READY_TIMEOUT, f"/dev/mtd for {pdev.name}")
         self.mtd = mtd
-        got = _read_prefix(f"/dev/{mtd}", READY_BYTES)
-        want = self.flash.expected(0, READY_BYTES)
-        if got != want:
-            at = chipmodels.first_mismatch(want, got)
-            raise FixtureError(
-                f"fixture {self.name}: /dev/{mtd} differs from the model at byte {at}"
-            )
+        _check_content(self.name, f"/dev/{mtd}", self.flash)
 
     def _find_mtd(self) -> str | None:
         """The mtdN whose device sits below this adapter's SPI controller."""
@@ -396,14 +388,8 @@ class SpiNorFlash(UsbAdapterFixture):
                 return entry.name
         return None
 
-    def expected(self, offset: int, length: int) -> bytes:
-        return self.flash.expected(offset, length)
-
     def _chip(self) -> tuple[Any, str]:
         return self.flash, "spi"
-
-    def size(self) -> int:
-        return self.flash.size
 
     def erase_size(self) -> int:
         """What spi-nor chose (4 KiB sectors on W25X parts), as MEMERASE must be aligned to it."""
