@@ -42,7 +42,6 @@ from __future__ import annotations
 import errno
 import struct
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -59,7 +58,6 @@ from gadget import (
     ControlTransfer,
     FfsGadget,
     GadgetConfig,
-    GadgetError,
     bound_driver,
     descriptors_blob,
     endpoint_descriptor,
@@ -970,26 +968,22 @@ class Emulator(AdapterEmulator):
         self.responder = Responder(device, self._send, self.unplug)
         self._send_lock = threading.Lock()
 
-    def wait_host(self, timeout: float = 10.0) -> Path:
-        """Wait until hid-cp2112 is bound and its I2C adapter exists; return the interface."""
-        deadline = time.monotonic() + timeout
-        interface = hid = None
-        while time.monotonic() < deadline:
-            interface = find_usb_interface(self.usb_serial)
-            hid = find_hid_device(interface) if interface is not None else None
-            if hid is not None and bound_driver(hid) == DRIVER and find_i2c_adapter(interface):
-                return interface
-            time.sleep(0.02)
+    def _host_ready(self) -> Path | None:
+        """The interface once hid-cp2112 is bound and its I2C adapter exists."""
+        interface = find_usb_interface(self.usb_serial)
+        hid = find_hid_device(interface) if interface is not None else None
+        if hid is not None and bound_driver(hid) == DRIVER and find_i2c_adapter(interface):
+            return interface
+        return None
+
+    def _host_state(self) -> str:
+        interface = find_usb_interface(self.usb_serial)
+        hid = find_hid_device(interface) if interface is not None else None
         if interface is None:
-            state = "not enumerated"
-        elif hid is None:
-            state = f"interface driver {bound_driver(interface)}, no HID device"
-        else:
-            state = f"HID driver {bound_driver(hid)}, adapter {find_i2c_adapter(interface)}"
-        raise GadgetError(
-            f"CP2112 {self.usb_serial}: cp2112 not ready after {timeout:g} s "
-            f"({state}; problems: {list(self.all_problems())})"
-        )
+            return "not enumerated"
+        if hid is None:
+            return f"interface driver {bound_driver(interface)}, no HID device"
+        return f"HID driver {bound_driver(hid)}, adapter {find_i2c_adapter(interface)}"
 
     # --- triggers and counters -------------------------------------------------------
 

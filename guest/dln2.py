@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import struct
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,7 +39,6 @@ from gadget import (
     ControlTransfer,
     FfsGadget,
     GadgetConfig,
-    GadgetError,
     bound_driver,
     descriptors_blob,
     endpoint_descriptor,
@@ -837,20 +835,13 @@ class Emulator(AdapterEmulator):
         self._in_max_packet = 512
         self._stream = MessageStream()
 
-    def wait_host(self, timeout: float = 10.0) -> Path:
-        """Wait until the host's dln2 driver is bound; return the USB interface directory."""
-        deadline = time.monotonic() + timeout
-        interface = None
-        while time.monotonic() < deadline:
-            interface = find_usb_interface(self.usb_serial)
-            if interface is not None and bound_driver(interface) == "dln2":
-                return interface
-            time.sleep(0.02)
-        state = "not enumerated" if interface is None else f"driver {bound_driver(interface)}"
-        raise GadgetError(
-            f"DLN-2 {self.usb_serial}: dln2 not bound after {timeout:g} s "
-            f"({state}; problems: {list(self.all_problems())})"
-        )
+    def _host_ready(self) -> Path | None:
+        interface = find_usb_interface(self.usb_serial)
+        return interface if interface and bound_driver(interface) == "dln2" else None
+
+    def _host_state(self) -> str:
+        interface = find_usb_interface(self.usb_serial)
+        return "not enumerated" if interface is None else f"driver {bound_driver(interface)}"
 
     # --- triggers and counters -------------------------------------------------------
 

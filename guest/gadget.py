@@ -30,7 +30,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 CONFIGFS_GADGETS = Path("/sys/kernel/config/usb_gadget")
 UDC_CLASS = Path("/sys/class/udc")
@@ -69,6 +69,21 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 class GadgetError(Exception):
     """A gadget step failed; the message names the step and the errno."""
+
+
+T = TypeVar("T")
+
+
+def poll(value: Callable[[], T], timeout: float, interval: float = 0.02) -> T | None:
+    """``value()`` as soon as it is truthy, asked every ``interval`` s; None after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = value()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
 
 
 # --- descriptors -------------------------------------------------------------------
@@ -583,6 +598,7 @@ class AdapterEmulator:
 
     device: Any
     responder: Any
+    usb_serial: str  # the gadget's serial number, how the host side is found
 
     def __init__(self, gadget: FfsGadget):
         self.gadget = gadget
@@ -712,12 +728,25 @@ class AdapterEmulator:
     @staticmethod
     def wait_until(value: Callable[[], int], target: int, timeout: float) -> bool:
         """Poll ``value()`` until it reaches ``target``; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while value() < target:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
+        return bool(poll(lambda: value() >= target, timeout, interval=0.005))
+
+    def wait_host(self, timeout: float = 10.0) -> Path:
+        """Wait until the host's drivers are bound; return the USB interface directory."""
+        interface = poll(self._host_ready, timeout)
+        if interface is None:
+            raise GadgetError(
+                f"{self.LABEL} {self.usb_serial}: host drivers not ready after {timeout:g} s "
+                f"({self._host_state()}; problems: {list(self.all_problems())})"
+            )
+        return interface
+
+    def _host_ready(self) -> Path | None:
+        """The USB interface once the host side is fully bound, else None."""
+        raise NotImplementedError
+
+    def _host_state(self) -> str:
+        """How far the host side got, for the error when it never got ready."""
+        raise NotImplementedError
 
     # --- the serving thread ----------------------------------------------------------
 

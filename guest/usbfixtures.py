@@ -23,7 +23,7 @@ import chipmodels
 import cp2112
 import dln2
 from fixtures import FixtureError
-from gadget import GadgetError
+from gadget import GadgetError, poll
 from workers import READ_CHUNK
 
 I2C_DRIVERS = Path("/sys/bus/i2c/drivers")
@@ -39,13 +39,10 @@ READY_TIMEOUT = 20.0
 
 
 def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise FixtureError(f"{what} did not appear within {timeout:g} s")
+    value = poll(predicate, timeout)
+    if not value:
+        raise FixtureError(f"{what} did not appear within {timeout:g} s")
+    return value
 
 
 def _check_content(name: str, path: str, chip: Any) -> None:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guest"))
 import cp2112  # noqa: E402
 import usbfixtures  # noqa: E402
 from chipmodels import Eeprom  # noqa: E402
-from gadget import ControlSetup, ControlTransfer, install_wake_handler  # noqa: E402
+from gadget import ControlSetup, ControlTransfer, GadgetError, install_wake_handler  # noqa: E402
 
 H = bytes.fromhex
 
@@ -657,7 +657,7 @@ def test_emulator_sends_set_report_output_answers_on_the_in_endpoint():
 
 def test_emulator_plug_needs_a_reading_thread():
     emu = cp2112.Emulator(make_device(), gadget=PipeGadget())
-    with pytest.raises(cp2112.GadgetError, match="not reading"):
+    with pytest.raises(GadgetError, match="not reading"):
         emu.plug()
     emu.gadget.destroy()
 

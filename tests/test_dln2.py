@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guest"))
 import dln2  # noqa: E402
 import usbfixtures  # noqa: E402
 from chipmodels import Eeprom, SpiNorFlash  # noqa: E402
-from gadget import install_wake_handler  # noqa: E402
+from gadget import GadgetError, install_wake_handler  # noqa: E402
 
 
 def req(size: int, cmd: int, echo: int, handle: int, payload: bytes = b"") -> bytes:
@@ -576,7 +576,7 @@ def test_data_read_across_an_unplug_is_not_answered_into_the_next_plug():
 
 def test_emulator_plug_needs_a_reading_thread():
     emu = dln2.Emulator(make_device(), gadget=PipeGadget())
-    with pytest.raises(dln2.GadgetError, match="not reading"):
+    with pytest.raises(GadgetError, match="not reading"):
         emu.plug()
     emu.gadget.destroy()
 
