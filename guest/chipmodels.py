@@ -62,6 +62,22 @@ class _Anomalies:
         self.recent.append(message)
 
 
+class _Memory(_Anomalies):
+    """A chip's array of ``size`` bytes, filled from ``pattern``; readers verify against it."""
+
+    def __init__(self, size: int, pattern: str, seed: int) -> None:
+        super().__init__()
+        self.size = size
+        self.pattern = pattern
+        self.seed = seed
+        self.mem = bytearray(initial_content(pattern, size, seed))
+
+    def expected(self, offset: int = 0, length: int | None = None) -> bytes:
+        """What a correct reader must see now at ``offset`` (the whole chip by default)."""
+        end = self.size if length is None else offset + length
+        return bytes(self.mem[offset:end])
+
+
 # --- I2C EEPROM ------------------------------------------------------------------
 
 
@@ -87,7 +103,7 @@ EEPROM_TYPES = {
 }
 
 
-class Eeprom(_Anomalies):
+class Eeprom(_Memory):
     """A 24Cxx EEPROM with two address bytes, as seen on the I2C bus.
 
     A write message is [addr_hi, addr_lo, data...]: it sets the address
@@ -104,15 +120,11 @@ class Eeprom(_Anomalies):
     def __init__(
         self, model: str = "24c512", pattern: str = "counter", seed: int = 0, busy_nacks: int = 0
     ):
-        super().__init__()
         if model not in EEPROM_TYPES:
             raise ValueError(f"unknown EEPROM {model!r}; allowed: {', '.join(EEPROM_TYPES)}")
         self.type = EEPROM_TYPES[model]
-        self.size = self.type.size
+        super().__init__(self.type.size, pattern, seed)
         self.page_size = self.type.page_size
-        self.pattern = pattern
-        self.seed = seed
-        self.mem = bytearray(initial_content(pattern, self.size, seed))
         self.pointer = 0
         self.busy_nacks = busy_nacks
         self._busy_left = 0
@@ -171,11 +183,6 @@ class Eeprom(_Anomalies):
             data = bytes((self.mem[start:] + self.mem) * (length // self.size + 1))[:length]
         self.pointer = end % self.size
         return data
-
-    def expected(self, offset: int = 0, length: int | None = None) -> bytes:
-        """What a correct reader must see now at ``offset`` (the whole chip by default)."""
-        end = self.size if length is None else offset + length
-        return bytes(self.mem[offset:end])
 
 
 # --- SPI NOR flash ---------------------------------------------------------------
@@ -238,7 +245,7 @@ _ERASE = {OP_SE_4K: SECTOR_SIZE, OP_BE_64K: BLOCK_SIZE}
 _NEEDS_WEL = (OP_PP, OP_SE_4K, OP_BE_64K, OP_CE, OP_CE_60)
 
 
-class SpiNorFlash(_Anomalies):
+class SpiNorFlash(_Memory):
     """A small Winbond W25X serial NOR flash (3-byte addresses, 256-byte pages).
 
     Fed chip-select-delimited byte streams: ``select()``, any number of
@@ -261,15 +268,11 @@ class SpiNorFlash(_Anomalies):
         busy_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ):
-        super().__init__()
         if model not in FLASH_TYPES:
             raise ValueError(f"unknown flash {model!r}; allowed: {', '.join(FLASH_TYPES)}")
         self.type = FLASH_TYPES[model]
-        self.size = self.type.size
+        super().__init__(self.type.size, pattern, seed)
         self.jedec_id = self.type.jedec_id
-        self.pattern = pattern
-        self.seed = seed
-        self.mem = bytearray(initial_content(pattern, self.size, seed))
         self.busy_polls = busy_polls
         self.busy_seconds = busy_seconds
         self.clock = clock
@@ -449,8 +452,3 @@ class SpiNorFlash(_Anomalies):
             where = base + (offset + index) % PAGE_SIZE
             mem[where] &= data[index]
         self._start_busy()
-
-    def expected(self, offset: int = 0, length: int | None = None) -> bytes:
-        """What a correct reader must see now at ``offset`` (the whole chip by default)."""
-        end = self.size if length is None else offset + length
-        return bytes(self.mem[offset:end])
