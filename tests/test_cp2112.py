@@ -608,6 +608,17 @@ def PipeGadget() -> pipegadget.PipeGadget:  # noqa: N802 - reads like the class 
     return pipegadget.PipeGadget(out_index=1, buffer_size=64)
 
 
+def running_emulator(plug: bool = True) -> tuple[pipegadget.PipeGadget, cp2112.Emulator]:
+    """An emulator serving its pipe endpoints from its own thread, started (and plugged)."""
+    assert install_wake_handler()
+    gadget = PipeGadget()
+    emu = cp2112.Emulator(make_device(), gadget=gadget)
+    emu.start()
+    if plug:
+        emu.plug()
+    return gadget, emu
+
+
 def test_emulator_serves_until_unplugged_mid_read_and_stops_cleanly():
     assert install_wake_handler()
     gadget = PipeGadget()
@@ -645,10 +656,7 @@ def test_emulator_serves_until_unplugged_mid_read_and_stops_cleanly():
 
 
 def test_emulator_sends_set_report_output_answers_on_the_in_endpoint():
-    assert install_wake_handler()
-    gadget = PipeGadget()
-    emu = cp2112.Emulator(make_device(), gadget=gadget)
-    emu.start()
+    gadget, emu = running_emulator(plug=False)
     ep0 = FakeEp0([H("1501")])
     emu._control(ControlTransfer(ControlSetup(0x21, 0x09, 0x0215, 0, 2), ep0.read, ep0.write))
     assert gadget.receive(64) == pad64("16 00 00 0000 0000")
@@ -663,10 +671,7 @@ def test_emulator_plug_needs_a_reading_thread():
 
 
 def test_emulator_wait_counter():
-    assert install_wake_handler()
-    gadget = PipeGadget()
-    emu = cp2112.Emulator(make_device(), gadget=gadget)
-    emu.start()
+    gadget, emu = running_emulator(plug=False)
     worker = threading.Thread(target=lambda: (gadget.send(H("1501")), gadget.receive(64)))
     worker.start()
     assert emu.wait_counter("TRANSFER_STATUS_REQUEST", 1, timeout=5)

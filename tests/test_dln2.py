@@ -504,6 +504,17 @@ def PipeGadget() -> pipegadget.PipeGadget:  # noqa: N802 - reads like the class 
     return pipegadget.PipeGadget(out_index=0, buffer_size=4096)
 
 
+def running_emulator(plug: bool = True) -> tuple[pipegadget.PipeGadget, dln2.Emulator]:
+    """An emulator serving its pipe endpoints from its own thread, started (and plugged)."""
+    assert install_wake_handler()
+    gadget = PipeGadget()
+    emu = dln2.Emulator(make_device(), gadget=gadget)
+    emu.start()
+    if plug:
+        emu.plug()
+    return gadget, emu
+
+
 def host_transfer(gadget: pipegadget.PipeGadget, msg: bytes) -> bytes:
     """One request and its reply, as the host's dln2 driver sees them."""
     gadget.send(msg)
@@ -512,11 +523,7 @@ def host_transfer(gadget: pipegadget.PipeGadget, msg: bytes) -> bytes:
 
 
 def test_emulator_serves_until_unplugged_mid_read_and_stops_cleanly():
-    assert install_wake_handler()
-    gadget = PipeGadget()
-    emu = dln2.Emulator(make_device(), gadget=gadget)
-    emu.start()
-    emu.plug()
+    gadget, emu = running_emulator()
     assert gadget.calls == ["create 4096", "plug"]
     assert host_transfer(gadget, req(8, 0x0030, 0, 1))[10:] == b"\x00\x02\x00\x00"
     host_transfer(gadget, req(9, 0x0301, 0, 3, b"\x00"))
@@ -538,11 +545,7 @@ def test_emulator_serves_until_unplugged_mid_read_and_stops_cleanly():
 
 def test_unplug_brings_a_thread_blocked_in_a_reply_back_to_its_read():
     """CI saw a replug refused: the thread sat in a reply write from the old connection."""
-    assert install_wake_handler()
-    gadget = PipeGadget()
-    emu = dln2.Emulator(make_device(), gadget=gadget)
-    emu.start()
-    emu.plug()
+    gadget, emu = running_emulator()
     gadget.jam_in_endpoint()
     gadget.send(req(8, 0x0030, 0, 1))
     deadline = time.monotonic() + 5
@@ -560,11 +563,7 @@ def test_unplug_brings_a_thread_blocked_in_a_reply_back_to_its_read():
 
 def test_data_read_across_an_unplug_is_not_answered_into_the_next_plug():
     """A read that returns after the unplug that ended its connection is stale: no reply."""
-    assert install_wake_handler()
-    gadget = PipeGadget()
-    emu = dln2.Emulator(make_device(), gadget=gadget)
-    emu.start()
-    emu.plug()
+    gadget, emu = running_emulator()
     gadget.jam_in_endpoint()  # a reply would block, as it does on FunctionFS after an unplug
     emu.unplug()  # the thread sits in its read: nothing to interrupt
     gadget.send(req(8, 0x0030, 0, 1))
@@ -582,10 +581,7 @@ def test_emulator_plug_needs_a_reading_thread():
 
 
 def test_emulator_wait_counter():
-    assert install_wake_handler()
-    gadget = PipeGadget()
-    emu = dln2.Emulator(make_device(), gadget=gadget)
-    emu.start()
+    gadget, emu = running_emulator(plug=False)
     worker = threading.Thread(target=host_transfer, args=(gadget, req(8, 0x0031, 0, 1)))
     worker.start()
     assert emu.wait_counter("generic", "requests", 1, timeout=5)
