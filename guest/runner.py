@@ -322,9 +322,14 @@ class ScenarioRun:
         for fixture in self.fixtures.values():
             if not fixture.present():
                 fixture.create()
+        written = {s["fixture"] for s in self.sc["workers"] if s["type"] == "write-read-back"}
         workers = [
             Worker(
-                spec, self.resolve, self.fixtures.get(spec.get("fixture") or ""), self.item["seed"]
+                spec,
+                self.resolve,
+                self.fixtures.get(spec.get("fixture") or ""),
+                self.item["seed"],
+                exclusive=spec.get("fixture") in written,
             )
             for spec in self.sc["workers"]
         ]

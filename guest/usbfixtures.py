@@ -139,7 +139,6 @@ class UsbAdapterFixture:
         self.interface: Path | None = None
         self.started = False
         self.io_lock = threading.Lock()  # write-read-back workers vs verifying readers
-        self.writers = 0
 
     def _device(self) -> Any:
         raise NotImplementedError

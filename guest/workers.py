@@ -65,8 +65,16 @@ class ThreadState:
 class Worker:
     """One ``workers:`` entry of a scenario: N threads running the same operation."""
 
-    def __init__(self, spec: dict, resolve: Callable[[str], str], fixture, seed: int):
+    def __init__(
+        self,
+        spec: dict,
+        resolve: Callable[[str], str],
+        fixture,
+        seed: int,
+        exclusive: bool = False,
+    ):
         self.spec = spec
+        self.exclusive = exclusive  # a write-read-back worker shares the fixture: take its lock
         self.name = spec["name"]
         self.kind = spec["type"]
         self.resolve = resolve
@@ -155,14 +163,11 @@ class Worker:
             os.close(fd)
 
     def _exclusive(self):
-        """The fixture's I/O lock while a write-read-back worker shares it, else nothing.
+        """The fixture's I/O lock if a write-read-back worker shares it, else nothing.
 
         Without writers, readers stay unserialised so they meet in the kernel.
         """
-        fixture = self.fixture
-        if fixture is not None and getattr(fixture, "writers", 0):
-            return fixture.io_lock
-        return contextlib.nullcontext()
+        return self.fixture.io_lock if self.exclusive else contextlib.nullcontext()
 
     def _write_read_back(self, handle: Handle, state: ThreadState) -> None:
         """Write a random block, read it back, and check the chip model got it too.
@@ -297,8 +302,6 @@ class Worker:
             self.setup_error = f"{self.name}: cannot open: {exc}"
             return
         self.started_at = time.monotonic()
-        if self.kind == "write-read-back":
-            self.fixture.writers += 1
         for index, (handle, lines) in enumerate(zip(handles, slices, strict=True)):
             state = ThreadState()
             state.rng.seed(f"{self.seed}/{self.name}/{index}")
@@ -330,11 +333,7 @@ class Worker:
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        stuck = [t.name for t in self.threads if t.is_alive()]
-        if self.kind == "write-read-back" and self.threads and not stuck:
-            self.fixture.writers -= 1
-            self.threads = []
-        return stuck
+        return [t.name for t in self.threads if t.is_alive()]
 
     def snapshot(self) -> dict:
         return {
