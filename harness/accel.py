@@ -1,77 +1,204 @@
-"""Choose the QEMU accelerator: KVM where it really runs guest code, else TCG.
+"""Choose the QEMU accelerator: KVM only where it really runs the kernel under test.
 
-An openable /dev/kvm is not enough: under some nested or software hypervisors
-QEMU opens it and the guest then dies ("KVM internal error", failed MSR
-writes). The probe boots a 512-byte boot sector that writes to QEMU's
-isa-debug-exit port; only an exit with the expected code proves KVM works.
+An openable /dev/kvm proves nothing, and neither does a real-mode boot
+sector: on some nested or software hypervisors guests die at once ("KVM
+internal error", failed MSR writes), on others a 16-bit probe runs fine and
+the 64-bit kernel then hangs silently after SeaBIOS's "Booting from ROM...".
+So the probe boots the very kernel image about to be used, under KVM, with
+the serial console and no root filesystem, and requires the kernel's banner
+and then its "no root" panic (proof that it got through early boot, memory
+and CPU setup, driver init) within a short bound. The verdict is kept per
+(kernel image, host boot, QEMU) in the cache, so the probe costs one boot
+once. Boots that still print nothing under KVM are caught by the runner
+(``run.Runner``), which then falls back to TCG for the rest of the run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
+import select
 import shutil
+import signal
 import subprocess
-import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# mov al,0x31 ; out 0xf4,al ; hlt ; jmp $   -> QEMU exits with (0x31 << 1) | 1
-_BOOT_CODE = bytes([0xB0, 0x31, 0xE6, 0xF4, 0xF4, 0xEB, 0xFE])
-_EXPECTED_EXIT = (0x31 << 1) | 1
-PROBE_TIMEOUT = 30
+from harness import paths
+
+QEMU = "qemu-system-x86_64"
+CHOICES = ("auto", "kvm", "tcg")
+# Seconds the probe gives the kernel under KVM to reach its "no root" panic
+# (a KASAN + lockdep kernel needs about 2 s where KVM works).
+PROBE_TIMEOUT = 20.0
+# Seconds a KVM boot may stay silent before the runner calls KVM broken.
+SILENCE_TIMEOUT = 30.0
+BANNER = re.compile(rb"Linux version \d")
+# A line the kernel prints only after init, ACPI, PCI and driver setup: it
+# found no root filesystem (no root= and no initramfs in the probe).
+REACHED_ROOT = re.compile(rb"VFS: (?:Cannot open root device|Unable to mount root)|Kernel panic")
+# QEMU's own words when KVM fails under it.
+KVM_FAILED = re.compile(rb"KVM internal error|kvm run failed|failed to initialize kvm|KVM: entry")
 
 
 @dataclass(frozen=True)
 class Accel:
     name: str  # "kvm" or "tcg"
     reason: str
+    requested: str = "auto"  # what the user asked for: auto may fall back, kvm/tcg may not
+
+    @property
+    def may_fall_back(self) -> bool:
+        return self.name == "kvm" and self.requested == "auto"
+
+    def fallen_back(self, why: str) -> Accel:
+        return Accel("tcg", f"{why}; KVM abandoned for the rest of the run, using TCG (slow)")
 
 
-def boot_sector() -> bytes:
-    return _BOOT_CODE + bytes(510 - len(_BOOT_CODE)) + b"\x55\xaa"
+def _env_seconds(name: str, default: float) -> float:
+    """A bound from the environment (tests shorten it to force the fallback)."""
+    text = os.environ.get(name, "")
+    try:
+        return float(text) if text else default
+    except ValueError:
+        return default
 
 
-def probe(accel: str, qemu: str = "qemu-system-x86_64") -> tuple[bool, str]:
-    """Run the boot-sector guest under ``accel``; return (works, evidence)."""
-    if shutil.which(qemu) is None:
-        return False, f"{qemu} not installed"
-    with tempfile.TemporaryDirectory(prefix="harness-accel-") as tmp:
-        image = Path(tmp) / "probe.img"
-        image.write_bytes(boot_sector())
-        cmd = [
-            qemu,
-            "-machine",
-            f"pc,accel={accel}",
-            "-cpu",
-            "host" if accel == "kvm" else "max",
-            "-m",
-            "16",
-            "-display",
-            "none",
-            "-nodefaults",
-            "-no-reboot",
-            "-device",
-            "isa-debug-exit,iobase=0xf4,iosize=0x04",
-            "-drive",
-            f"file={image},format=raw,if=ide",
-        ]
+def probe_timeout() -> float:
+    return _env_seconds("HARNESS_KVM_PROBE_TIMEOUT", PROBE_TIMEOUT)
+
+
+def silence_timeout() -> float:
+    return _env_seconds("HARNESS_KVM_SILENCE_TIMEOUT", SILENCE_TIMEOUT)
+
+
+def requested_from_env(flag: str | None) -> str:
+    """--accel wins, then $HARNESS_ACCEL, then auto."""
+    return flag or os.environ.get("HARNESS_ACCEL") or "auto"
+
+
+def _host_identity() -> str:
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = "unknown-boot"
+    try:
+        qemu = subprocess.run([QEMU, "--version"], capture_output=True, text=True, timeout=30)
+        version = qemu.stdout.splitlines()[0] if qemu.stdout else ""
+    except (OSError, subprocess.TimeoutExpired):
+        version = ""
+    return f"{os.uname().release}/{boot_id}/{version}"
+
+
+def _verdict_path(image: Path, timeout: float) -> Path:
+    digest = hashlib.sha256()
+    digest.update(image.read_bytes())
+    digest.update(f"{_host_identity()}/{timeout:g}".encode())
+    return paths.cache_dir() / "accel" / f"kvm-{digest.hexdigest()[:20]}.json"
+
+
+def probe_command(image: Path) -> list[str]:
+    return [
+        QEMU,
+        "-machine",
+        "q35,accel=kvm",
+        "-cpu",
+        "host",
+        "-smp",
+        "2",
+        "-m",
+        "1G",
+        "-display",
+        "none",
+        "-nodefaults",
+        "-no-reboot",
+        "-serial",
+        "stdio",
+        "-kernel",
+        str(image),
+        "-append",
+        "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1 ignore_loglevel",
+    ]
+
+
+def probe_kernel(image: Path, timeout: float) -> tuple[bool, str]:
+    """Boot ``image`` under KVM without a root fs; return (works, evidence).
+
+    Works = the banner and then the no-root panic arrived within ``timeout``.
+    """
+    if shutil.which(QEMU) is None:
+        return False, f"{QEMU} is not installed"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        probe_command(image),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    seen = b""
+    try:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        while not REACHED_ROOT.search(seen):
+            left = started + timeout - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break  # QEMU exited
+            seen += chunk
+    finally:
         try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            return False, f"probe guest did not finish within {PROBE_TIMEOUT} s"
-    if out.returncode == _EXPECTED_EXIT:
-        return True, "probe guest ran"
-    detail = (out.stderr.strip().splitlines() or [f"exit code {out.returncode}"])[-1]
-    return False, f"probe guest failed: {detail}"
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    took = time.monotonic() - started
+    if BANNER.search(seen) and REACHED_ROOT.search(seen):
+        return True, f"the kernel under test booted under KVM to its root mount in {took:.1f} s"
+    last = [ln for ln in seen.decode(errors="replace").splitlines() if ln.strip()]
+    if KVM_FAILED.search(seen):
+        return False, f"QEMU reported a KVM failure: {last[-1] if last else '?'}"
+    if not BANNER.search(seen):
+        after = f" (last output: {last[-1].strip()!r})" if last else ""
+        return False, f"the kernel printed nothing under KVM within {timeout:g} s{after}"
+    return False, (
+        f"the kernel under KVM did not get through early boot within {timeout:g} s "
+        f"(last line: {last[-1].strip()!r})"
+    )
 
 
-def choose(requested: str = "auto") -> Accel:
-    """'kvm' and 'tcg' are taken as given; 'auto' probes KVM and falls back to TCG."""
-    if requested in ("kvm", "tcg"):
-        return Accel(requested, "forced with --accel")
+def choose(requested: str, image: Path) -> Accel:
+    """'kvm' and 'tcg' are taken as given; 'auto' uses KVM only if ``image`` boots under it."""
+    if requested not in CHOICES:
+        raise ValueError(f"accelerator {requested!r}: use one of {', '.join(CHOICES)}")
+    if requested != "auto":
+        return Accel(requested, "forced (--accel or HARNESS_ACCEL)", requested)
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return Accel("tcg", "/dev/kvm is missing or not accessible; using TCG (slow)")
-    works, evidence = probe("kvm")
+    timeout = probe_timeout()
+    record = _verdict_path(image, timeout)
+    try:
+        cached = json.loads(record.read_text())
+    except (OSError, ValueError):
+        cached = None
+    if isinstance(cached, dict) and "works" in cached:
+        works, evidence = bool(cached["works"]), f"{cached.get('evidence')} (probed earlier)"
+    else:
+        works, evidence = probe_kernel(image, timeout)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        partial = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps({"works": works, "evidence": evidence}))
+        os.replace(partial, record)
     if works:
-        return Accel("kvm", "/dev/kvm works (probe guest ran)")
-    return Accel("tcg", f"/dev/kvm exists but KVM does not work ({evidence}); using TCG (slow)")
+        return Accel("kvm", f"KVM probe passed: {evidence}")
+    return Accel("tcg", f"KVM probe failed: {evidence}; using TCG (slow)")

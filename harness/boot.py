@@ -26,9 +26,11 @@ import pexpect
 import pexpect.fdpexpect
 
 from harness import paths
-from harness.accel import Accel
+from harness.accel import BANNER, KVM_FAILED, Accel
 
 LINE = re.compile(rb"[^\n]*\n")
+# A printk record on the console: the kernel itself is running (not just firmware).
+KERNEL_LINE = re.compile(rb"^\[\s*\d+\.\d{6}\]")
 EVENT = re.compile(rb"harness-event (\{.*\})\s*$")
 # Always on the command line: print every level, reboot (= QEMU exits) on panic,
 # report a hung task after 20 s (the config default, restated so that a user
@@ -86,6 +88,10 @@ class BootSpec:
                 f"vng --dry-run printed no QEMU command:\n{out.stdout[-500:]}{out.stderr[-1000:]}"
             )
         argv = shlex.split(lines[-1])
+        if self.accel.name == "kvm":
+            # vng asks for accel=kvm:tcg; a boot the harness runs as KVM must not
+            # silently become a TCG boot held to KVM's timeouts
+            argv = [a.replace("accel=kvm:tcg", "accel=kvm") for a in argv]
         if self.plan is None:
             return argv
         index = argv.index("-append") + 1
@@ -115,13 +121,15 @@ def guest_zip() -> Path | None:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")  # other runs may read target
     try:
         subprocess.run(
-            [GUEST_PYTHON, "-IS", str(paths.GUEST_DIR / "pack.py"), str(target)],
+            [GUEST_PYTHON, "-IS", str(paths.GUEST_DIR / "pack.py"), str(partial)],
             check=True,
             capture_output=True,
             timeout=120,
         )
+        os.replace(partial, target)
     except (OSError, subprocess.SubprocessError):
         return None  # the guest then imports from the root filesystem, only slower
     return target
@@ -150,6 +158,8 @@ class Guest:
     started: float = 0.0
     ended_reason: str = ""
     command: str = ""
+    kernel_output: bool = False  # a printk line arrived (firmware output does not count)
+    kvm_failure: str = ""  # QEMU's message if KVM failed under the guest
     _reader: pexpect.fdpexpect.fdspawn | None = field(default=None, repr=False)
     _console: object = field(default=None, repr=False)
 
@@ -192,6 +202,10 @@ class Guest:
             if index == 0:
                 line = self._reader.after
                 self._log(line)
+                if not self.kernel_output and (KERNEL_LINE.match(line) or BANNER.search(line)):
+                    self.kernel_output = True
+                if KVM_FAILED.search(line) and not self.kvm_failure:
+                    self.kvm_failure = line.decode(errors="replace").strip()
                 match = EVENT.search(line)
                 if not match:
                     continue
@@ -202,6 +216,9 @@ class Guest:
                 yield GuestEvent(payload.pop("event", "?"), payload)
             elif index == 1:
                 self._log(self._reader.before)
+                rest = self._reader.before if isinstance(self._reader.before, bytes) else b""
+                if (match := KVM_FAILED.search(rest)) and not self.kvm_failure:
+                    self.kvm_failure = rest[match.start() :].decode(errors="replace").strip()
                 self.ended_reason = "exit"
                 return
 

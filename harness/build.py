@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness import kconfig, paths
+from harness import kconfig, locks, paths
 from harness.kconfig import FragmentSet, Mismatch
 from harness.progress import Ticker, say
 from harness.tree import KernelTree
@@ -128,6 +128,17 @@ def configure(tree: KernelTree, fragments: FragmentSet) -> ConfigResult:
     """Resolve fragments into a .config in a scratch directory and verify it."""
     requests = fragments.requests()
     scratch = paths.cache_dir() / "configs" / f"{tree.identity}-{fragments.digest()}"
+    with locks.hold(_lock_file(scratch), f"the config directory {scratch.name}"):
+        return _configure(tree, fragments, requests, scratch)
+
+
+def _lock_file(directory: Path) -> Path:
+    return directory.parent / f"{directory.name}.lock"
+
+
+def _configure(
+    tree: KernelTree, fragments: FragmentSet, requests: dict, scratch: Path
+) -> ConfigResult:
     scratch.mkdir(parents=True, exist_ok=True)
     log = scratch / "config.log"
     log.write_text("")
@@ -181,6 +192,11 @@ def build(config: ConfigResult, use_ccache: bool = True) -> BuildRecord:
     if config.mismatches:
         raise BuildError(config.report())
     out = build_dir_for(config)
+    with locks.hold(_lock_file(out), f"the build directory {out}"):
+        return _build(config, out, use_ccache)
+
+
+def _build(config: ConfigResult, out: Path, use_ccache: bool) -> BuildRecord:
     if not out.exists() and (seed := _closest_build(config)) is not None:
         say(f"build: new config for this tree; starting from a copy of {seed.name}")
         shutil.copytree(seed, out, symlinks=True)  # copy2 keeps mtimes, so make stays incremental

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import shlex
-import shutil
-import signal
 import sys
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from harness import accel as accel_mod
-from harness import kconfig, report, splats
-from harness.build import BuildError, ConfigResult, build, configure
-from harness.progress import say
-from harness.run import Item, Runner, expand
-from harness.scenario import Scenario, load_scenarios, resolve
-from harness.tree import KernelTree, TreeError, default_tree, open_tree
-from harness.yamlnodes import SchemaErrors
+from harness import accel, pipeline, splats, textfile
 
 TREE_HELP = (
     "kernel source tree (git or plain); "
@@ -30,40 +21,20 @@ KCONFIG_HELP = (
 )
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = pipeline.EXIT_BAD_INPUT) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
-def _scenarios(names: tuple[str, ...]) -> list[Scenario]:
+@contextmanager
+def _stage() -> Iterator[None]:
+    """A pipeline stage's error becomes a message and its exit status, never a traceback."""
     try:
-        return load_scenarios(resolve(list(names)))
-    except SchemaErrors as exc:
-        _fail(f"scenario check failed:\n{exc}")
-    raise AssertionError
-
-
-def _tree(path: str | None) -> KernelTree:
-    try:
-        return open_tree(Path(path)) if path else default_tree()
-    except TreeError as exc:
+        yield
+    except pipeline.PipelineError as exc:
+        _fail(str(exc), exc.code)
+    except textfile.TextFileError as exc:
         _fail(str(exc))
-    raise AssertionError
-
-
-def _configure(tree: KernelTree, scenarios: list[Scenario], extra: tuple[str, ...]) -> ConfigResult:
-    names = [name for sc in scenarios for name in sc.kconfig]
-    for path in extra:
-        if not Path(path).is_file():
-            _fail(f"--kconfig {path}: no such file")
-    try:
-        fragments = kconfig.FragmentSet.for_scenarios(names, [Path(p) for p in extra])
-        return configure(tree, fragments)
-    except kconfig.FragmentError as exc:
-        _fail(str(exc))
-    except BuildError as exc:
-        _fail(str(exc), code=3)
-    raise AssertionError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -95,21 +66,13 @@ def config(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ...])
     \b
     Example: harness config --tree ~/linux gpio-sim-plug-cycle
     """
-    result = _configure(_tree(tree), _scenarios(scenarios), extra)
+    request = pipeline.ConfigRequest(tree=tree, kconfig=extra, scenarios=scenarios)
+    with _stage():
+        selected = pipeline.load(request)
+        result = pipeline.config_kernel(request, pipeline.open_kernel_tree(request), selected)
     click.echo(result.report())
     click.echo(f".config: {result.dotconfig}")
     sys.exit(1 if result.mismatches else 0)
-
-
-def _build(tree: KernelTree, scenarios: list[Scenario], extra: tuple[str, ...]):
-    result = _configure(tree, scenarios, extra)
-    if result.mismatches:
-        _fail(result.report(), code=3)
-    try:
-        return result, build(result)
-    except BuildError as exc:
-        _fail(str(exc), code=3)
-    raise AssertionError
 
 
 @main.command(name="build")
@@ -122,7 +85,10 @@ def build_cmd(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ..
     \b
     Example: harness build --tree ~/linux --kconfig my-series.config
     """
-    _, record = _build(_tree(tree), _scenarios(scenarios), extra)
+    request = pipeline.BuildRequest(tree=tree, kconfig=extra, scenarios=scenarios)
+    with _stage():
+        selected = pipeline.load(request)
+        _, record = pipeline.build_kernel(request, pipeline.open_kernel_tree(request), selected)
     click.echo(json.dumps(record.to_json(), indent=1))
 
 
@@ -134,7 +100,8 @@ def check_cmd(files: tuple[str, ...]) -> None:
     \b
     Example: harness check scenarios/my-new-scenario.yaml
     """
-    scenarios = _scenarios(files)
+    with _stage():
+        scenarios = pipeline.load(pipeline.ConfigRequest(scenarios=files))
     for sc in scenarios:
         click.echo(f"ok  {sc.path}")
 
@@ -142,7 +109,9 @@ def check_cmd(files: tuple[str, ...]) -> None:
 @main.command(name="list")
 def list_cmd() -> None:
     """List built-in scenarios with their one-line summary and kconfig fragments."""
-    for sc in _scenarios(()):
+    with _stage():
+        scenarios = pipeline.load(pipeline.ConfigRequest())
+    for sc in scenarios:
         click.echo(
             f"{sc.name}\n    {sc.summary}\n    kconfig: {', '.join(sc.kconfig) or '(base only)'}"
             f"   cmdline: {' '.join(sc.cmdline) or '(default)'}"
@@ -160,7 +129,8 @@ def log_cmd(logfile: str, as_json: bool) -> None:
     \b
     Example: harness log results/console.log --json
     """
-    found = splats.parse(Path(logfile).read_text(errors="replace"))
+    with _stage():
+        found = splats.parse(textfile.read_log(Path(logfile)))
     if as_json:
         click.echo(json.dumps([s.to_json() for s in found], indent=1))
     else:
@@ -172,31 +142,6 @@ def log_cmd(logfile: str, as_json: bool) -> None:
     sys.exit(1 if found else 0)
 
 
-def _repro(item: Item, tree: KernelTree, extra: tuple[str, ...], accel: str) -> str:
-    exe = Path(sys.argv[0])
-    program = str(exe.resolve()) if exe.name == "harness" and exe.exists() else "harness"
-    args = [
-        program,
-        "run",
-        item.scenario.path,
-        "--tree",
-        str(tree.path),
-        "--accel",
-        accel,
-        "--seed",
-        str(item.seed),
-        "--repeat",
-        "1",
-    ]
-    for path in extra:
-        args += ["--kconfig", str(Path(path).resolve())]
-    return shlex.join(args)
-
-
-def _sigterm(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 @main.command()
 @click.argument("scenarios", nargs=-1)
 @click.option("--tree", help=TREE_HELP)
@@ -204,10 +149,13 @@ def _sigterm(signum, frame) -> None:
 @click.option("--out", "out_dir", default="results", show_default=True, help="results directory")
 @click.option(
     "--accel",
-    type=click.Choice(["auto", "kvm", "tcg"]),
+    type=click.Choice(accel.CHOICES),
+    envvar="HARNESS_ACCEL",
+    show_envvar=True,
     default="auto",
     show_default=True,
-    help="auto probes KVM and falls back to TCG",
+    help="auto: KVM if the kernel under test boots under it (probed), else TCG; "
+    "a KVM boot that prints nothing falls back to TCG",
 )
 @click.option("--repeat", type=int, help="override every scenario's repeat count")
 @click.option("--seed", type=int, help="override the scenarios' seed")
@@ -231,87 +179,37 @@ def run(
     """Build, boot and run SCENARIOS (names or YAML files; default: all built-in).
 
     Leaves junit.xml, summary.json, console.log and build.log in --out, also
-    when interrupted. Exit status: 0 all passed, 1 a scenario failed or
-    errored, 2 bad input, 3 configuration or build failed.
+    when interrupted.
+
+    \b
+    Exit status:
+      0  every scenario ran and passed
+      1  every scenario ran (has a verdict); some failed
+      2  bad input (scenario file, option, kconfig fragment)
+      3  configuration or kernel build failed
+      4  some scenarios got no verdict (no boot, no guest result, timeout,
+         harness problem): the last lines say which, with the console log
 
     \b
     Examples:
       harness run
       harness run gpio-sim-remove-under-readers --tree ~/linux --accel tcg
-      harness run scenarios/gpio-sim-plug-cycle.yaml --repeat 5 --out /tmp/r
+      HARNESS_ACCEL=tcg harness run scenarios/gpio-sim-plug-cycle.yaml --repeat 5 --out /tmp/r
     """
-    started = time.monotonic()
-    signal.signal(signal.SIGTERM, _sigterm)
-    signal.signal(signal.SIGHUP, _sigterm)
-    # a shell starts background jobs with SIGINT ignored; Ctrl-C must still stop QEMU
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    selected = _scenarios(scenarios)
-    out = Path(out_dir).resolve()
-    shutil.rmtree(out / "boots", ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    items = expand(selected, repeat, seed)
-    info = report.RunInfo(command=sys.argv)
-    kernel_tree = _tree(tree)
-    info.properties.update(
-        {
-            "tree": str(kernel_tree.path),
-            "tree_version": kernel_tree.version,
-            "tree_commit": kernel_tree.git_commit or "(not git)",
-        }
+    request = pipeline.RunRequest(
+        tree=tree,
+        kconfig=extra,
+        scenarios=scenarios,
+        accel=accel,
+        out_dir=out_dir,
+        run_timeout=run_timeout,
+        repeat=repeat,
+        seed=seed,
+        command=tuple(sys.argv),
     )
-    runner: Runner | None = None
-    exit_code = 1
-    try:
-        config_result, record = _build(kernel_tree, selected, extra)
-        info.build = record.to_json()
-        shutil.copyfile(record.log, out / "build.log")
-        info.properties.update(
-            {
-                "kernel_release": record.kernel_release,
-                "config_hash": record.config_hash,
-                "build_dir": record.build_dir,
-            }
-        )
-        chosen = accel_mod.choose(accel)
-        say(f"accel: {chosen.name} ({chosen.reason})")
-        info.properties["accelerator"] = f"{chosen.name}: {chosen.reason}"
-        info.repro = {i.id: _repro(i, kernel_tree, extra, chosen.name) for i in items}
-        runner = Runner(
-            Path(record.kernel_image),
-            chosen,
-            out,
-            time.monotonic() + run_timeout,
-            modules=record.modules,
-        )
-        results = runner.run(items)
-        exit_code = 0 if all(r.status == "pass" for r in results) else 1
-    except KeyboardInterrupt:
-        info.interrupted = True
-        exit_code = 130
-        say("interrupted: QEMU stopped, writing partial results")
-    finally:
-        if runner is not None and runner.guest is not None:
-            runner.guest.stop()
-        boots = runner.boots if runner else []
-        if boots:
-            info.properties["qemu_command"] = boots[0].qemu_command
-        results = runner.partial(items, "interrupted") if runner else []
-        if runner is None and not results:
-            from harness.run import ItemResult
-
-            results = [ItemResult(i, error="not run: the kernel was not built") for i in items]
-        with (out / "console.log").open("w") as console:
-            for boot in boots:
-                console.write(f"# ===== boot {boot.index} =====\n")
-                console.write(Path(boot.console).read_text(errors="replace"))
-        info.duration_s = round(time.monotonic() - started, 1)
-        report.write(out, results, boots, info)
-        counts = {s: sum(1 for r in results if r.status == s) for s in ("pass", "fail", "error")}
-        say(
-            f"results: {out}/junit.xml  pass {counts['pass']}, fail {counts['fail']}, "
-            f"error {counts['error']}"
-        )
-    sys.exit(exit_code)
+    with _stage():
+        outcome = pipeline.run_scenarios(request)
+    sys.exit(outcome.exit_code)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import paths
+from harness import paths, textfile
 
 _SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 _UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
@@ -38,8 +38,11 @@ class FragmentError(Exception):
     fragment: Path
     line: int
     text: str
+    problem: str = ""  # set when the file itself is unreadable (not UTF-8, missing)
 
     def __str__(self) -> str:
+        if self.problem:
+            return f"{self.fragment}:{self.line}: {self.problem}"
         return (
             f"{self.fragment}:{self.line}: cannot read {self.text!r}; a fragment line is "
             "CONFIG_FOO=y|m|<value> or '# CONFIG_FOO is not set'"
@@ -102,7 +105,11 @@ class FragmentSet:
         """Last request per symbol wins, as in merge_config.sh."""
         merged: dict[str, Request] = {}
         for path in self.files:
-            for request in parse_fragment(path.read_text(), path):
+            try:
+                text = textfile.read_text(path, "kconfig fragment")
+            except textfile.TextFileError as exc:
+                raise FragmentError(path, exc.line, "", exc.message) from exc
+            for request in parse_fragment(text, path):
                 merged[request.symbol] = request
         return merged
 

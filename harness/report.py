@@ -153,6 +153,9 @@ def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: R
                 "cmdline": list(b.cmdline),
                 "seconds_to_ready": b.seconds_to_ready,
                 "ended": b.ended,
+                "accel": b.accel,
+                "why": b.why,
+                "left_because": b.left_because,
                 "qemu_command": b.qemu_command,
                 "splats_outside_scenarios": [s.to_json() for s in b.outside_splats],
             }

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import accel as accel_mod
 from harness import splats
 from harness.accel import Accel
 from harness.boot import BootError, BootSpec, Guest
@@ -64,6 +65,9 @@ class BootRecord:
     ended: str
     qemu_command: str = ""
     outside_splats: list[Splat] = field(default_factory=list)
+    accel: str = ""
+    why: str = ""  # why this boot happened (first boot of a command line, a reboot after ...)
+    left_because: str = ""  # why items were left for another boot, if any
 
 
 def expand(scenarios: list[Scenario], repeat: int | None, seed: int | None) -> list[Item]:
@@ -141,16 +145,26 @@ class Runner:
 
     def _run_group(self, cmdline: tuple[str, ...], group: list[Item], results: dict) -> None:
         pending = list(group)
+        why = f"command line +{' '.join(cmdline) or '(none)'}"
         while pending:
             if time.monotonic() >= self.run_deadline:
                 for item in pending:
                     results[item.id].error = "not run: the whole-run timeout expired"
                 return
-            done = self._boot(cmdline, pending, results)
+            done = self._boot(cmdline, pending, results, why)
             pending = [item for item in pending if item.id not in done]
+            if pending and self.boots:
+                why = f"reboot: {self.boots[-1].left_because or 'boot ended early'}"
 
-    def _boot(self, cmdline: tuple[str, ...], pending: list[Item], results: dict) -> set[str]:
-        """One boot over ``pending``; return the ids that got a final result."""
+    def _boot(
+        self, cmdline: tuple[str, ...], pending: list[Item], results: dict, why: str
+    ) -> set[str]:
+        """One boot over ``pending``; return the ids that got a final result.
+
+        Under KVM the kernel must print within ``accel.silence_timeout()``; if
+        it does not (or QEMU reports a KVM failure), an auto-chosen KVM is
+        dropped for TCG and nothing of this boot counts against the items.
+        """
         index = len(self.boots) + 1
         boot_dir = self.out / "boots" / f"boot-{index}"
         boot_dir.mkdir(parents=True, exist_ok=True)
@@ -165,10 +179,7 @@ class Runner:
         spec = BootSpec(self.kernel_image, self.accel, cmdline, plan=plan_path, rwdirs=(boot_dir,))
         console = boot_dir / "console.log"
         self.guest = Guest(spec, console)
-        say(
-            f"boot {index}: {len(pending)} item(s), {self.accel.name}, "
-            f"cmdline +{' '.join(cmdline) or '(none)'}"
-        )
+        say(f"boot {index}: {len(pending)} item(s), {self.accel.name}; why: {why}")
         try:
             self.guest.start()
         except BootError as exc:
@@ -180,13 +191,29 @@ class Runner:
         by_id = {item.id: item for item in pending}
         done: set[str] = set()
         current: Item | None = None
-        record = BootRecord(index, str(console), cmdline, None, "running", self.guest.command)
+        record = BootRecord(
+            index,
+            str(console),
+            cmdline,
+            None,
+            "running",
+            self.guest.command,
+            accel=self.accel.name,
+            why=why,
+        )
         self.boots.append(record)  # listed at once, so an interrupted run still has its console
         ready_at: float | None = None
         deadline = min(self.run_deadline, time.monotonic() + BOOT_TIMEOUT[self.accel.name])
         item_started = 0.0
+        guest = self.guest
+        silence = accel_mod.silence_timeout()
+        watch_kvm = self.accel.name == "kvm"
 
         def current_deadline() -> float:
+            if watch_kvm and not guest.kernel_output:
+                return min(deadline, guest.started + silence)
+            if guest.kvm_failure:
+                return 0.0
             return deadline
 
         for ev in self.guest.events(current_deadline):
@@ -223,18 +250,26 @@ class Runner:
                 deadline = min(self.run_deadline, time.monotonic() + 60)
             elif ev.kind in ("needs-reboot", "done"):
                 deadline = min(deadline, time.monotonic() + 30)
+                if ev.kind == "needs-reboot":
+                    record.left_because = (
+                        f"{ev.fields.get('id')} left the kernel tainted or a thread stuck "
+                        f"in boot {index}"
+                    )
         ended = self.guest.ended_reason
         self.guest.stop()
         self.guest = None
-        log_text = console.read_text(errors="replace")
-        found = splats.parse(log_text)
-        record.seconds_to_ready, record.ended = ready_at, ended
-        for splat in found:
+        record.seconds_to_ready = ready_at
+        record.ended = "done" if ended == "exit" and current is None and ready_at else ended
+        kvm_problem = self._kvm_problem(guest, silence) if watch_kvm else ""
+        for splat in splats.parse(console.read_text(errors="replace")):
             target = by_id.get((splat.scenario or "").split(" ")[0])
-            if target is not None and target.id in results:
-                results[target.id].splats.append(splat)
-            else:
+            if target is None:
                 record.outside_splats.append(splat)
+            elif not (kvm_problem and target is current):  # that item runs again
+                results[target.id].splats.append(splat)
+        if kvm_problem:
+            record.ended = "kvm-failed"
+            return self._kvm_failed(kvm_problem, current, done, pending, results, console)
         tail = _tail(console)
         if current is not None:
             result = results[current.id]
@@ -248,6 +283,7 @@ class Runner:
                 )
             else:
                 result.error = f"the guest died during the scenario; console tail:\n{tail}"
+            record.left_because = f"{current.id} ended boot {index} ({ended})"
             done.add(current.id)
         elif ready_at is None:
             for item in pending:
@@ -259,23 +295,7 @@ class Runner:
                 results[item.id].console = str(console)
             done.update(i.id for i in pending)
         for item_id in done:
-            result = results[item_id]
-            result.console = str(console)
-            if result.guest:
-                result.violations = list(result.guest.get("violations", []))
-                if result.guest.get("error") and not result.error:
-                    result.error = f"scenario error: {result.guest['error']}"
-                gained = result.guest.get("taint_gained")
-                if gained and not result.splats:
-                    result.violations.append(
-                        f"kernel tainted {gained} but no splat was recognised in the console "
-                        f"log: look at {console}"
-                    )
-            _verdict(result)
-            say(
-                f"  {item_id}: {result.status.upper()}"
-                + (f" ({'; '.join(s.title for s in result.splats)})" if result.splats else "")
-            )
+            self._finish(item_id, results, console)
         if not done and ready_at is not None:
             # the runner came up but finished nothing: do not loop forever
             for item in pending:
@@ -284,3 +304,61 @@ class Runner:
                 ].error = f"guest ended ({ended}) before running anything; console tail:\n{tail}"
             done.update(i.id for i in pending)
         return done
+
+    def _finish(self, item_id: str, results: dict, console: Path) -> None:
+        """Turn what the guest reported (and the splats found) into the item's verdict."""
+        result = results[item_id]
+        result.console = str(console)
+        if result.guest:
+            result.violations = list(result.guest.get("violations", []))
+            if result.guest.get("error") and not result.error:
+                result.error = f"scenario error: {result.guest['error']}"
+            gained = result.guest.get("taint_gained")
+            if gained and not result.splats:
+                result.violations.append(
+                    f"kernel tainted {gained} but no splat was recognised in the console "
+                    f"log: look at {console}"
+                )
+        _verdict(result)
+        say(
+            f"  {item_id}: {result.status.upper()}"
+            + (f" ({'; '.join(s.title for s in result.splats)})" if result.splats else "")
+        )
+
+    def _kvm_problem(self, guest: Guest, silence: float) -> str:
+        if guest.kvm_failure:
+            return f"QEMU reported a KVM failure ({guest.kvm_failure[:200]})"
+        if not guest.kernel_output:
+            how = "and timed out" if guest.ended_reason == "timeout" else "before QEMU exited"
+            return f"the KVM boot printed no kernel output within {silence:g} s {how}"
+        return ""
+
+    def _kvm_failed(
+        self,
+        problem: str,
+        current: Item | None,
+        done: set[str],
+        pending: list[Item],
+        results: dict,
+        console: Path,
+    ) -> set[str]:
+        """KVM is broken here: fall back to TCG (auto) or error the items (KVM was forced)."""
+        boot = self.boots[-1].index
+        if self.accel.may_fall_back:
+            self.accel = self.accel.fallen_back(f"boot {boot}: {problem}")
+            self.boots[-1].left_because = f"KVM failed in boot {boot} ({problem}); using TCG"
+            say(f"boot {boot}: {problem}; killed, booting again under TCG")
+            finished = {i for i in done if current is None or i != current.id}
+            for item_id in finished:
+                self._finish(item_id, results, console)
+            return finished
+        say(f"boot {boot}: {problem}")
+        for item in pending:
+            if item.id not in done:
+                results[item.id].error = (
+                    f"{problem}; KVM was forced ({self.accel.reason}): use --accel auto or tcg "
+                    f"(console: {console})"
+                )
+                results[item.id].console = str(console)
+                _verdict(results[item.id])
+        return {item.id for item in pending}

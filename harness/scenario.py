@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from harness import paths
+from harness import paths, textfile
 from harness.yamlnodes import (
     Node,
     Reader,
@@ -599,9 +599,9 @@ def parse_scenario(text: str, path: Path) -> tuple[Scenario | None, list[SchemaE
 def load_scenario(path: Path) -> Scenario:
     """Read and check one file; raise SchemaErrors naming every problem."""
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SchemaErrors([SchemaError(path, 1, "", f"cannot read: {exc.strerror}")]) from exc
+        text = textfile.read_text(path, "scenario file")
+    except textfile.TextFileError as exc:
+        raise SchemaErrors([SchemaError(path, exc.line, "", exc.message)]) from exc
     scenario, errors = parse_scenario(text, path)
     if errors:
         raise SchemaErrors(errors)

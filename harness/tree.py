@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import paths
+from harness import locks, paths
 from harness.progress import say
 
 
@@ -94,6 +94,13 @@ def default_tree(tarball: Path = paths.DEFAULT_SOURCE_TARBALL) -> KernelTree:
     stem = tarball.name.removesuffix(".tar.xz").removesuffix(".tar.gz")
     dest_root = paths.cache_dir() / "trees"
     dest = dest_root / stem
+    with locks.hold(dest_root / f"{stem}.lock", f"the default tree {dest}"):
+        _unpack_once(tarball, dest_root, dest)
+    return open_tree(dest, origin=f"tarball:{tarball}")
+
+
+def _unpack_once(tarball: Path, dest_root: Path, dest: Path) -> None:
+    stem = dest.name
     stamp = dest_root / f"{stem}.unpacked"
     want = f"{tarball.stat().st_size}:{tarball.stat().st_mtime_ns}"
     if not (stamp.exists() and stamp.read_text() == want and dest.is_dir()):
@@ -110,4 +117,3 @@ def default_tree(tarball: Path = paths.DEFAULT_SOURCE_TARBALL) -> KernelTree:
         stamp.write_text(want)
     else:
         say(f"tree: using the default tree {dest} (unpacked from {tarball})")
-    return open_tree(dest, origin=f"tarball:{tarball}")

@@ -1,0 +1,256 @@
+"""The one pipeline every command composes: config -> build -> exec (boot, run) -> report.
+
+Each command fills a request record (config within build within exec within
+run, as kunit_tool does) and calls the stage functions; the command handlers
+in cli.py only map options to a request. A stage that cannot go on raises
+``PipelineError`` with the exit status the command should end with.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import accel as accel_mod
+from harness import kconfig, report
+from harness.build import BuildError, BuildRecord, ConfigResult, build, configure
+from harness.progress import say
+from harness.run import Item, ItemResult, Runner, expand
+from harness.scenario import Scenario, load_scenarios, resolve
+from harness.tree import KernelTree, TreeError, default_tree, open_tree
+from harness.yamlnodes import SchemaErrors
+
+# Exit statuses of `harness run` (and of every command that runs scenarios).
+EXIT_PASS = 0  # every item has a verdict and passed
+EXIT_FAIL = 1  # every item has a verdict; some failed
+EXIT_BAD_INPUT = 2  # scenario, option or input file is wrong
+EXIT_BUILD = 3  # configuration or kernel build failed
+EXIT_NO_VERDICT = 4  # some items got no verdict (no boot, no guest result, harness problem)
+EXIT_INTERRUPTED = 130
+
+
+class PipelineError(Exception):
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ConfigRequest:
+    tree: str | None = None  # None: Debian's linux-source tarball
+    kconfig: tuple[str, ...] = ()  # user fragments, applied last
+    scenarios: tuple[str, ...] = ()  # names or files; () = all built-in
+
+
+@dataclass(frozen=True)
+class BuildRequest(ConfigRequest):
+    use_ccache: bool = True
+
+
+@dataclass(frozen=True)
+class ExecRequest(BuildRequest):
+    accel: str = "auto"
+    out_dir: str = "results"
+    run_timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
+class RunRequest(ExecRequest):
+    repeat: int | None = None
+    seed: int | None = None
+    command: tuple[str, ...] = ()  # argv, for the report
+
+
+@dataclass
+class RunOutcome:
+    results: list[ItemResult]
+    out: Path
+    exit_code: int
+    info: report.RunInfo
+
+
+def load(request: ConfigRequest) -> list[Scenario]:
+    try:
+        return load_scenarios(resolve(list(request.scenarios)))
+    except SchemaErrors as exc:
+        raise PipelineError(f"scenario check failed:\n{exc}") from exc
+
+
+def open_kernel_tree(request: ConfigRequest) -> KernelTree:
+    try:
+        return open_tree(Path(request.tree)) if request.tree else default_tree()
+    except TreeError as exc:
+        raise PipelineError(str(exc)) from exc
+
+
+def config_kernel(
+    request: ConfigRequest, tree: KernelTree, scenarios: list[Scenario]
+) -> ConfigResult:
+    names = [name for sc in scenarios for name in sc.kconfig]
+    for path in request.kconfig:
+        if not Path(path).is_file():
+            raise PipelineError(f"--kconfig {path}: no such file")
+    try:
+        fragments = kconfig.FragmentSet.for_scenarios(names, [Path(p) for p in request.kconfig])
+        return configure(tree, fragments)
+    except kconfig.FragmentError as exc:
+        raise PipelineError(str(exc)) from exc
+    except BuildError as exc:
+        raise PipelineError(str(exc), EXIT_BUILD) from exc
+
+
+def build_kernel(
+    request: BuildRequest, tree: KernelTree, scenarios: list[Scenario]
+) -> tuple[ConfigResult, BuildRecord]:
+    result = config_kernel(request, tree, scenarios)
+    if result.mismatches:
+        raise PipelineError(result.report(), EXIT_BUILD)
+    try:
+        return result, build(result, use_ccache=request.use_ccache)
+    except BuildError as exc:
+        raise PipelineError(str(exc), EXIT_BUILD) from exc
+
+
+def choose_accel(request: ExecRequest, record: BuildRecord) -> accel_mod.Accel:
+    try:
+        return accel_mod.choose(request.accel, Path(record.kernel_image))
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from exc
+
+
+def exec_runner(
+    request: ExecRequest, record: BuildRecord, out: Path, info: report.RunInfo
+) -> Runner:
+    """The runner that boots the built kernel (KVM may fall back to TCG on the way)."""
+    chosen = choose_accel(request, record)
+    say(f"accel: {chosen.name} ({chosen.reason})")
+    info.properties["accelerator"] = f"{chosen.name}: {chosen.reason}"
+    return Runner(
+        Path(record.kernel_image),
+        chosen,
+        out,
+        time.monotonic() + request.run_timeout,
+        modules=record.modules,
+    )
+
+
+def exit_code_for(results: list[ItemResult]) -> int:
+    if any(r.status == "error" for r in results) or not results:
+        return EXIT_NO_VERDICT
+    return EXIT_PASS if all(r.status == "pass" for r in results) else EXIT_FAIL
+
+
+def _sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def repro_command(request: RunRequest, item: Item, tree: KernelTree, accel: str) -> str:
+    """The command that re-runs exactly this item (tree, fragments, accelerator, seed)."""
+    exe = Path(sys.argv[0])
+    program = str(exe.resolve()) if exe.name == "harness" and exe.exists() else "harness"
+    args = [program, "run", item.scenario.path, "--tree", str(tree.path), "--accel", accel]
+    args += ["--seed", str(item.seed), "--repeat", "1"]
+    for path in request.kconfig:
+        args += ["--kconfig", str(Path(path).resolve())]
+    return shlex.join(args)
+
+
+def run_scenarios(request: RunRequest) -> RunOutcome:
+    """Build, boot, run, report: what `harness run` does.
+
+    junit.xml and summary.json are written on every way out, interrupts included.
+    """
+    started = time.monotonic()
+    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGHUP, _sigterm)
+    # a shell starts background jobs with SIGINT ignored; Ctrl-C must still stop QEMU
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    selected = load(request)
+    out = Path(request.out_dir).resolve()
+    shutil.rmtree(out / "boots", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    items = expand(selected, request.repeat, request.seed)
+    info = report.RunInfo(command=list(request.command or sys.argv))
+    tree = open_kernel_tree(request)
+    info.properties.update(
+        {
+            "tree": str(tree.path),
+            "tree_version": tree.version,
+            "tree_commit": tree.git_commit or "(not git)",
+        }
+    )
+    results: list[ItemResult] = []
+    runner: Runner | None = None
+    exit_code = EXIT_NO_VERDICT
+    why_none = "not run: the kernel was not built"
+    try:
+        _, record = build_kernel(request, tree, selected)
+        info.build = record.to_json()
+        shutil.copyfile(record.log, out / "build.log")
+        info.properties.update(
+            {
+                "kernel_release": record.kernel_release,
+                "config_hash": record.config_hash,
+                "build_dir": record.build_dir,
+            }
+        )
+        runner = exec_runner(request, record, out, info)
+        results = runner.run(items)
+        exit_code = exit_code_for(results)
+    except PipelineError as exc:
+        info.harness_error = str(exc)
+        exit_code = exc.code
+        why_none = f"not run: {str(exc).splitlines()[0]}"
+    except KeyboardInterrupt:
+        info.interrupted = True
+        exit_code = EXIT_INTERRUPTED
+        say("interrupted: QEMU stopped, writing partial results")
+    finally:
+        if runner is not None and runner.guest is not None:
+            runner.guest.stop()
+        boots = runner.boots if runner else []
+        if runner is not None:
+            results = runner.partial(items, "interrupted")
+            info.properties["accelerator"] = f"{runner.accel.name}: {runner.accel.reason}"
+            info.repro = {i.id: repro_command(request, i, tree, runner.accel.name) for i in items}
+        elif not results:
+            results = [ItemResult(i, error=why_none) for i in items]
+        if boots:
+            info.properties["qemu_command"] = boots[-1].qemu_command
+        with (out / "console.log").open("w") as console:
+            for boot in boots:
+                console.write(f"# ===== boot {boot.index} ({boot.accel}; {boot.why}) =====\n")
+                console.write(Path(boot.console).read_text(errors="replace"))
+        info.duration_s = round(time.monotonic() - started, 1)
+        report.write(out, results, boots, info)
+        say(summary_line(out, results))
+        for line in error_lines(results, out):
+            say(line)
+    return RunOutcome(results, out, exit_code, info)
+
+
+def summary_line(out: Path, results: list[ItemResult]) -> str:
+    """The run's last word: counts, and the names of what failed or got no verdict."""
+    parts = []
+    for status in ("pass", "fail", "error"):
+        ids = [r.item.id for r in results if r.status == status]
+        named = f" ({', '.join(ids)})" if ids and status != "pass" else ""
+        parts.append(f"{status} {len(ids)}{named}")
+    return f"results: {out}/junit.xml  " + ", ".join(parts)
+
+
+def error_lines(results: list[ItemResult], out: Path) -> list[str]:
+    """For each item without a verdict: what went wrong and where its console is."""
+    lines = []
+    for r in results:
+        if r.status != "error":
+            continue
+        first = (r.error or "no verdict").splitlines()[0]
+        console = r.console or out / "console.log"
+        lines.append(f"no verdict: {r.item.id}: {first} (console: {console})")
+    return lines
