@@ -8,10 +8,18 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run deps apt venv test test-fast test-boot lint bench clean
 
-# Exit 1 = the run finished and some scenario failed (6.12 has bugs the scenarios
-# target): that is a result, in results/junit.xml, not a failure of `make run`.
+# Exit 1 = every scenario got a verdict and some failed (6.12 has bugs the
+# scenarios target): that is a result, in results/junit.xml, not a failure of
+# `make run`. Exit 4 = some scenarios got no verdict: `make run` fails.
 run: deps
-	$(HARNESS) run || [ $$? -eq 1 ]
+	@rc=0; $(HARNESS) run || rc=$$?; \
+	case $$rc in \
+	0|1) ;; \
+	4) echo "make run: FAILED: some scenarios got no verdict (see the 'no verdict:' lines above);" \
+		"console log: results/console.log, per boot: results/boots/" >&2; exit 4 ;; \
+	*) echo "make run: FAILED: harness run exited $$rc (2 bad input, 3 config/build;" \
+		"build log: results/build.log)" >&2; exit $$rc ;; \
+	esac
 
 deps: apt venv
 

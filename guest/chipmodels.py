@@ -205,6 +205,8 @@ FLASH_TYPES = {
         FlashType("w25x10", b"\xef\x30\x11", 128 * 1024),
         FlashType("w25x20", b"\xef\x30\x12", 256 * 1024),
         FlashType("w25x40", b"\xef\x30\x13", 512 * 1024),
+        FlashType("w25x80", b"\xef\x30\x14", 1024 * 1024),
+        FlashType("w25x16", b"\xef\x30\x15", 2 * 1024 * 1024),
     )
 }
 

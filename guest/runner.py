@@ -39,7 +39,10 @@ TAINT_PROVENANCE = "PFRCOEKTN"
 TAINT_FATAL = "BD"
 MIDREAD_WINDOW = 0.5
 MIDREAD_WINDOW_MAX = 5.0
-TRIGGER_WAIT_MAX = 120.0
+# The guest stops waiting for work this long before the host's scenario timeout,
+# so a slow machine ends with a result (a min_ops violation), not a killed guest.
+DEADLINE_MARGIN = 0.1
+DEADLINE_MARGIN_MAX = 30.0
 
 
 def kmsg(text: str) -> None:
@@ -107,6 +110,7 @@ class ScenarioRun:
         self.removed_this_cycle: set[str] = set()  # providers gone right now
         self.removed_in_cycle: set[str] = set()  # providers that went away at some point this cycle
         self.identities: dict[str, list[str]] = {}  # fixture -> kernel names seen, in order
+        self.deadline = 0.0  # monotonic; waits for work end here (set in execute)
 
     def violate(self, text: str) -> None:
         self.violations.append(f"cycle {self.cycle}: {text}")
@@ -160,12 +164,11 @@ class ScenarioRun:
                 time.sleep(delay)
         if action["after_worker"]:
             worker = next(w for w in workers if w.name == action["after_worker"])
-            deadline = time.monotonic() + TRIGGER_WAIT_MAX
-            while worker.ops < action["after_ops"] and time.monotonic() < deadline:
-                if worker.alive() == 0:
+            while worker.ops < action["after_ops"] and time.monotonic() < self.deadline:
+                if worker.alive() == 0 or self._fatal_taint():
                     break
                 time.sleep(0.01)
-            if worker.ops < action["after_ops"]:
+            if worker.ops < action["after_ops"] and not self._fatal_taint():
                 self.violate(
                     f"{action['do']} was to wait for {worker.name} to do {action['after_ops']} "
                     f"ops; it did {worker.ops} ({worker.alive()} threads alive): "
@@ -184,7 +187,8 @@ class ScenarioRun:
         elif do == "remove":
             fixture.remove()
         elif do == "unplug":
-            return fixture.unplug(action["point"], action["point_count"], POINT_WAIT_MAX)
+            block = self._read_block(action["fixture"])
+            return fixture.unplug(action["point"], action["point_count"], POINT_WAIT_MAX, block)
         elif do in ("create", "replug"):
             fixture.create()
             self._note_identity(action["fixture"])
@@ -196,17 +200,47 @@ class ScenarioRun:
             fixture.perform(action, step)
         return {}
 
+    def _read_block(self, fixture: str) -> int:
+        """The smallest read() size of the fixture's read-file workers (0: none read it)."""
+        sizes = [
+            w["block_size"]
+            for w in self.sc["workers"]
+            if w["fixture"] == fixture and w["type"] == "read-file"
+        ]
+        return min(sizes, default=0)
+
     def _note_identity(self, name: str) -> None:
         seen = self.identities.setdefault(name, [])
         identity = self.fixtures[name].identity()
         if identity not in seen:
             seen.append(identity)
 
+    def wait_min_ops(self, workers: list[Worker]) -> None:
+        """Wait until every running worker has done its min_ops this cycle.
+
+        Proof of work is a count, not a time: a slower machine waits longer
+        (up to the scenario's deadline) instead of failing with fewer ops.
+        """
+        while time.monotonic() < self.deadline and not self._fatal_taint():
+            short = [w for w in workers if w.alive() and w.ops < w.spec["min_ops"]]
+            if not short:
+                return
+            time.sleep(0.01)
+
     def run_action(self, action: dict, workers: list[Worker], cycle_start: float) -> None:
         self._wait_trigger(action, workers, cycle_start)
         do = action["do"]
+        if do in REMOVING:  # the consumers' work this cycle must be done before they lose it
+            self.wait_min_ops(self._targets(workers, action["fixture"]))
         if do == "wait-workers":
             self._wait_workers(workers)
+            return
+        if do == "wait-ops":
+            t0 = time.monotonic()
+            self.wait_min_ops(self._targets(workers, action["fixture"]))
+            self.actions.append(
+                {"cycle": self.cycle, "do": do, "latency_s": round(time.monotonic() - t0, 4)}
+            )
             return
         record: dict = {"cycle": self.cycle, "do": do, "fixture": action["fixture"]}
         if do in REMOVING:
@@ -344,6 +378,9 @@ class ScenarioRun:
                 break
             if self.needs_reboot:
                 break
+        if not (self.kernel_hit or self.needs_reboot):
+            present = [w for w in workers if w.spec.get("fixture") not in self.removed_this_cycle]
+            self.wait_min_ops(present)
         removed = set(self.removed_in_cycle)
         ended_before_stop = {w.name: [s.end_errno for s in w.states] for w in workers}
         for w in workers:
@@ -462,6 +499,8 @@ class ScenarioRun:
 
     def execute(self) -> dict:
         started = time.monotonic()
+        timeout = self.sc["timeout"]
+        self.deadline = started + timeout - min(DEADLINE_MARGIN * timeout, DEADLINE_MARGIN_MAX)
         taint_before = self.taint_start = taint()
         fds_before = open_fds()
         kmsg(f"harness: scenario-start {self.id}")

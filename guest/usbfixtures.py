@@ -24,7 +24,6 @@ import cp2112
 import dln2
 from fixtures import FixtureError
 from gadget import GadgetError, poll
-from workers import READ_CHUNK
 
 I2C_DRIVERS = Path("/sys/bus/i2c/drivers")
 I2C_DEVICES = Path("/sys/bus/i2c/devices")
@@ -36,6 +35,10 @@ ATTACH = Path("/sys/kernel/debug/spi_nor_attach/new_device")
 CONSUMER = Path("/sys/kernel/debug/nvmem_consumer")
 READY_BYTES = 512  # compared with the model at every (re)creation
 READY_TIMEOUT = 20.0
+
+
+# kernfs serves a sysfs binary attribute (nvmem, eeprom) a page per read() at most.
+SYSFS_READ_MAX = 4096
 
 
 def _wait_for(predicate, timeout: float, what: str):
@@ -159,22 +162,29 @@ class UsbAdapterFixture:
         self.emulator.unplug()
         self.interface = None
 
-    def unplug(self, point: str, count: int, timeout: float) -> dict:
+    def kernel_read_size(self, block_size: int) -> int:
+        """How many bytes one read() of ``block_size`` asks of the driver (mtdchar: all)."""
+        return block_size
+
+    def unplug(self, point: str, count: int, timeout: float, block_size: int) -> dict:
         """Unplug now, or at a point of the reads counted by the emulator (see scenario 'point').
 
-        ``halfway`` aims at the middle of the READ_CHUNK-sized read in progress,
-        from the chip model's read address; the returned record says where the
-        unplug really landed, so a scenario can prove it came mid-read.
+        ``halfway`` aims at the middle of the read in progress (readers asking
+        ``block_size`` bytes per call, 0 for the whole chip, of which the kernel serves
+        ``kernel_read_size``), from the chip model's read address; the returned
+        record says where the unplug really landed, so a scenario can prove it
+        came mid-read.
         """
         if not point:
             self.remove()
             return {}
         chip, bus = self._chip()
         counter = "transfers" if point == "transfers" else "bytes_read"
+        unit = min(self.kernel_read_size(block_size or self.size()), self.size())
         if point == "halfway":
-            count = (READ_CHUNK // 2 - chip.read_position) % READ_CHUNK
-            if count < READ_CHUNK // 8:  # too close: a transfer may be in flight already
-                count += READ_CHUNK
+            count = (unit // 2 - chip.read_position) % unit
+            if count < unit // 8:  # too close: a transfer may be in flight already
+                count += unit
         timing: dict[str, float] = {}
 
         def unplug_now() -> None:
@@ -197,14 +207,14 @@ class UsbAdapterFixture:
         self.interface = None
         if trigger.error:
             raise FixtureError(f"fixture {self.name}: unplug at the point failed: {trigger.error}")
-        position = chip.read_position % READ_CHUNK
+        position = chip.read_position % unit
         return {
             "point": point,
             "counter": counter,
             "count": count,
-            "read_size": READ_CHUNK,
+            "read_size": unit,
             "position_in_read": position,
-            "mid_read": 0 < position < READ_CHUNK,
+            "mid_read": 0 < position < unit,
             "emulator_counters": trigger.fired_at,
             "unplug_s": timing.get("unplug_s", 0.0),
         }
@@ -313,6 +323,9 @@ class UsbI2cEeprom(UsbAdapterFixture):
 
     def _chip(self) -> tuple[Any, str]:
         return self.eeprom, "i2c"
+
+    def kernel_read_size(self, block_size: int) -> int:
+        return min(block_size, SYSFS_READ_MAX)
 
     def erase_size(self) -> int:
         return 0

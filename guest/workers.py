@@ -23,10 +23,15 @@ from collections.abc import Callable
 import chipmodels
 import gpio
 
-READ_CHUNK = 4096  # bytes per read-file op: one page, what sysfs and mtdchar serve per call
+# read-file asks for block_size bytes per read() (default 128 KiB, what `cat` asks):
+# mtdchar passes the whole request down in one mtd_read(); sysfs serves at most a page.
 WRITE_BLOCK = 64  # bytes per write-read-back op on an EEPROM
 FLASH_WRITE_BLOCK = 256  # one SPI-NOR page, at the start of a freshly erased block
 MEMERASE = 0x40084D02  # _IOW('M', 2, struct erase_info_user {u32 start, length}), mtd-abi.h
+
+
+class _Stopped(Exception):
+    """A whole-file read cut short because the cycle ended: not an operation, not an error."""
 
 
 class Handle:
@@ -159,6 +164,8 @@ class Worker:
                 offset += n
                 if not n or not self.spec.get("whole_file"):
                     break
+                if self.stop_event.is_set():  # a slow whole-file read is not a blocked one
+                    raise _Stopped
         finally:
             os.close(fd)
 
@@ -237,7 +244,7 @@ class Worker:
             self._write_read_back(handle, state)
 
     def _loop(self, state: ThreadState, handle: Handle | None, lines: list[int]) -> None:
-        buf = bytearray(READ_CHUNK)
+        buf = bytearray(self.spec["block_size"] if self.kind == "read-file" else 0)
         interval = self.spec["interval"]
         on_error = self.spec["on_error"]
         state.alive = True
@@ -248,6 +255,8 @@ class Worker:
                 try:
                     self._op(handle, lines, buf, state)
                     state.ops += 1
+                except _Stopped:
+                    return
                 except OSError as exc:
                     name = errno.errorcode.get(exc.errno, str(exc.errno))
                     with self.lock:

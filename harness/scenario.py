@@ -28,6 +28,7 @@ from harness.yamlnodes import (
     scalar_int,
     scalar_str,
     sequence,
+    size,
     string_list,
 )
 
@@ -46,7 +47,7 @@ def fixture_fragments(fixture: Fixture) -> tuple[str, ...]:
 
 
 EEPROMS = ("24c32", "24c64", "24c128", "24c256", "24c512")
-FLASHES = ("w25x05", "w25x10", "w25x20", "w25x40")
+FLASHES = ("w25x05", "w25x10", "w25x20", "w25x40", "w25x80", "w25x16")
 CONTENTS = ("counter", "zero", "erased", "random")
 WORKER_TYPES = (
     "gpio-get-values",
@@ -65,6 +66,7 @@ ACTION_TYPES = (
     "toggle-pull",
     "sleep",
     "wait-workers",
+    "wait-ops",
     "provoke",
     "unplug",
     "replug",
@@ -95,6 +97,9 @@ PROVOKE = (
 UNBIND_LEVELS = ("driver", "client", "adapter", "spi-device", "controller", "usb-interface")
 USB_FIXTURE_TYPES = ("usb-i2c", "spi-nor")
 ON_ERROR = ("stop", "continue", "reopen")
+# What `cat` (coreutils' io_blksize) asks per read(): the size read-file uses unless told.
+CAT_BLOCK = 128 * 1024
+BLOCK_MAX = 16 * 1024 * 1024
 ERRNO_NAMES = (
     "ENODEV",
     "EIO",
@@ -156,6 +161,7 @@ class Worker:
     hold: bool
     verify: bool
     whole_file: bool = False  # read-file without hold: each op reads 0..EOF, like `cat`
+    block_size: int = CAT_BLOCK  # read-file: bytes asked per read() call
 
 
 @dataclass(frozen=True)
@@ -262,6 +268,7 @@ _WORKER = {
     "hold": False,
     "verify": False,
     "whole_file": False,
+    "block_size": False,
 }
 _ACTION = {
     "do": True,
@@ -411,6 +418,7 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
         hold=_opt(w, "hold", scalar_bool, True),
         verify=_opt(w, "verify", scalar_bool, False),
         whole_file=_opt(w, "whole_file", scalar_bool, False),
+        block_size=_opt(w, "block_size", lambda n: size(n, 1, BLOCK_MAX), CAT_BLOCK),
     )
 
 

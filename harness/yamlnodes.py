@@ -182,3 +182,21 @@ def duration(node: Node) -> float:
         node.error(f"expected a duration like 500ms, 2s or 1m, got {node.raw.value!r}")
         return 0.0
     return value
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(KiB|MiB|K|M|k)?\s*$")
+
+
+def size(node: Node, minimum: int = 1, maximum: int | None = None) -> int:
+    """A byte count: 4096, 64KiB, 1MiB (K and M are binary units too)."""
+    text = scalar_str(node)
+    match = _SIZE.match(text)
+    if not match:
+        node.error(f"expected a size like 4096, 64KiB or 1MiB, got {node.raw.value!r}")
+        return minimum
+    unit = (match.group(2) or "").lower()[:1]
+    value = int(match.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[unit]
+    if value < minimum or (maximum is not None and value > maximum):
+        node.error(f"must be between {minimum} and {maximum} bytes")
+        return minimum
+    return value

@@ -1,0 +1,96 @@
+"""Bad input files give file:line errors and exit 2 from the CLI, never a traceback."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import kconfig, textfile
+from harness.scenario import load_scenario
+from harness.yamlnodes import SchemaErrors
+
+ROOT = Path(__file__).resolve().parents[1]
+LOGS = ROOT / "tests" / "data" / "logs"
+
+
+def harness(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def latin1_scenario(tmp_path: Path) -> Path:
+    text = (ROOT / "scenarios" / "gpio-sim-plug-cycle.yaml").read_text()
+    lines = text.splitlines(keepends=True)
+    lines[2] = "# caf\xe9 au lait\n"  # third line, as an editor on a latin-1 locale saves it
+    path = tmp_path / "gpio-sim-plug-cycle.yaml"
+    path.write_bytes("".join(lines).encode("latin-1"))
+    return path
+
+
+def test_non_utf8_scenario_is_a_schema_error_at_its_line(latin1_scenario):
+    with pytest.raises(SchemaErrors) as caught:
+        load_scenario(latin1_scenario)
+    (error,) = caught.value.errors
+    assert error.line == 3
+    assert "not UTF-8" in error.message and "iconv" in error.message
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_non_utf8_scenario_from_the_cli(latin1_scenario, command):
+    proc = harness(command, str(latin1_scenario))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"{latin1_scenario}:3: not UTF-8" in proc.stderr
+
+
+def test_non_utf8_fragment_names_file_and_line(tmp_path):
+    fragment = tmp_path / "series.config"
+    fragment.write_bytes(b"CONFIG_GPIO_SIM=y\n# \xff\xfe\nCONFIG_LKDTM=y\n")
+    with pytest.raises(kconfig.FragmentError) as caught:
+        kconfig.FragmentSet((fragment,)).requests()
+    assert str(caught.value).startswith(f"{fragment}:2: not UTF-8")
+
+
+def test_non_utf8_fragment_from_the_cli(tmp_path):
+    tree = tmp_path / "linux"  # what open_tree checks; the fragment is read before any make
+    tree.mkdir()
+    (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\n")
+    (tree / "Kconfig").write_text("")
+    fragment = tmp_path / "series.config"
+    fragment.write_bytes(b"CONFIG_GPIO_SIM=y\n# \xff\xfe\n")
+    proc = harness("config", "--kconfig", str(fragment), "--tree", str(tree))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"{fragment}:2: not UTF-8" in proc.stderr
+
+
+def test_log_command_refuses_a_binary_file(tmp_path):
+    blob = tmp_path / "vmlinux.gz"
+    blob.write_bytes(bytes(range(256)) * 64)
+    proc = harness("log", str(blob))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"{blob}:1: not a text console log" in proc.stderr
+
+
+def test_log_command_tolerates_stray_serial_bytes(tmp_path):
+    log = tmp_path / "console.log"
+    log.write_bytes((LOGS / "lkdtm-warning.log").read_bytes() + b"\xff\x00 line noise\n")
+    proc = harness("log", str(log))
+    assert proc.returncode == 1, proc.stderr  # the WARNING in it is found
+    assert "WARNING in lkdtm_WARNING" in proc.stdout
+
+
+def test_read_text_reports_the_first_bad_byte(tmp_path):
+    path = tmp_path / "f.yaml"
+    path.write_bytes(b"a: 1\nb: 2\nc: \x80\n")
+    with pytest.raises(textfile.TextFileError) as caught:
+        textfile.read_text(path, "scenario file")
+    assert caught.value.line == 3 and "offset 13" in caught.value.message

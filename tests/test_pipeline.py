@@ -1,0 +1,51 @@
+"""Exit status and the run's last lines: a run with items lacking a verdict is not a success."""
+
+from pathlib import Path
+
+from harness import pipeline
+from harness.run import ItemResult, expand
+from harness.scenario import load_scenario
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+def results(*statuses: str) -> list[ItemResult]:
+    sc = load_scenario(SCENARIOS / "gpio-sim-plug-cycle.yaml")
+    items = expand([sc], repeat=len(statuses), seed=1)
+    out = []
+    for item, status in zip(items, statuses, strict=True):
+        error = (
+            "the kernel did not reach the guest runner (timeout)\ntail"
+            if status == "error"
+            else None
+        )
+        out.append(ItemResult(item, status=status, error=error, console=f"/r/boot-{item.seed}.log"))
+    return out
+
+
+def test_all_passed_is_0_and_a_failure_is_1():
+    assert pipeline.exit_code_for(results("pass", "pass")) == pipeline.EXIT_PASS
+    assert pipeline.exit_code_for(results("pass", "fail")) == pipeline.EXIT_FAIL
+
+
+def test_an_item_without_verdict_is_its_own_status_even_beside_failures():
+    assert pipeline.exit_code_for(results("fail", "error")) == pipeline.EXIT_NO_VERDICT
+    assert pipeline.exit_code_for(results("error", "error")) == pipeline.EXIT_NO_VERDICT
+    assert pipeline.exit_code_for([]) == pipeline.EXIT_NO_VERDICT
+    assert len({0, 1, 2, 3, pipeline.EXIT_NO_VERDICT}) == 5
+
+
+def test_last_line_names_failing_and_erroring_items():
+    line = pipeline.summary_line(Path("/r"), results("pass", "fail", "error"))
+    assert line == (
+        "results: /r/junit.xml  pass 1, fail 1 (gpio-sim-plug-cycle#1), "
+        "error 1 (gpio-sim-plug-cycle#2)"
+    )
+
+
+def test_each_item_without_verdict_says_why_and_where_its_console_is():
+    (line,) = pipeline.error_lines(results("pass", "error"), Path("/r"))
+    assert line == (
+        "no verdict: gpio-sim-plug-cycle#1: the kernel did not reach the guest runner "
+        "(timeout) (console: /r/boot-2.log)"
+    )
