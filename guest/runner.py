@@ -60,6 +60,15 @@ def event(kind: str, **fields) -> None:
     kmsg("harness-event " + json.dumps({"event": kind, **fields}, separators=(",", ":")))
 
 
+def dump_blocked(reason: str) -> None:
+    """Put the stacks of every blocked (D state) task into the kernel log: what is stuck."""
+    kmsg(f"harness: {reason}; stacks of blocked tasks follow (sysrq w)")
+    try:
+        Path("/proc/sysrq-trigger").write_text("w")
+    except OSError as exc:
+        kmsg(f"harness: no sysrq ({exc.strerror}); CONFIG_MAGIC_SYSRQ is needed for stacks")
+
+
 def taint() -> int:
     return int(Path("/proc/sys/kernel/tainted").read_text())
 
@@ -263,6 +272,7 @@ class ScenarioRun:
             latency = outcome.get("detail", {}).get("unplug_s", time.monotonic() - t0)
             if thread.is_alive():
                 self.violate(f"{do} {action['fixture'] or ''} did not return within {bound:g} s")
+                dump_blocked(f"{do} {action['fixture'] or ''} did not return")
                 record["hung"] = True
                 self.needs_reboot = True
                 break
@@ -341,6 +351,8 @@ class ScenarioRun:
         self.actions.append(
             {"cycle": self.cycle, "do": "wait-workers", "latency_s": round(waited, 4)}
         )
+        if not hit and any(w.alive() for w in targets):
+            dump_blocked("consumers still running after their provider was removed")
         for w in [] if hit else targets:
             if w.alive():
                 self.violate(
@@ -374,7 +386,7 @@ class ScenarioRun:
         cycle_start = time.monotonic()
         for action in self.sc["actions"]:
             self.run_action(action, workers, cycle_start)
-            if self._kernel_hit(action):
+            if self._kernel_hit(" ".join(filter(None, (action["do"], action["fixture"])))):
                 break
             if self.needs_reboot:
                 break
@@ -391,6 +403,7 @@ class ScenarioRun:
                 self.needs_reboot = True
             if stuck and not self.kernel_hit:
                 self.violate(f"worker threads blocked and never returned: {', '.join(stuck)}")
+                dump_blocked(f"worker threads blocked: {', '.join(stuck)}")
         self._check_workers(workers, removed, ended_before_stop)
         for w in workers:
             self._release(w)
@@ -400,12 +413,11 @@ class ScenarioRun:
         """The KASAN/Oops taint letters this item has caused so far ("" if none)."""
         return "".join(f for f in taint_gained(self.taint_start, taint()) if f in TAINT_FATAL)
 
-    def _kernel_hit(self, action: dict) -> bool:
+    def _kernel_hit(self, where: str) -> bool:
         """True (and the rest of the item is skipped) once KASAN or an Oops tainted the kernel."""
         flags = self._fatal_taint()
-        if not flags:
-            return False
-        where = " ".join(filter(None, (action["do"], action["fixture"])))
+        if not flags or self.kernel_hit:
+            return bool(flags)
         self.violate(
             f"kernel tainted {flags} during {where}; the rest of this item is skipped "
             "(the splat is in the console log)"
@@ -440,6 +452,7 @@ class ScenarioRun:
                     total[key][name] = total[key].get(name, 0) + count
             total["longest_op_s"] = max(total["longest_op_s"], stats["longest_op_s"])
             total["bytes"] = total.get("bytes", 0) + stats["bytes"]
+            total["mismatches"] = (total.get("mismatches", []) + stats["mismatches"])[:10]
             if stats["mismatches"]:
                 self.violate(
                     f"worker {w.name} saw data that differs from the model (or from what it "
@@ -482,8 +495,20 @@ class ScenarioRun:
                 self._close(handle, w.name)
 
     def _close(self, handle: Handle, owner: str) -> None:
-        problems = handle.close()
-        if problems:
+        """close() in a thread of its own: an Oops in it kills that thread, not the runner."""
+        problems: list[str] = []
+        closer = threading.Thread(
+            target=lambda: problems.extend(handle.close()), daemon=True, name=f"close-{owner}"
+        )
+        closer.start()
+        closer.join(self.expect["workers_exit_within"])
+        if self._kernel_hit(f"close() of {owner}'s fd"):
+            return
+        if closer.is_alive():
+            self.needs_reboot = True
+            self.violate(f"close() of {owner}'s fd did not return")
+            dump_blocked(f"close() of {owner}'s fd did not return")
+        elif problems:
             self.violate(f"close() of {owner}'s fd failed: {problems}")
 
     def _close_held(self, everything: bool = False) -> None:
@@ -505,6 +530,14 @@ class ScenarioRun:
         fds_before = open_fds()
         kmsg(f"harness: scenario-start {self.id}")
         event("start", id=self.id, cycles=self.sc["cycles"])
+        # if the runner itself gets stuck, the host's timeout comes with stacks
+        watchdog = threading.Timer(
+            max(0.0, self.deadline - time.monotonic()),
+            dump_blocked,
+            args=(f"{self.id} reached its deadline",),
+        )
+        watchdog.daemon = True
+        watchdog.start()
         slab_first = slab_last = None
         error = None
         try:
@@ -526,6 +559,7 @@ class ScenarioRun:
             if not self.needs_reboot:
                 self._close_held(everything=True)
                 self.teardown_fixtures()
+        watchdog.cancel()
         fds_after = open_fds()
         taint_after = taint()
         kmsg(f"harness: scenario-end {self.id}")

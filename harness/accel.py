@@ -41,7 +41,10 @@ BANNER = re.compile(rb"Linux version \d")
 # found no root filesystem (no root= and no initramfs in the probe).
 REACHED_ROOT = re.compile(rb"VFS: (?:Cannot open root device|Unable to mount root)|Kernel panic")
 # QEMU's own words when KVM fails under it.
-KVM_FAILED = re.compile(rb"KVM internal error|kvm run failed|failed to initialize kvm|KVM: entry")
+KVM_FAILED = re.compile(
+    rb"KVM internal error|kvm run failed|failed to initialize kvm|KVM: entry failed"
+    rb"|failed to set MSR|kvm_buf_set_msrs|Could not access KVM kernel module"
+)
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,7 @@ def probe_kernel(image: Path, timeout: float) -> tuple[bool, str]:
         start_new_session=True,
     )
     seen = b""
+    exited = False
     try:
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
@@ -152,7 +156,8 @@ def probe_kernel(image: Path, timeout: float) -> tuple[bool, str]:
                 continue
             chunk = os.read(fd, 65536)
             if not chunk:
-                break  # QEMU exited
+                exited = True
+                break
             seen += chunk
     finally:
         try:
@@ -165,12 +170,14 @@ def probe_kernel(image: Path, timeout: float) -> tuple[bool, str]:
     took = time.monotonic() - started
     if BANNER.search(seen) and REACHED_ROOT.search(seen):
         return True, f"the kernel under test booted under KVM to its root mount in {took:.1f} s"
-    last = [ln for ln in seen.decode(errors="replace").splitlines() if ln.strip()]
-    if KVM_FAILED.search(seen):
-        return False, f"QEMU reported a KVM failure: {last[-1] if last else '?'}"
+    last = [ln.strip() for ln in seen.decode(errors="replace").splitlines() if ln.strip()]
+    if match := KVM_FAILED.search(seen):
+        line = next((ln for ln in last if match.group().decode() in ln), last[-1])
+        return False, f"QEMU reported a KVM failure after {took:.1f} s: {line!r}"
     if not BANNER.search(seen):
-        after = f" (last output: {last[-1].strip()!r})" if last else ""
-        return False, f"the kernel printed nothing under KVM within {timeout:g} s{after}"
+        how = f"QEMU exited after {took:.1f} s" if exited else f"nothing within {timeout:g} s"
+        after = f" (last output: {last[-1]!r})" if last else ""
+        return False, f"the kernel printed nothing under KVM: {how}{after}"
     return False, (
         f"the kernel under KVM did not get through early boot within {timeout:g} s "
         f"(last line: {last[-1].strip()!r})"

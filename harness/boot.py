@@ -31,6 +31,12 @@ from harness.accel import BANNER, KVM_FAILED, Accel
 LINE = re.compile(rb"[^\n]*\n")
 # A printk record on the console: the kernel itself is running (not just firmware).
 KERNEL_LINE = re.compile(rb"^\[\s*\d+\.\d{6}\]")
+# Reports after which a guest may never report again (the task that hit it died,
+# possibly the runner's own thread, possibly holding locks).
+FATAL_LINE = re.compile(
+    rb"BUG: KASAN: |Oops: |general protection fault|BUG: unable to handle"
+    rb"|Kernel panic - not syncing"
+)
 EVENT = re.compile(rb"harness-event (\{.*\})\s*$")
 # Always on the command line: print every level, reboot (= QEMU exits) on panic,
 # report a hung task after 20 s (the config default, restated so that a user
@@ -160,6 +166,7 @@ class Guest:
     command: str = ""
     kernel_output: bool = False  # a printk line arrived (firmware output does not count)
     kvm_failure: str = ""  # QEMU's message if KVM failed under the guest
+    fatal_at: float = 0.0  # monotonic time of the first KASAN/Oops/panic line, 0 if none
     _reader: pexpect.fdpexpect.fdspawn | None = field(default=None, repr=False)
     _console: object = field(default=None, repr=False)
 
@@ -204,6 +211,8 @@ class Guest:
                 self._log(line)
                 if not self.kernel_output and (KERNEL_LINE.match(line) or BANNER.search(line)):
                     self.kernel_output = True
+                if not self.fatal_at and FATAL_LINE.search(line):
+                    self.fatal_at = time.monotonic()
                 if KVM_FAILED.search(line) and not self.kvm_failure:
                     self.kvm_failure = line.decode(errors="replace").strip()
                 match = EVENT.search(line)

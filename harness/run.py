@@ -22,6 +22,9 @@ from harness.scenario import Scenario
 from harness.splats import Splat
 
 BOOT_TIMEOUT = {"kvm": 120.0, "tcg": 300.0}
+# After a KASAN report or an Oops inside a scenario, how long the guest runner may
+# take to report before the boot is given up (it normally needs a few seconds).
+FATAL_GRACE = {"kvm": 30.0, "tcg": 90.0}
 CONSOLE_TAIL = 60
 
 
@@ -209,11 +212,15 @@ class Runner:
         silence = accel_mod.silence_timeout()
         watch_kvm = self.accel.name == "kvm"
 
+        grace = FATAL_GRACE[self.accel.name]
+
         def current_deadline() -> float:
             if watch_kvm and not guest.kernel_output:
                 return min(deadline, guest.started + silence)
             if guest.kvm_failure:
                 return 0.0
+            if current is not None and guest.fatal_at > item_started:
+                return min(deadline, guest.fatal_at + grace)
             return deadline
 
         for ev in self.guest.events(current_deadline):
@@ -276,7 +283,12 @@ class Runner:
             result.boot = index
             result.console = str(console)
             result.duration_s = round(time.monotonic() - item_started, 1)
-            if ended == "timeout":
+            if result.splats:  # the splat is the verdict; the guest could not say more
+                result.violations.append(
+                    f"the guest runner stopped reporting after the kernel's report ({ended}); "
+                    f"console: {console}"
+                )
+            elif ended == "timeout":
                 result.error = (
                     f"timeout: no result within {current.scenario.timeout:g} s "
                     f"(guest hung?); console tail:\n{tail}"

@@ -632,7 +632,7 @@ def test_eeprom_fixture_unplugs_halfway_through_the_read_in_progress():
         done.set()
 
     threading.Thread(target=reader, daemon=True).start()
-    landed = fixture.unplug("halfway", 0, timeout=5)
+    landed = fixture.unplug("halfway", 0, timeout=5, block_size=128 * 1024)  # kernfs: 4 KiB
     assert landed["count"] == 2048 - 640 and landed["position_in_read"] == 2048
     assert landed["mid_read"] and landed["emulator_counters"]["bytes_read"] == 2048
     assert gadget.calls[-1] == "unplug" and not fixture.present()

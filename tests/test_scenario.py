@@ -196,3 +196,41 @@ def test_bad_unplug_points_name_the_line(action, message):
 def test_unplug_is_for_usb_fixtures():
     (error,) = errors_of(GOOD.replace("do: remove", "do: unplug"))
     assert "USB adapter fixtures" in error and "use 'remove'/'create'" in error
+
+
+READER = GOOD.replace(
+    """    threads: 2
+""",
+    """    threads: 2
+  - name: reader
+    type: read-file
+    path: /dev/null
+    block_size: BLOCK
+""",
+)
+
+
+@pytest.mark.parametrize(
+    "text, size",
+    [("4096", 4096), ("64KiB", 65536), ("128K", 131072), ("1MiB", 1 << 20), ("69905", 69905)],
+)
+def test_block_size_units(text, size):
+    scenario, errors = parse_scenario(READER.replace("BLOCK", text), Path("s/t.yaml"))
+    assert errors == []
+    assert scenario.workers[1].block_size == size
+
+
+def test_block_size_defaults_to_what_cat_asks():
+    scenario, _ = parse_scenario(READER.replace("    block_size: BLOCK\n", ""), Path("s/t.yaml"))
+    assert scenario.workers[1].block_size == 128 * 1024
+
+
+def test_bad_block_size_names_line_and_form():
+    (error,) = errors_of(READER.replace("BLOCK", "lots"))
+    assert error.startswith("s/t.yaml:18: workers[1].block_size: expected a size like 4096")
+
+
+def test_wait_ops_action_needs_nothing_else():
+    text = GOOD.replace("  - do: remove\n", "  - do: wait-ops\n  - do: remove\n")
+    scenario, errors = parse_scenario(text, Path("s/t.yaml"))
+    assert errors == [] and scenario.actions[0].do == "wait-ops"
