@@ -169,10 +169,10 @@ def measure_builds(tree, fragments, results: dict, skip_vng: bool) -> None:
 
 
 def measure_boots(tree, fragments, results: dict, boots: int) -> None:
-    chosen = accel.choose("auto")
-    results["accelerator"] = chosen.name
     config = configure(tree, fragments)
     image = build_dir_for(config) / "arch" / "x86" / "boot" / "bzImage"
+    chosen = accel.choose(accel.requested_from_env(None), image)
+    results["accelerator"] = f"{chosen.name}: {chosen.reason}"
     ours = [boot_to_first_step(image, chosen) for _ in range(boots)]
     plain = [plain_vng_exec_true(image, chosen) for _ in range(boots)]
     results["boot_to_first_step_s"] = round(statistics.median(ours), 2)

@@ -165,17 +165,6 @@ def build_dir_for(config: ConfigResult) -> Path:
     return paths.cache_dir() / "builds" / f"{config.tree.identity}-{config.config_hash}"
 
 
-def _closest_build(config: ConfigResult) -> Path | None:
-    """The most recently built directory of the same tree (another config), if any.
-
-    kbuild tracks which objects depend on which CONFIG_ symbols, so starting
-    from it rebuilds only what the config change touches instead of everything.
-    """
-    root = build_dir_for(config).parent
-    candidates = [d for d in root.glob(f"{config.tree.identity}-*") if (d / "build.log").exists()]
-    return max(candidates, key=lambda d: (d / "build.log").stat().st_mtime, default=None)
-
-
 _COMPILED = re.compile(r"^\s+(CC|AS|LD|AR|HOSTCC|OBJCOPY|BUILD|LDS)\s+(?:\[M\]\s+)?(\S+)")
 
 
@@ -197,9 +186,6 @@ def build(config: ConfigResult, use_ccache: bool = True) -> BuildRecord:
 
 
 def _build(config: ConfigResult, out: Path, use_ccache: bool) -> BuildRecord:
-    if not out.exists() and (seed := _closest_build(config)) is not None:
-        say(f"build: new config for this tree; starting from a copy of {seed.name}")
-        shutil.copytree(seed, out, symlinks=True)  # copy2 keeps mtimes, so make stays incremental
     out.mkdir(parents=True, exist_ok=True)
     target_config = out / ".config"
     if not target_config.exists() or target_config.read_bytes() != config.dotconfig.read_bytes():

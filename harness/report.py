@@ -31,6 +31,8 @@ class RunInfo:
 
 def _stats_text(result: ItemResult, repro: str) -> str:
     lines = [f"reproduce: {repro}", f"console: {result.console}"]
+    if result.first_splat_s is not None:
+        lines.append(f"first splat {result.first_splat_s:g} s into the scenario (kernel time)")
     guest = result.guest or {}
     if guest:
         lines.append(
@@ -142,6 +144,7 @@ def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: R
                 "boot": r.boot,
                 "console": r.console,
                 "duration_s": r.duration_s,
+                "first_splat_s": r.first_splat_s,
                 "guest": r.guest,
             }
             for r in results

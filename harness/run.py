@@ -57,6 +57,7 @@ class ItemResult:
     console: str = ""
     boot: int = 0
     duration_s: float = 0.0
+    first_splat_s: float | None = None  # kernel time from the scenario's start to its first splat
 
 
 @dataclass
@@ -268,12 +269,17 @@ class Runner:
         record.seconds_to_ready = ready_at
         record.ended = "done" if ended == "exit" and current is None and ready_at else ended
         kvm_problem = self._kvm_problem(guest, silence) if watch_kvm else ""
-        for splat in splats.parse(console.read_text(errors="replace")):
+        log_text = console.read_text(errors="replace")
+        starts = splats.scenario_start_times(log_text)
+        for splat in splats.parse(log_text):
             target = by_id.get((splat.scenario or "").split(" ")[0])
             if target is None:
                 record.outside_splats.append(splat)
             elif not (kvm_problem and target is current):  # that item runs again
-                results[target.id].splats.append(splat)
+                result = results[target.id]
+                result.splats.append(splat)
+                if splat.time is not None and target.id in starts and not result.first_splat_s:
+                    result.first_splat_s = round(splat.time - starts[target.id], 2)
         if kvm_problem:
             record.ended = "kvm-failed"
             return self._kvm_failed(kvm_problem, current, done, pending, results, console)

@@ -474,3 +474,12 @@ def scenario_spans(log: str) -> dict[str, tuple[int, int | None]]:
             elif name in spans:
                 spans[name] = (spans[name][0], line.number)
     return spans
+
+
+def scenario_start_times(log: str) -> dict[str, float]:
+    """Scenario id -> printk time of its start marker (for "first splat N s in")."""
+    return {
+        m.group(2): line.time
+        for line in split_lines(log)
+        if line.time is not None and (m := _MARKER.match(line.text)) and m.group(1) == "start"
+    }
