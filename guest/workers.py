@@ -331,6 +331,9 @@ class Worker:
     def alive(self) -> int:
         return sum(1 for s in self.states if s.alive)
 
+    def longest_op(self) -> float:
+        return max((s.longest for s in self.states), default=0.0)
+
     def in_op(self) -> int:
         return sum(1 for s in self.states if s.in_op)
 
@@ -359,7 +362,7 @@ class Worker:
             "ops": self.ops,
             "errors": dict(self.errors),
             "end_errnos": dict(Counter(s.end_errno for s in self.states if s.end_errno)),
-            "longest_op_s": round(max((s.longest for s in self.states), default=0.0), 4),
+            "longest_op_s": round(self.longest_op(), 4),
             "bytes": sum(s.bytes for s in self.states),
             "mismatches": self.mismatches[:10],
             "setup_error": self.setup_error,

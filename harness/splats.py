@@ -368,10 +368,6 @@ EVENT_PREFIX = "harness-event "  # guest progress lines (boot.EVENT), not kernel
 _CUT_HERE = re.compile(r"^-+\[ cut here \]-+$")
 _CUT_HEADER = re.compile(r"^(?:WARNING: CPU: \d+ PID: \d+ at |kernel BUG at )")
 _CUT_LOOKAHEAD = 6
-EVENT_PREFIX = "harness-event "  # guest progress lines (boot.EVENT), not kernel output
-_CUT_HERE = re.compile(r"^-+\[ cut here \]-+$")
-_CUT_HEADER = re.compile(r"^(?:WARNING: CPU: \d+ PID: \d+ at |kernel BUG at )")
-_CUT_LOOKAHEAD = 6
 _MAX_LINES = 160
 _GAP_SECONDS = 1.0
 

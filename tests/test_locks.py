@@ -21,6 +21,16 @@ with locks.hold(lock, "the build directory test"):
 """
 
 
+def hold_lock(lock: Path, log: Path, name: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", HOLDER, str(lock), str(log), name],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_second_process_waits_and_both_finish(tmp_path):
     lock, log = tmp_path / "build.lock", tmp_path / "log"
     first = subprocess.Popen(
@@ -29,13 +39,7 @@ def test_second_process_waits_and_both_finish(tmp_path):
     deadline = time.monotonic() + 30
     while not (log.exists() and "a in" in log.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    second = subprocess.run(
-        [sys.executable, "-c", HOLDER, str(lock), str(log), "b"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    second = hold_lock(lock, log, "b")
     first.wait(timeout=60)
     assert first.returncode == 0 and second.returncode == 0, second.stderr
     events = [line.split() for line in log.read_text().splitlines()]
@@ -57,12 +61,6 @@ def test_lock_of_a_killed_holder_is_free(tmp_path):
         time.sleep(0.05)
     holder.kill()
     holder.wait()
-    second = subprocess.run(
-        [sys.executable, "-c", HOLDER, str(lock), str(log), "b"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    second = hold_lock(lock, log, "b")
     assert second.returncode == 0
     assert log.read_text().splitlines()[-1].startswith("b out")
