@@ -379,7 +379,7 @@ class ScenarioRun:
                 self.resolve,
                 self.fixtures.get(spec.get("fixture") or ""),
                 self.item["seed"],
-                exclusive=spec.get("fixture") in written,
+                guarded=spec.get("fixture") in written,
             )
             for spec in self.sc["workers"]
         ]

@@ -14,7 +14,8 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,48 @@ ATTACH = Path("/sys/kernel/debug/spi_nor_attach/new_device")
 CONSUMER = Path("/sys/kernel/debug/nvmem_consumer")
 READY_BYTES = 512  # compared with the model at every (re)creation
 READY_TIMEOUT = 20.0
+
+
+class ReadWriteLock:
+    """Verifying readers share the chip; a write-read-back writer has it alone.
+
+    Readers do not exclude each other (they should meet in the kernel), and a
+    waiting writer holds new readers back, so neither side starves: with a
+    plain lock, a 4 KiB reader re-taking it per call waited behind every 1 MiB
+    read of the others, over and over.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writing and not self._writers_waiting)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            self._cond.wait_for(lambda: not self._writing and not self._readers)
+            self._writers_waiting -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
 
 
 # kernfs serves a sysfs binary attribute (nvmem, eeprom) a page per read() at most.
@@ -141,7 +184,7 @@ class UsbAdapterFixture:
         self.emulator = self.kind.emulator(self.device, udc=udc, name=instance[-16:])
         self.interface: Path | None = None
         self.started = False
-        self.io_lock = threading.Lock()  # write-read-back workers vs verifying readers
+        self.io_lock = ReadWriteLock()  # write-read-back workers vs verifying readers
 
     def _device(self) -> Any:
         raise NotImplementedError

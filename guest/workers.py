@@ -76,10 +76,10 @@ class Worker:
         resolve: Callable[[str], str],
         fixture,
         seed: int,
-        exclusive: bool = False,
+        guarded: bool = False,
     ):
         self.spec = spec
-        self.exclusive = exclusive  # a write-read-back worker shares the fixture: take its lock
+        self.guarded = guarded  # a write-read-back worker shares the fixture: take its lock
         self.name = spec["name"]
         self.kind = spec["type"]
         self.resolve = resolve
@@ -149,7 +149,7 @@ class Worker:
         and with ``whole_file`` it reads to EOF in between, like ``cat``.
         """
         if handle is not None:
-            with self._exclusive():
+            with self._reading():
                 n = os.preadv(handle.fd, [buf], state.offset)
                 self._check(buf, state.offset, n, state)
             state.offset = 0 if n == 0 else state.offset + n
@@ -158,7 +158,7 @@ class Worker:
         try:
             offset = 0
             while True:
-                with self._exclusive():
+                with self._reading():
                     n = os.readv(fd, [buf])
                     self._check(buf, offset, n, state)
                 offset += n
@@ -169,12 +169,12 @@ class Worker:
         finally:
             os.close(fd)
 
-    def _exclusive(self):
-        """The fixture's I/O lock if a write-read-back worker shares it, else nothing.
+    def _reading(self):
+        """The fixture's I/O lock (shared side) if a write-read-back worker uses it too.
 
-        Without writers, readers stay unserialised so they meet in the kernel.
+        Without writers, readers take no lock at all.
         """
-        return self.fixture.io_lock if self.exclusive else contextlib.nullcontext()
+        return self.fixture.io_lock.shared() if self.guarded else contextlib.nullcontext()
 
     def _write_read_back(self, handle: Handle, state: ThreadState) -> None:
         """Write a random block, read it back, and check the chip model got it too.
@@ -188,7 +188,7 @@ class Worker:
         unit = erase or block
         offset = rng.randrange(fixture.size() // unit) * unit
         data = rng.randbytes(block)
-        with fixture.io_lock:
+        with fixture.io_lock.exclusive():
             if erase:
                 fcntl.ioctl(handle.fd, MEMERASE, struct.pack("<II", offset, erase))
             written = os.pwrite(handle.fd, data, offset)

@@ -228,9 +228,9 @@ def run_scenarios(request: RunRequest) -> RunOutcome:
                 console.write(Path(boot.console).read_text(errors="replace"))
         info.duration_s = round(time.monotonic() - started, 1)
         report.write(out, results, boots, info)
-        say(summary_line(out, results))
         for line in error_lines(results, out):
             say(line)
+        say(summary_line(out, results))  # the last line names what failed or got no verdict
     return RunOutcome(results, out, exit_code, info)
 
 
