@@ -162,6 +162,7 @@ class Worker:
     verify: bool
     whole_file: bool = False  # read-file without hold: each op reads 0..EOF, like `cat`
     block_size: int = CAT_BLOCK  # read-file: bytes asked per read() call
+    max_ops: int = 0  # per thread and cycle; 0 = until the cycle ends
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,7 @@ _WORKER = {
     "share_fd": False,
     "on_error": False,
     "min_ops": False,
+    "max_ops": False,
     "interval": False,
     "hold_cycles": False,
     "hold": False,
@@ -394,6 +396,10 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
             )
     if kind == "open-close" and path is None and fixture is None:
         node.error("an open-close worker needs 'path' or 'fixture'")
+    threads = _opt(w, "threads", lambda n: scalar_int(n, 1, 64), 1)
+    max_ops = _opt(w, "max_ops", scalar_int, 0)
+    if max_ops and max_ops * threads < _opt(w, "min_ops", scalar_int, 1):
+        w["max_ops"].error("max_ops (per thread) x threads is below min_ops: it could never pass")
     bank = _opt(w, "bank", scalar_int, 0)
     lines = tuple(_opt(w, "lines", lambda n: [scalar_int(i) for i in sequence(n)], [0]))
     if fixture in fixtures and fixtures[fixture].banks:
@@ -409,7 +415,7 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
         bank=bank,
         lines=lines,
         path=path,
-        threads=_opt(w, "threads", lambda n: scalar_int(n, 1, 64), 1),
+        threads=threads,
         share_fd=_opt(w, "share_fd", scalar_bool, False),
         on_error=_opt(w, "on_error", lambda n: choice(n, ON_ERROR), "stop"),
         min_ops=_opt(w, "min_ops", scalar_int, 1),
@@ -419,6 +425,7 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
         verify=_opt(w, "verify", scalar_bool, False),
         whole_file=_opt(w, "whole_file", scalar_bool, False),
         block_size=_opt(w, "block_size", lambda n: size(n, 1, BLOCK_MAX), CAT_BLOCK),
+        max_ops=max_ops,
     )
 
 

@@ -640,40 +640,32 @@ def test_eeprom_fixture_unplugs_halfway_through_the_read_in_progress():
     assert emu.stop() == []
 
 
-def test_readers_share_the_chip_and_a_waiting_writer_holds_new_readers_back():
-    """Verifying readers meet each other; the writer has the chip alone and is not starved."""
-    lock = usbfixtures.ReadWriteLock()
+def test_workers_sharing_a_written_chip_take_turns_in_arrival_order():
+    """A 4 KiB reader queued behind big reads gets its turn; nobody cuts in."""
+    lock = usbfixtures.FairLock()
     order: list[str] = []
-    first_in, writer_waiting, release = threading.Event(), threading.Event(), threading.Event()
+    holding, release = threading.Event(), threading.Event()
 
-    def reader(name: str, hold: threading.Event | None) -> None:
-        with lock.shared():
-            order.append(f"{name} in")
-            if hold is not None:
-                first_in.set()
-                hold.wait(5)
-            order.append(f"{name} out")
+    def first() -> None:
+        with lock.held():
+            holding.set()
+            release.wait(5)
+            order.append("first")
 
-    def writer() -> None:
-        writer_waiting.set()
-        with lock.exclusive():
-            order.append("writer")
+    def queued(name: str) -> None:
+        with lock.held():
+            order.append(name)
 
-    r1 = threading.Thread(target=reader, args=("r1", release))
-    r1.start()
-    assert first_in.wait(5)
-    r2 = threading.Thread(target=reader, args=("r2", None))  # shares with r1 at once
-    r2.start()
-    r2.join(5)
-    assert order == ["r1 in", "r2 in", "r2 out"]
-    w = threading.Thread(target=writer)
-    w.start()
-    assert writer_waiting.wait(5)
-    while not lock._writers_waiting:  # the writer is queued behind r1
-        time.sleep(0.001)
-    r3 = threading.Thread(target=reader, args=("r3", None))  # must wait for the writer
-    r3.start()
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert holding.wait(5)
+    for index, name in enumerate(["reader-4k", "reader-1m", "writer"]):
+        thread = threading.Thread(target=queued, args=(name,))
+        thread.start()
+        threads.append(thread)
+        while lock._next < index + 2:  # wait until it holds its ticket
+            time.sleep(0.001)
     release.set()
-    for t in (r1, w, r3):
-        t.join(5)
-    assert order[3:] == ["r1 out", "writer", "r3 in", "r3 out"]
+    for thread in threads:
+        thread.join(5)
+    assert order == ["first", "reader-4k", "reader-1m", "writer"]
