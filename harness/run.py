@@ -374,8 +374,8 @@ class Runner:
         for item in pending:
             if item.id not in done:
                 results[item.id].error = (
-                    f"{problem}; KVM was forced ({self.accel.reason}): use --accel auto or tcg "
-                    f"(console: {console})"
+                    f"{problem}; KVM was forced (--accel kvm or HARNESS_ACCEL=kvm): "
+                    "use auto (falls back to TCG) or tcg"
                 )
                 results[item.id].console = str(console)
                 _verdict(results[item.id])
