@@ -203,6 +203,7 @@ def run_scenarios(request: RunRequest) -> RunOutcome:
         results = runner.run(items)
         exit_code = exit_code_for(results)
     except PipelineError as exc:
+        say(f"error: {exc}")
         info.harness_error = str(exc)
         exit_code = exc.code
         why_none = f"not run: {str(exc).splitlines()[0]}"
