@@ -182,7 +182,7 @@ def test_spi_nor_flash_reads_and_writes_through_the_kernel(harness_run):
     for name, block in (("read-64k", 65536), ("read-cat", 131072), ("read-1m", 1 << 20)):
         stats = workers[name]
         assert stats["mismatches"] and stats["bytes"] >= block, (name, stats)  # a "full" read
-        assert stats["end_errnos"] == {"EBADMSG"}, (name, stats)  # the worker's verdict
+        assert stats["end_errnos"] == {"EBADMSG": 1}, (name, stats)  # the worker's verdict
     assert workers["read-odd"]["mismatches"] == [69905 - 65536], workers["read-odd"]
 
 
@@ -198,15 +198,23 @@ def test_eeprom_reads_at_every_size_real_tools_use(harness_run):
 
 
 @pytest.mark.parametrize(
-    "name, title",
+    "name, function",
     [
-        ("mtd-spi-nor-unbind-during-read", "KASAN: slab-use-after-free Read in spi_"),
-        ("nvmem-in-kernel-consumer-unbind", "KASAN: slab-use-after-free Read in regmap"),
+        ("mtd-spi-nor-unbind-during-read", "spi_nor_read"),
+        ("nvmem-in-kernel-consumer-unbind", "regmap_raw_read"),
     ],
 )
-def test_known_6_12_bug_fails_its_scenario_with_the_kasan_title(harness_run, name, title):
-    """6.12 has these bugs: the scenario must fail with the report, not pass or error."""
+def test_known_6_12_bug_fails_its_scenario_with_the_kasan_report(harness_run, name, function):
+    """6.12 has these bugs: the scenario must fail with the report, not pass or error.
+
+    The title's function is where the freed memory was touched: usually the
+    driver function itself, sometimes a primitive it calls (in one CI run the
+    spi-nor report was "Read in __mutex_lock", nor->lock being freed), so the
+    driver function must be in the report's stack, not necessarily the title.
+    """
     _, _, cases, items, _ = harness_run
     assert items[name]["status"] == "fail", (items[name]["violations"], items[name]["error"])
     messages = [f.get("message") or "" for f in cases[name].findall("failure")]
-    assert any(m.startswith(title) for m in messages), messages
+    assert any(m.startswith("KASAN: slab-use-after-free Read in ") for m in messages), messages
+    kasan = [s for s in items[name]["splats"] if s["kind"] == "kasan"]
+    assert any(function in s["frames"] for s in kasan), [(s["title"], s["frames"]) for s in kasan]
