@@ -397,8 +397,9 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
     if kind == "open-close" and path is None and fixture is None:
         node.error("an open-close worker needs 'path' or 'fixture'")
     threads = _opt(w, "threads", lambda n: scalar_int(n, 1, 64), 1)
+    min_ops = _opt(w, "min_ops", scalar_int, 1)
     max_ops = _opt(w, "max_ops", scalar_int, 0)
-    if max_ops and max_ops * threads < _opt(w, "min_ops", scalar_int, 1):
+    if max_ops and max_ops * threads < min_ops:
         w["max_ops"].error("max_ops (per thread) x threads is below min_ops: it could never pass")
     bank = _opt(w, "bank", scalar_int, 0)
     lines = tuple(_opt(w, "lines", lambda n: [scalar_int(i) for i in sequence(n)], [0]))
@@ -418,7 +419,7 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
         threads=threads,
         share_fd=_opt(w, "share_fd", scalar_bool, False),
         on_error=_opt(w, "on_error", lambda n: choice(n, ON_ERROR), "stop"),
-        min_ops=_opt(w, "min_ops", scalar_int, 1),
+        min_ops=min_ops,
         interval=_opt(w, "interval", duration, 0.0),
         hold_cycles=_opt(w, "hold_cycles", scalar_int, 0),
         hold=_opt(w, "hold", scalar_bool, True),
