@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fixtures  # noqa: E402
+from gadget import poll  # noqa: E402
 from workers import Handle, Worker  # noqa: E402
 
 REMOVING = ("remove", "unbind", "unplug")
@@ -173,10 +174,13 @@ class ScenarioRun:
                 time.sleep(delay)
         if action["after_worker"]:
             worker = next(w for w in workers if w.name == action["after_worker"])
-            while worker.ops < action["after_ops"] and time.monotonic() < self.deadline:
-                if worker.alive() == 0 or self._fatal_taint():
-                    break
-                time.sleep(0.01)
+            poll(
+                lambda: worker.ops >= action["after_ops"]
+                or worker.alive() == 0
+                or self._fatal_taint(),
+                self.deadline - time.monotonic(),
+                interval=0.01,
+            )
             if worker.ops < action["after_ops"] and not self._fatal_taint():
                 self.violate(
                     f"{action['do']} was to wait for {worker.name} to do {action['after_ops']} "
@@ -230,11 +234,12 @@ class ScenarioRun:
         Proof of work is a count, not a time: a slower machine waits longer
         (up to the scenario's deadline) instead of failing with fewer ops.
         """
-        while time.monotonic() < self.deadline and not self._fatal_taint():
-            short = [w for w in workers if w.alive() and w.ops < w.spec["min_ops"]]
-            if not short:
-                return
-            time.sleep(0.01)
+        poll(
+            lambda: self._fatal_taint()
+            or not any(w.alive() and w.ops < w.spec["min_ops"] for w in workers),
+            self.deadline - time.monotonic(),
+            interval=0.01,
+        )
 
     def run_action(self, action: dict, workers: list[Worker], cycle_start: float) -> None:
         self._wait_trigger(action, workers, cycle_start)
