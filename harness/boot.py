@@ -209,12 +209,7 @@ class Guest:
             if index == 0:
                 line = self._reader.after
                 self._log(line)
-                if not self.kernel_output and (KERNEL_LINE.match(line) or BANNER.search(line)):
-                    self.kernel_output = True
-                if not self.fatal_at and FATAL_LINE.search(line):
-                    self.fatal_at = time.monotonic()
-                if KVM_FAILED.search(line) and not self.kvm_failure:
-                    self.kvm_failure = line.decode(errors="replace").strip()
+                self._scan(line)
                 match = EVENT.search(line)
                 if not match:
                     continue
@@ -226,10 +221,19 @@ class Guest:
             elif index == 1:
                 self._log(self._reader.before)
                 rest = self._reader.before if isinstance(self._reader.before, bytes) else b""
-                if (match := KVM_FAILED.search(rest)) and not self.kvm_failure:
-                    self.kvm_failure = rest[match.start() :].decode(errors="replace").strip()
+                for tail_line in rest.splitlines():  # QEMU's last words may lack a newline
+                    self._scan(tail_line)
                 self.ended_reason = "exit"
                 return
+
+    def _scan(self, line: bytes) -> None:
+        """What the runner watches for: kernel output at all, a fatal report, KVM failing."""
+        if not self.kernel_output and (KERNEL_LINE.match(line) or BANNER.search(line)):
+            self.kernel_output = True
+        if not self.fatal_at and FATAL_LINE.search(line):
+            self.fatal_at = time.monotonic()
+        if not self.kvm_failure and KVM_FAILED.search(line):
+            self.kvm_failure = line.decode(errors="replace").strip()
 
     def _log(self, data) -> None:
         if isinstance(data, bytes) and data:
