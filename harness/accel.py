@@ -96,7 +96,7 @@ def _host_identity() -> str:
     return f"{os.uname().release}/{boot_id}/{version}"
 
 
-def _verdict_path(image: Path, timeout: float) -> Path:
+def verdict_path(image: Path, timeout: float) -> Path:
     digest = hashlib.sha256()
     digest.update(image.read_bytes())
     digest.update(f"{_host_identity()}/{timeout:g}".encode())
@@ -193,7 +193,7 @@ def choose(requested: str, image: Path) -> Accel:
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return Accel("tcg", "/dev/kvm is missing or not accessible; using TCG (slow)")
     timeout = probe_timeout()
-    record = _verdict_path(image, timeout)
+    record = verdict_path(image, timeout)
     try:
         cached = json.loads(record.read_text())
     except (OSError, ValueError):

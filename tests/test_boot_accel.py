@@ -71,7 +71,7 @@ def test_probe_that_cannot_pass_means_tcg_and_a_verdict(tmp_path, kernel_image):
 
 @pytest.mark.skipif(not KVM_USABLE, reason="no accessible /dev/kvm: KVM is never chosen")
 def test_silent_kvm_boot_is_killed_and_rerun_under_tcg(tmp_path, kernel_image):
-    record = accel._verdict_path(kernel_image, accel.probe_timeout())
+    record = accel.verdict_path(kernel_image, accel.probe_timeout())
     saved = record.read_bytes() if record.exists() else None
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"works": True, "evidence": "recorded by the test"}))
