@@ -247,7 +247,6 @@ class Worker:
         buf = bytearray(self.spec["block_size"] if self.kind == "read-file" else 0)
         interval = self.spec["interval"]
         on_error = self.spec["on_error"]
-        state.alive = True
         try:
             while not self.stop_event.is_set():
                 t0 = time.monotonic()
@@ -315,6 +314,9 @@ class Worker:
         self.started_at = time.monotonic()
         for index, (handle, lines) in enumerate(zip(handles, slices, strict=True)):
             state = ThreadState()
+            # alive from start(), not from when the thread first runs: a trigger that
+            # asks right after start() must not take a thread not yet scheduled for dead
+            state.alive = True
             state.rng.seed(f"{self.seed}/{self.name}/{index}")
             self.states.append(state)
             thread = threading.Thread(
