@@ -1,9 +1,11 @@
 """Configure and build a kernel out of tree, with a record of what was built.
 
 tree + fragments -> (merge_config.sh on allnoconfig, olddefconfig, verify)
--> build directory keyed by (tree location, resolved .config) -> make.
-Keeping one build directory per (tree, config) lets make rebuild
-incrementally when the tree changes and do nothing when nothing did.
+-> build directory keyed by (tree location, fragments) -> make.
+Keeping one build directory per (tree, fragments) lets make rebuild
+incrementally when the tree changes, also when the new tree's Kconfig
+resolves the same fragments to another .config (a series or a bisection
+step that adds an option), and do nothing when nothing did.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class ConfigResult:
     dotconfig: Path
     config_hash: str
     mismatches: tuple[Mismatch, ...]
+    fragments_digest: str = ""
 
     def report(self) -> str:
         lines = ["fragments (merged in this order, later wins):"]
@@ -158,11 +161,18 @@ def _configure(
     mismatches = kconfig.check(requests, values)
     if mismatches:
         mismatches = kconfig.explain(mismatches, tree.path, values)
-    return ConfigResult(tree, fragments.files, dotconfig, _file_hash(dotconfig), tuple(mismatches))
+    return ConfigResult(
+        tree,
+        fragments.files,
+        dotconfig,
+        _file_hash(dotconfig),
+        tuple(mismatches),
+        fragments.digest(),
+    )
 
 
 def build_dir_for(config: ConfigResult) -> Path:
-    return paths.cache_dir() / "builds" / f"{config.tree.identity}-{config.config_hash}"
+    return paths.cache_dir() / "builds" / f"{config.tree.identity}-{config.fragments_digest}"
 
 
 _COMPILED = re.compile(r"^\s+(CC|AS|LD|AR|HOSTCC|OBJCOPY|BUILD|LDS)\s+(?:\[M\]\s+)?(\S+)")

@@ -1,4 +1,4 @@
-"""Command line: harness run | build | config | check | list | log."""
+"""Command line: harness run | series | build | config | check | list | log."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from harness import accel, pipeline, splats, textfile
+from harness import series as series_mod
 
 TREE_HELP = (
     "kernel source tree (git or plain); "
@@ -35,6 +36,8 @@ def _stage() -> Iterator[None]:
         _fail(str(exc), exc.code)
     except textfile.TextFileError as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", pipeline.EXIT_INTERRUPTED)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,13 +111,15 @@ def check_cmd(files: tuple[str, ...]) -> None:
 
 @main.command(name="list")
 def list_cmd() -> None:
-    """List built-in scenarios with their one-line summary and kconfig fragments."""
+    """List built-in scenarios: summary, kconfig fragments, command line, covered sources."""
     with _stage():
         scenarios = pipeline.load(pipeline.ConfigRequest())
     for sc in scenarios:
+        covers = ", ".join(sc.covers) or "(nothing listed: --affected never selects it)"
         click.echo(
             f"{sc.name}\n    {sc.summary}\n    kconfig: {', '.join(sc.kconfig) or '(base only)'}"
             f"   cmdline: {' '.join(sc.cmdline) or '(default)'}"
+            f"\n    covers: {covers}"
         )
 
 
@@ -142,12 +147,7 @@ def log_cmd(logfile: str, as_json: bool) -> None:
     sys.exit(1 if found else 0)
 
 
-@main.command()
-@click.argument("scenarios", nargs=-1)
-@click.option("--tree", help=TREE_HELP)
-@click.option("--kconfig", "extra", multiple=True, help=KCONFIG_HELP)
-@click.option("--out", "out_dir", default="results", show_default=True, help="results directory")
-@click.option(
+ACCEL_OPTION = click.option(
     "--accel",
     type=click.Choice(accel.CHOICES),
     envvar="HARNESS_ACCEL",
@@ -157,15 +157,25 @@ def log_cmd(logfile: str, as_json: bool) -> None:
     help="auto: KVM if the kernel under test boots under it (probed), else TCG; "
     "a KVM boot that prints nothing falls back to TCG",
 )
-@click.option("--repeat", type=int, help="override every scenario's repeat count")
-@click.option("--seed", type=int, help="override the scenarios' seed")
-@click.option(
+SEED_OPTION = click.option("--seed", type=int, help="override the scenarios' seed")
+TIMEOUT_OPTION = click.option(
     "--timeout",
     "run_timeout",
     default=3600.0,
     show_default=True,
-    help="whole-run timeout in seconds (boots included, build excluded)",
+    help="timeout in seconds of each side's run (boots included, build excluded)",
 )
+
+
+@main.command()
+@click.argument("scenarios", nargs=-1)
+@click.option("--tree", help=TREE_HELP)
+@click.option("--kconfig", "extra", multiple=True, help=KCONFIG_HELP)
+@click.option("--out", "out_dir", default="results", show_default=True, help="results directory")
+@ACCEL_OPTION
+@click.option("--repeat", type=int, help="override every scenario's repeat count")
+@SEED_OPTION
+@TIMEOUT_OPTION
 def run(
     scenarios: tuple[str, ...],
     tree: str | None,
@@ -209,6 +219,97 @@ def run(
     )
     with _stage():
         outcome = pipeline.run_scenarios(request)
+    sys.exit(outcome.exit_code)
+
+
+@main.command(name="series")
+@click.argument("scenarios", nargs=-1)
+@click.option("--base", required=True, help="the commit the series applies to (HEAD of --tree ok)")
+@click.option(
+    "--series",
+    "series_path",
+    type=click.Path(exists=True),
+    help="an mbox (b4 am, git format-patch --stdout) or a directory of *.patch, applied in "
+    "order with git am --3way on --base",
+)
+@click.option("--head", help="compare --base with this commit instead of applying a series")
+@click.option(
+    "--tree",
+    help="git repository (never checked out or modified: the harness works in its own "
+    "worktree in the cache); default: Debian's linux-source-6.12, a repository once",
+)
+@click.option("--kconfig", "extra", multiple=True, help=KCONFIG_HELP)
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=series_mod.DEFAULT_REPEAT,
+    show_default=True,
+    help="runs of each scenario on each side, same seeds on both",
+)
+@click.option(
+    "--affected",
+    is_flag=True,
+    help="run only the scenarios whose covers: meet the files the series touches",
+)
+@click.option("--out", "out_dir", default="results", show_default=True, help="results directory")
+@ACCEL_OPTION
+@SEED_OPTION
+@TIMEOUT_OPTION
+def series(
+    scenarios: tuple[str, ...],
+    base: str,
+    series_path: str | None,
+    head: str | None,
+    tree: str | None,
+    extra: tuple[str, ...],
+    repeat: int,
+    affected: bool,
+    out_dir: str,
+    accel: str,
+    seed: int | None,
+    run_timeout: float,
+) -> None:
+    """What a patch series changes: SCENARIOS on --base and on base + series.
+
+    Both sides build in one harness worktree (head incrementally after base)
+    and run the same items with the same seeds. Per scenario: fixed,
+    regressed, still failing, changed, flaky, unchanged pass or error.
+    --out gets base/ and head/ (each a full `harness run` result) and, on
+    top, junit.xml, summary.json and report.md (paste it into a reply).
+
+    \b
+    Exit status:
+      0  nothing regressed
+      1  something regressed (a new splat on head, or a pass turned fail)
+      2  bad input (option, scenario, revision, series file)
+      3  the series does not apply, or configuration or build failed
+      4  a scenario got no verdict on a side (boot, fixture, timeout)
+
+    \b
+    Examples:
+      harness series --base HEAD --series fix.mbox
+      harness series nvmem-unbind-at24-during-read --tree ~/linux --base v6.12 --head my-fix
+      harness series --base HEAD --series patches/ --affected --repeat 5 --out /tmp/ab
+    """
+    if (series_path is None) == (head is None):
+        _fail("give exactly one of --series FILE|DIR and --head REV")
+    request = series_mod.SeriesRequest(
+        tree=tree,
+        kconfig=extra,
+        scenarios=scenarios,
+        accel=accel,
+        out_dir=out_dir,
+        run_timeout=run_timeout,
+        repeat=repeat,
+        seed=seed,
+        command=tuple(sys.argv),
+        base=base,
+        series=series_path,
+        head=head,
+        affected=affected,
+    )
+    with _stage():
+        outcome = series_mod.run_series(request)
     sys.exit(outcome.exit_code)
 
 

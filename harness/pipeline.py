@@ -149,6 +149,14 @@ def _sigterm(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def install_signal_handlers() -> None:
+    """SIGTERM, SIGHUP and SIGINT end a run as an interrupt: QEMU stopped, results written."""
+    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGHUP, _sigterm)
+    # a shell starts background jobs with SIGINT ignored; Ctrl-C must still stop QEMU
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def repro_command(request: RunRequest, item: Item, tree: KernelTree, accel: str) -> str:
     """The command that re-runs exactly this item (tree, fragments, accelerator, seed)."""
     exe = Path(sys.argv[0])
@@ -166,10 +174,7 @@ def run_scenarios(request: RunRequest) -> RunOutcome:
     junit.xml and summary.json are written on every way out, interrupts included.
     """
     started = time.monotonic()
-    signal.signal(signal.SIGTERM, _sigterm)
-    signal.signal(signal.SIGHUP, _sigterm)
-    # a shell starts background jobs with SIGINT ignored; Ctrl-C must still stop QEMU
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    install_signal_handlers()
     selected = load(request)
     out = Path(request.out_dir).resolve()
     shutil.rmtree(out / "boots", ignore_errors=True)

@@ -10,10 +10,15 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
+from harness.compare import Comparison, table
 from harness.run import BootRecord, ItemResult
+
+if TYPE_CHECKING:  # series.py writes its results through this module
+    from harness.series import SeriesOutcome
 
 
 @dataclass
@@ -166,3 +171,88 @@ def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: R
         ],
     }
     _atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+
+
+# A splat excerpt in report.md: enough lines to recognise the bug in a mail.
+EXCERPT_LINES = 14
+
+
+def _trimmed(excerpt: str, lines: int = EXCERPT_LINES) -> str:
+    kept = excerpt.splitlines()
+    more = ""
+    if len(kept) > lines:
+        more = f"\n    [... {len(kept) - lines} more lines in the console log]"
+    return "\n".join("    " + line for line in kept[:lines]) + more
+
+
+def _series_properties(outcome: SeriesOutcome) -> dict[str, str]:
+    props = {"repository": outcome.repo, "worktree": outcome.worktree}
+    for side in outcome.sides:
+        data = side.to_json()
+        props[f"{side.name}_commit"] = side.commit
+        props[f"{side.name}_subject"] = side.subject
+        props[f"{side.name}_config_hash"] = str(data["config_hash"] or "(not built)")
+        props[f"{side.name}_reproduce"] = side.repro
+    return props
+
+
+def _series_case(c: Comparison) -> TestCase:
+    case = TestCase(
+        name=c.scenario,
+        classname=f"series.{c.scenario}",
+        stdout=c.line(),
+        allow_multiple_subelements=True,
+    )
+    if c.verdict == "regressed":
+        # regressed always has new bugs: a base without failures has none to match
+        titles = "; ".join(b.title for b in c.new)
+        text = "\n\n".join(b.splat.excerpt for b in c.new)
+        case.add_failure_info(message=f"regressed: {titles}", output=text, failure_type="regressed")
+    elif c.verdict == "error":
+        case.add_error_info(message=f"could not run on {c.error_side}: {c.error}")
+    return case
+
+
+def series_report_text(outcome: SeriesOutcome) -> str:
+    """report.md: plain text fit to paste into a mailing-list reply or a merge request."""
+    lines = []
+    for side in outcome.sides:
+        lines.append(f'{side.name}: {side.commit[:12]} ("{side.subject}")')
+    runs = max((c.base.n for c in outcome.comparisons), default=0)
+    lines += ["", f"Scenarios, {runs} run(s) per side with the same seeds:", ""]
+    lines += [f"  {line}" for line in table(outcome.comparisons)]
+    for name, why in outcome.left_out.items():
+        lines.append(f"  {name}: not run (--affected: {why})")
+    for c in outcome.comparisons:
+        for label, bugs in (("new on head", c.new), ("gone on head", c.gone)):
+            for bug in bugs:
+                lines += ["", f"{c.scenario}: {label}: {bug.title}", _trimmed(bug.splat.excerpt)]
+    lines += ["", "Reproduce:", f"  {' '.join(outcome.command)}"]
+    for side in outcome.sides:
+        lines.append(f"  {side.name}: {side.repro}")
+    return "\n".join(lines) + "\n"
+
+
+def write_series(out: Path, outcome: SeriesOutcome) -> None:
+    """The series' own junit.xml, summary.json and report.md, next to base/ and head/."""
+    out.mkdir(parents=True, exist_ok=True)
+    cases = [_series_case(c) for c in outcome.comparisons]
+    for name, why in outcome.left_out.items():
+        skipped = TestCase(name=name, classname=f"series.{name}")
+        skipped.add_skipped_info(message=f"--affected: {why}")
+        cases.append(skipped)
+    suite = TestSuite("lifetime-harness series", cases, properties=_series_properties(outcome))
+    _atomic_write(out / "junit.xml", to_xml_report_string([suite]))
+    summary = {
+        "command": outcome.command,
+        "exit_code": outcome.exit_code,
+        "duration_s": outcome.duration_s,
+        "repository": outcome.repo,
+        "worktree": outcome.worktree,
+        "touched": outcome.touched,
+        "left_out": outcome.left_out,
+        "sides": {side.name: side.to_json() for side in outcome.sides},
+        "scenarios": [c.to_json() for c in outcome.comparisons],
+    }
+    _atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    _atomic_write(out / "report.md", series_report_text(outcome))

@@ -214,6 +214,11 @@ class Scenario:
     timeout: float
     repeat: int
     seed: int
+    covers: tuple[str, ...] = ()  # kernel source paths this scenario exercises (dir/ or file)
+
+    def touched_by(self, files: list[str]) -> list[str]:
+        """The ``files`` (paths relative to the tree) that lie in what this scenario covers."""
+        return [f for f in files if any(_path_within(f, c) for c in self.covers)]
 
     @property
     def summary(self) -> str:
@@ -238,6 +243,7 @@ _TOP = {
     "timeout": False,
     "repeat": False,
     "seed": False,
+    "covers": False,
 }
 _FIXTURE_KEYS = {
     "gpio-sim": {"type": True, "banks": True},
@@ -551,6 +557,26 @@ def _kconfig_names(node: Node) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _path_within(path: str, cover: str) -> bool:
+    if cover.endswith("/"):
+        return path.startswith(cover)
+    return path == cover
+
+
+def _covers(node: Node) -> tuple[str, ...]:
+    items = [node] if isinstance(node.raw, yaml.ScalarNode) else sequence(node)
+    covers = []
+    for item in items:
+        cover = scalar_str(item)
+        if cover.startswith("/") or ".." in cover.split("/") or not cover.strip("/"):
+            item.error(
+                f"{cover!r}: write a path relative to the kernel tree's top, a directory "
+                "with a trailing '/' (drivers/nvmem/) or a file (drivers/spi/spi-dln2.c)"
+            )
+        covers.append(cover)
+    return tuple(covers)
+
+
 def _with_fixture_fragments(listed: tuple[str, ...], fixtures) -> tuple[str, ...]:
     needed = [name for fixture in fixtures for name in fixture_fragments(fixture)]
     return tuple(dict.fromkeys([*listed, *needed]))
@@ -606,6 +632,7 @@ def parse_scenario(text: str, path: Path) -> tuple[Scenario | None, list[SchemaE
         timeout=_opt(top, "timeout", duration, 300.0),
         repeat=_opt(top, "repeat", lambda n: scalar_int(n, 1), 1),
         seed=_opt(top, "seed", scalar_int, 0),
+        covers=_opt(top, "covers", _covers, ()),
     )
     if reader.errors:
         return None, reader.errors

@@ -479,3 +479,46 @@ def scenario_start_times(log: str) -> dict[str, float]:
         for line in split_lines(log)
         if line.time is not None and (m := _MARKER.match(line.text)) and m.group(1) == "start"
     }
+
+
+def normalized_title(title: str) -> str:
+    """A title without what varies between runs and trees of one bug.
+
+    Line numbers (a series shifts them), offsets, addresses, access sizes and
+    compiler clone suffixes go; the bug type, the access kind and the function stay.
+    """
+    title = re.sub(r"\+0x[0-9a-f]+(?:/0x[0-9a-f]+)?", "", title)
+    title = re.sub(r"\b0x[0-9a-f]+\b", "ADDR", title)
+    title = re.sub(r"(\.[ch]):\d+", r"\1", title)
+    title = re.sub(r" of size \d+", "", title)
+    title = re.sub(r"\.(?:cold|isra|constprop|part|llvm)(?:\.\d+)*\b", "", title)
+    return title
+
+
+# How deep in one report's call trace the other report's function may sit for
+# the two to be one bug met at a different depth (the same freed object read
+# in spi_nor_read in one run and in __mutex_lock called from it in another).
+SAME_BUG_DEPTH = 8
+
+
+def _near_frames(frames: list[str]) -> list[str]:
+    names = [re.sub(r"\.(?:cold|isra|constprop|part|llvm)(?:\.\d+)*$", "", f) for f in frames]
+    return [n for n in names if not SKIP_FRAMES.match(n) or _SYNC_FRAMES.match(n)][:SAME_BUG_DEPTH]
+
+
+def same_bug(a: Splat, b: Splat) -> bool:
+    """Whether two reports are one bug, as a kernel developer reads them.
+
+    Same kind and same normalised title; or the same bug type (and access)
+    with one report's function in the top of the other's call trace.
+    """
+    if a.kind != b.kind:
+        return False
+    ta, tb = normalized_title(a.title), normalized_title(b.title)
+    if ta == tb:
+        return True
+    head_a, sep_a, func_a = ta.rpartition(" in ")
+    head_b, sep_b, func_b = tb.rpartition(" in ")
+    if not (sep_a and sep_b) or head_a != head_b:
+        return False
+    return func_a in _near_frames(b.frames) or func_b in _near_frames(a.frames)

@@ -1,4 +1,8 @@
-"""Kernel source trees: the user's (``--tree``) or Debian's linux-source tarball."""
+"""Kernel source trees: the user's (``--tree``) or Debian's linux-source tarball.
+
+The tarball is unpacked once into the cache and made a git repository with one
+commit, so patch series apply to it with ``git am`` and bases are commits.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import locks, paths
+from harness import locks, paths, vcs
 from harness.progress import say
 
 
@@ -96,6 +100,10 @@ def default_tree(tarball: Path = paths.DEFAULT_SOURCE_TARBALL) -> KernelTree:
     dest = dest_root / stem
     with locks.hold(dest_root / f"{stem}.lock", f"the default tree {dest}"):
         _unpack_once(tarball, dest_root, dest)
+        try:
+            vcs.import_tree(dest, f"Linux {makefile_version(dest)} as unpacked from {tarball}")
+        except vcs.VcsError as exc:
+            raise TreeError(f"making the default tree a git repository failed: {exc}") from exc
     return open_tree(dest, origin=f"tarball:{tarball}")
 
 

@@ -1,0 +1,209 @@
+"""What a patch series changed: per scenario, base runs against head runs -> one verdict.
+
+Pure functions over the two sides' item results, so the rules are tested on
+real kernel reports without booting anything. Bugs are compared the way a
+kernel developer compares them (splats.same_bug): the same KASAN bug type in
+the same function is one bug whatever the access size, offset or line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from harness import splats
+from harness.run import ItemResult
+from harness.splats import Splat
+
+REGRESSED = "regressed"
+FIXED = "fixed"
+STILL_FAILING = "still failing"
+CHANGED = "changed"
+FLAKY = "flaky"
+UNCHANGED_PASS = "unchanged pass"
+ERROR = "error"
+# report order: what needs attention first
+VERDICTS = (REGRESSED, ERROR, CHANGED, FLAKY, STILL_FAILING, FIXED, UNCHANGED_PASS)
+SIDES = ("base", "head")
+
+
+@dataclass(frozen=True)
+class Bug:
+    """One distinct problem a run showed: a splat, or an expectation that was not met."""
+
+    splat: Splat
+
+    @property
+    def title(self) -> str:
+        return self.splat.title
+
+    def same(self, other: Bug) -> bool:
+        return splats.same_bug(self.splat, other.splat)
+
+
+def _expectation(text: str) -> Splat:
+    """A broken expectation as a splat-like record; its numbers do not make it another bug."""
+    text = re.sub(r"^cycle \d+: ", "", text)
+    return Splat(
+        kind="expectation",
+        title=re.sub(r"\d+", "N", text),
+        first_line=0,
+        time=None,
+        excerpt=text,
+        scenario=None,
+    )
+
+
+def bugs_of(result: ItemResult) -> list[Bug]:
+    found = [Bug(s) for s in result.splats]
+    found += [Bug(_expectation(v)) for v in result.violations]
+    return found
+
+
+def _distinct(bugs: list[Bug]) -> list[Bug]:
+    out: list[Bug] = []
+    for bug in bugs:
+        if not any(bug.same(seen) for seen in out):
+            out.append(bug)
+    return out
+
+
+@dataclass
+class Side:
+    """One side's runs of one scenario."""
+
+    name: str
+    runs: list[ItemResult]
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.runs if r.status == "fail")
+
+    @property
+    def errors(self) -> list[ItemResult]:
+        return [r for r in self.runs if r.status == "error"]
+
+    @property
+    def bugs(self) -> list[Bug]:
+        return _distinct([b for r in self.runs for b in bugs_of(r)])
+
+    def counts(self) -> str:
+        if self.failed:
+            return f"failed {self.failed}/{self.n}"
+        return f"passed {self.n}/{self.n}"
+
+    def to_json(self) -> dict:
+        return {
+            "runs": [
+                {
+                    "id": r.item.id,
+                    "seed": r.item.seed,
+                    "status": r.status,
+                    "titles": [b.title for b in bugs_of(r)],
+                    "error": r.error,
+                    "console": r.console,
+                }
+                for r in self.runs
+            ],
+            "failed": self.failed,
+            "errors": len(self.errors),
+            "n": self.n,
+        }
+
+
+@dataclass
+class Comparison:
+    scenario: str
+    verdict: str
+    base: Side
+    head: Side
+    new: list[Bug] = field(default_factory=list)  # on head, never on base
+    gone: list[Bug] = field(default_factory=list)  # on base, never on head
+    error_side: str | None = None
+    error: str | None = None
+
+    def line(self) -> str:
+        """The verdict as one line of a mailing-list reply."""
+        b, h = self.base, self.head
+        if self.verdict == ERROR:
+            return f"{self.scenario}: error: could not run on {self.error_side}: {self.error}"
+        if self.verdict == UNCHANGED_PASS:
+            detail = f"passed {b.n}/{b.n} on base, passed {h.n}/{h.n} on head"
+        else:
+            detail = f"{b.counts()} on base, {h.counts()} on head"
+        if self.new:
+            detail += f"; new on head: {'; '.join(x.title for x in self.new)}"
+        if self.gone:
+            detail += f"; gone on head: {'; '.join(x.title for x in self.gone)}"
+        if self.verdict in (STILL_FAILING, FLAKY) and not (self.new or self.gone):
+            detail += "; same bugs"
+        return f"{self.scenario}: {self.verdict}: {detail}"
+
+    def to_json(self) -> dict:
+        return {
+            "scenario": self.scenario,
+            "verdict": self.verdict,
+            "line": self.line(),
+            "error_side": self.error_side,
+            "error": self.error,
+            "new_titles": [b.title for b in self.new],
+            "gone_titles": [b.title for b in self.gone],
+            "base": self.base.to_json(),
+            "head": self.head.to_json(),
+        }
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "no verdict").splitlines()[0]
+
+
+def compare(scenario: str, base: Side, head: Side) -> Comparison:
+    """The verdict for one scenario from both sides' runs (same seeds on both)."""
+    for side in (base, head):
+        if side.errors or not side.runs:
+            why = _first_line(side.errors[0].error) if side.errors else "no runs"
+            return Comparison(scenario, ERROR, base, head, error_side=side.name, error=why)
+    base_bugs, head_bugs = base.bugs, head.bugs
+    new = [b for b in head_bugs if not any(b.same(x) for x in base_bugs)]
+    gone = [b for b in base_bugs if not any(b.same(x) for x in head_bugs)]
+    if new:
+        verdict = REGRESSED  # a new bug counts also when both sides fail
+    elif not base.failed:
+        verdict = UNCHANGED_PASS if not head.failed else REGRESSED
+    elif not head.failed:
+        verdict = FIXED
+    elif gone:
+        verdict = CHANGED
+    elif base.failed < base.n or head.failed < head.n:
+        verdict = FLAKY
+    else:
+        verdict = STILL_FAILING
+    return Comparison(scenario, verdict, base, head, new=new, gone=gone)
+
+
+def compare_all(
+    scenarios: list[str], base: list[ItemResult], head: list[ItemResult]
+) -> list[Comparison]:
+    """One comparison per scenario, in the order given."""
+
+    def runs(results: list[ItemResult], name: str) -> list[ItemResult]:
+        return [r for r in results if r.item.scenario.name == name]
+
+    return [
+        compare(name, Side("base", runs(base, name)), Side("head", runs(head, name)))
+        for name in scenarios
+    ]
+
+
+def regressed(comparisons: list[Comparison]) -> bool:
+    return any(c.verdict == REGRESSED for c in comparisons)
+
+
+def table(comparisons: list[Comparison]) -> list[str]:
+    """The end-of-run table: one line per scenario, what needs attention first."""
+    order = {v: i for i, v in enumerate(VERDICTS)}
+    return [c.line() for c in sorted(comparisons, key=lambda c: order[c.verdict])]

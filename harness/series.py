@@ -1,0 +1,206 @@
+"""`harness series`: run the same scenarios on a base and on base + series; say what changed.
+
+Both sides are built in the repository's one harness worktree, base first and
+then head, so the head build recompiles what the series touched and links;
+each side is one ordinary `harness run` (pipeline.run_scenarios) into
+``out/base`` and ``out/head``, with the same items and seeds. compare.py turns
+the two sides' results into a verdict per scenario.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from harness import compare, pipeline, report, vcs
+from harness.pipeline import PipelineError, RunOutcome, RunRequest
+from harness.progress import say
+from harness.scenario import Scenario
+from harness.tree import TreeError, default_tree
+
+# Why 3: a lifetime race that reproduces in most runs is caught on one side
+# and the other side's 3 clean runs make "fixed" more than luck, at a cost of
+# 3 runs per side; a CI that gates on rare races raises it.
+DEFAULT_REPEAT = 3
+
+
+@dataclass(frozen=True)
+class SeriesRequest(RunRequest):
+    base: str = "HEAD"
+    series: str | None = None  # mbox or directory of *.patch, applied on base
+    head: str | None = None  # or a commit to compare with
+    affected: bool = False  # only the scenarios whose covers meet the touched files
+
+
+@dataclass
+class SideInfo:
+    name: str
+    commit: str
+    subject: str
+    outcome: RunOutcome | None = None
+    repro: str = ""
+
+    def to_json(self) -> dict:
+        build = (self.outcome.info.build or {}) if self.outcome else {}
+        return {
+            "commit": self.commit,
+            "subject": self.subject,
+            "exit_code": self.outcome.exit_code if self.outcome else None,
+            "config_hash": build.get("config_hash"),
+            "build_s": build.get("duration_s"),
+            "objects_compiled": build.get("objects_compiled"),
+            "harness_error": self.outcome.info.harness_error if self.outcome else None,
+            "results": str(self.outcome.out) if self.outcome else None,
+            "reproduce": self.repro,
+        }
+
+
+@dataclass
+class SeriesOutcome:
+    comparisons: list[compare.Comparison]
+    sides: list[SideInfo]
+    out: Path
+    exit_code: int
+    command: list[str]
+    repo: str = ""
+    worktree: str = ""
+    touched: list[str] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)  # scenario -> why
+    duration_s: float = 0.0
+
+
+def repository(request: SeriesRequest) -> Path:
+    """The repository series apply to: --tree's, or the default tree (a repository once)."""
+    if request.tree is None:
+        try:
+            return default_tree().path
+        except TreeError as exc:
+            raise PipelineError(str(exc)) from exc
+    path = Path(request.tree).expanduser().resolve()
+    if not vcs.is_repository(path):
+        raise PipelineError(
+            f"--tree {path} is not a git repository: a series needs commits "
+            "(pass a git checkout, or no --tree for the default tree)"
+        )
+    return Path(vcs.git(path, "rev-parse", "--show-toplevel"))
+
+
+def select(
+    scenarios: list[Scenario], touched: list[str], affected: bool
+) -> tuple[list[Scenario], dict[str, str]]:
+    """--affected: the scenarios whose covers meet the touched files; the rest with why."""
+    if not affected:
+        return scenarios, {}
+    chosen, left_out = [], {}
+    for sc in scenarios:
+        if not sc.covers:
+            left_out[sc.name] = "it lists no covers"
+        elif hits := sc.touched_by(touched):
+            say(f"affected: {sc.name} (covers {', '.join(hits[:3])})")
+            chosen.append(sc)
+        else:
+            left_out[sc.name] = f"covers none of the {len(touched)} touched file(s)"
+    return chosen, left_out
+
+
+def _side_repro(request: SeriesRequest, worktree: Path, commit: str, names: list[str]) -> str:
+    run = ["harness", "run", *names, "--tree", str(worktree)]
+    run += ["--repeat", str(request.repeat), "--accel", request.accel]
+    if request.seed is not None:
+        run += ["--seed", str(request.seed)]
+    for path in request.kconfig:
+        run += ["--kconfig", str(Path(path).resolve())]
+    checkout = ["git", "-C", str(worktree), "checkout", "-q", "--detach", commit]
+    return f"{shlex.join(checkout)} && {shlex.join(run)}"
+
+
+def _head_commit(request: SeriesRequest, worktree: vcs.Worktree, base: str) -> str:
+    if request.series:
+        patches = vcs.series_files(Path(request.series))
+        say(f"series: applying {len(patches)} file(s) with git am --3way on {base[:12]}")
+        head = worktree.apply(base, patches)
+        worktree.keep("series/head", head)
+        return head
+    assert request.head is not None
+    return vcs.resolve(worktree.repo, request.head)
+
+
+def run_series(request: SeriesRequest) -> SeriesOutcome:
+    """Apply, build and run both sides, compare, and write the results."""
+    started = time.monotonic()
+    pipeline.install_signal_handlers()
+    if request.repeat is None:
+        request = replace(request, repeat=DEFAULT_REPEAT)
+    scenarios = pipeline.load(request)
+    out = Path(request.out_dir).resolve()
+    command = list(request.command or sys.argv)
+    repo = repository(request)
+    try:
+        with vcs.worktree(repo) as worktree:
+            base = vcs.resolve(repo, request.base)
+            head = _head_commit(request, worktree, base)
+            outcome = SeriesOutcome([], [], out, pipeline.EXIT_PASS, command, str(repo))
+            outcome.worktree = str(worktree.path)
+            outcome.touched = vcs.changed_files(repo, base, head)
+            say(f"series: {len(outcome.touched)} file(s) differ between base and head")
+            selected, outcome.left_out = select(scenarios, outcome.touched, request.affected)
+            for name, why in outcome.left_out.items():
+                say(f"left out: {name}: {why}")
+            names = [sc.name for sc in selected]
+            paths = tuple(sc.path for sc in selected)
+            for side, commit in (("base", base), ("head", head)):
+                info = SideInfo(side, commit, vcs.subject(repo, commit))
+                info.repro = _side_repro(request, worktree.path, commit, names)
+                outcome.sides.append(info)
+            for info in outcome.sides if selected else []:
+                say(f"{info.name}: {info.commit[:12]} {info.subject!r}")
+                worktree.checkout(info.commit)
+                side_request = replace(
+                    request, tree=str(worktree.path), out_dir=str(out / info.name), scenarios=paths
+                )
+                info.outcome = pipeline.run_scenarios(side_request)
+                if info.outcome.exit_code == pipeline.EXIT_INTERRUPTED:
+                    break
+    except vcs.ApplyError as exc:
+        raise PipelineError(str(exc), pipeline.EXIT_BUILD) from exc
+    except vcs.VcsError as exc:
+        raise PipelineError(str(exc)) from exc
+    base_side, head_side = outcome.sides
+    outcome.comparisons = compare.compare_all(
+        names,
+        base_side.outcome.results if base_side.outcome else [],
+        head_side.outcome.results if head_side.outcome else [],
+    )
+    outcome.exit_code = exit_code_for(outcome)
+    outcome.duration_s = round(time.monotonic() - started, 1)
+    report.write_series(out, outcome)
+    for line in compare.table(outcome.comparisons):
+        say(line)
+    say(f"series: {out}/report.md  {verdict_counts(outcome.comparisons)}")
+    return outcome
+
+
+def verdict_counts(comparisons: list[compare.Comparison]) -> str:
+    counts = [
+        f"{verdict} {n}"
+        for verdict in compare.VERDICTS
+        if (n := sum(1 for c in comparisons if c.verdict == verdict))
+    ]
+    return ", ".join(counts) or "no scenario ran"
+
+
+def exit_code_for(outcome: SeriesOutcome) -> int:
+    """0 nothing regressed, 1 regressed, 3 a side did not build, 4 a scenario got no verdict."""
+    side_codes = [s.outcome.exit_code for s in outcome.sides if s.outcome]
+    if pipeline.EXIT_INTERRUPTED in side_codes:
+        return pipeline.EXIT_INTERRUPTED
+    if compare.regressed(outcome.comparisons):
+        return pipeline.EXIT_FAIL
+    if pipeline.EXIT_BUILD in side_codes:
+        return pipeline.EXIT_BUILD
+    if any(c.verdict == compare.ERROR for c in outcome.comparisons):
+        return pipeline.EXIT_NO_VERDICT
+    return pipeline.EXIT_PASS

@@ -1,0 +1,228 @@
+"""Version control for series and bisection: one harness-owned git worktree per repository.
+
+The user's checkout is never touched (no checkout, stash or am in it): every
+commit the harness builds is checked out in a worktree in the cache, at one
+fixed path per repository, so kbuild's build directory for it stays the same
+and each rebuild is incremental (git rewrites only the files that differ).
+Patches are applied with ``git am --3way``, the tool that series come for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import locks, paths
+from harness.progress import say
+
+# Commits the harness makes (the default tree's import, applied series) need an
+# identity even on a machine where git has none configured.
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "lifetime-harness",
+    "GIT_AUTHOR_EMAIL": "harness@localhost",
+    "GIT_COMMITTER_NAME": "lifetime-harness",
+    "GIT_COMMITTER_EMAIL": "harness@localhost",
+}
+GIT_TIMEOUT = 900.0
+
+
+class VcsError(Exception):
+    """A git operation failed; the message carries git's own words."""
+
+
+class RevisionError(VcsError):
+    """A revision the user named does not exist (bad input, not a build problem)."""
+
+
+@dataclass(frozen=True)
+class ApplyError(VcsError):
+    patch_file: Path
+    subject: str
+    git_message: str
+
+    def __str__(self) -> str:
+        return (
+            f"patch does not apply: {self.subject!r} ({self.patch_file})\n"
+            f"git am says:\n{self.git_message}\n"
+            "the worktree was reset; nothing of the series stays applied"
+        )
+
+
+def git(repo: Path, *args: str, identity: bool = False) -> str:
+    """Run git in ``repo``; its stdout, or VcsError with its stderr."""
+    env = {**os.environ, **_IDENTITY} if identity else None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), *args],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            env=env,
+            timeout=GIT_TIMEOUT,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise VcsError(f"git {' '.join(args)} in {repo}: {exc}") from exc
+    if out.returncode != 0:
+        said = (out.stderr.strip() or out.stdout.strip())[-2000:]
+        raise VcsError(f"git {' '.join(args)} in {repo} failed: {said}")
+    return out.stdout.strip()
+
+
+def is_repository(path: Path) -> bool:
+    try:
+        git(path, "rev-parse", "--git-dir")
+    except VcsError:
+        return False
+    return True
+
+
+def import_tree(path: Path, message: str) -> str:
+    """Make an unpacked source tree a repository with one commit of all of it (once)."""
+    if is_repository(path) and _has_commit(path):
+        return git(path, "rev-parse", "HEAD")
+    say(f"tree: making {path} a git repository (once; about a minute)")
+    git(path, "init", "-q")
+    git(path, "add", "-A", "--force", ".")  # Debian's .gitignore ignores the top level
+    git(path, "commit", "-q", "--no-verify", "-m", message, identity=True)
+    return git(path, "rev-parse", "HEAD")
+
+
+def _has_commit(path: Path) -> bool:
+    try:
+        git(path, "rev-parse", "--verify", "HEAD^{commit}")
+    except VcsError:
+        return False
+    return True
+
+
+def resolve(repo: Path, rev: str) -> str:
+    """The full commit id of ``rev`` in ``repo``."""
+    try:
+        return git(repo, "rev-parse", "--verify", "--end-of-options", f"{rev}^{{commit}}")
+    except VcsError:
+        raise RevisionError(f"{rev!r} is not a commit in {repo}") from None
+
+
+def subject(repo: Path, rev: str) -> str:
+    return git(repo, "log", "-1", "--format=%s", rev)
+
+
+def changed_files(repo: Path, old: str, new: str) -> list[str]:
+    """Paths that differ between two commits (what a series touches)."""
+    out = git(repo, "diff", "--name-only", "--no-renames", old, new)
+    return [line for line in out.splitlines() if line]
+
+
+@dataclass(frozen=True)
+class Worktree:
+    """The harness's own checkout of a repository, at a fixed path in the cache."""
+
+    repo: Path  # the user's repository (its common git dir is never written but for metadata)
+    path: Path
+
+    def checkout(self, rev: str) -> str:
+        """Put the worktree at ``rev`` (detached), dropping anything left from before."""
+        self._abort_am()
+        git(self.path, "checkout", "-q", "--detach", "--force", rev)
+        git(self.path, "clean", "-q", "-fdx")
+        return git(self.path, "rev-parse", "HEAD")
+
+    def _abort_am(self) -> None:
+        rebase_apply = Path(git(self.path, "rev-parse", "--absolute-git-dir")) / "rebase-apply"
+        if rebase_apply.exists():
+            try:
+                git(self.path, "am", "--abort")
+            except VcsError:
+                pass
+            if rebase_apply.exists():
+                git(self.path, "am", "--quit")
+
+    def apply(self, base: str, patches: list[Path]) -> str:
+        """Check out ``base`` and ``git am --3way`` the patch files in order; the head commit.
+
+        A patch that does not apply leaves the worktree back at ``base``.
+        """
+        self.checkout(base)
+        for patch in patches:
+            try:
+                git(self.path, "am", "-q", "--3way", str(patch), identity=True)
+            except VcsError as exc:
+                failed = _failed_subject(str(exc)) or _first_subject(patch)
+                self.checkout(base)
+                raise ApplyError(patch, failed, _git_words(str(exc))) from None
+        return git(self.path, "rev-parse", "HEAD")
+
+    def keep(self, name: str, commit: str) -> None:
+        """A ref in the harness's namespace, so a commit made by ``am`` survives git gc."""
+        git(self.repo, "update-ref", f"refs/harness/{name}", commit)
+
+
+def _failed_subject(message: str) -> str | None:
+    m = re.search(r"Patch failed at \d+ (.*)", message)
+    return m.group(1).strip() if m else None
+
+
+def _first_subject(patch: Path) -> str:
+    for line in patch.read_text(errors="replace").splitlines():
+        if line.startswith("Subject:"):
+            return line.removeprefix("Subject:").strip()
+    return patch.name
+
+
+def _git_words(message: str) -> str:
+    """git am's diagnosis without its generic advice about --continue/--skip."""
+    lines = [
+        line
+        for line in message.splitlines()
+        if line.strip() and not line.startswith("hint:") and "git am --" not in line
+    ]
+    return "\n".join(lines[-12:])
+
+
+def worktree_path(repo: Path) -> Path:
+    """One fixed path per repository (keyed by its common git directory)."""
+    common = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+    key = hashlib.sha256(str(common.resolve()).encode()).hexdigest()[:10]
+    top = Path(git(repo, "rev-parse", "--show-toplevel")).name
+    return paths.cache_dir() / "worktrees" / f"{top}-{key}"
+
+
+@contextmanager
+def worktree(repo: Path) -> Iterator[Worktree]:
+    """The repository's harness worktree, created once, held (flock) while in use."""
+    if not is_repository(repo):
+        raise VcsError(
+            f"{repo} is not a git repository; series and bisection need commits "
+            "(pass --tree with a git checkout, or no --tree for the default tree)"
+        )
+    path = worktree_path(repo)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with locks.hold(path.parent / f"{path.name}.lock", f"the worktree {path}"):
+        if not is_repository(path) or not (path / ".git").is_file():
+            say(f"worktree: creating {path} (once)")
+            git(repo, "worktree", "prune")
+            if path.exists():
+                raise VcsError(f"{path} exists but is not a worktree of {repo}; remove it")
+            git(repo, "worktree", "add", "-q", "--detach", str(path), "HEAD")
+        yield Worktree(repo, path)
+
+
+def series_files(path: Path) -> list[Path]:
+    """An mbox (b4 am, git format-patch --stdout) or a directory of *.patch, in order."""
+    if path.is_dir():
+        found = sorted(path.glob("*.patch"))
+        if not found:
+            raise VcsError(f"{path}: no *.patch files in this directory")
+        return found
+    if not path.is_file():
+        raise VcsError(f"{path}: no such file or directory")
+    text = path.read_text(errors="replace")
+    if not re.search(r"^(From |Subject:|diff --git )", text, re.MULTILINE):
+        raise VcsError(f"{path}: not a patch or an mbox (no 'From ', 'Subject:' or 'diff --git')")
+    return [path]
