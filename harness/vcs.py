@@ -40,11 +40,14 @@ class RevisionError(VcsError):
     """A revision the user named does not exist (bad input, not a build problem)."""
 
 
-@dataclass(frozen=True)
 class ApplyError(VcsError):
-    patch_file: Path
-    subject: str
-    git_message: str
+    """A patch of the series did not apply: which one, and git's words."""
+
+    def __init__(self, patch_file: Path, subject: str, git_message: str):
+        super().__init__(subject)
+        self.patch_file = patch_file
+        self.subject = subject
+        self.git_message = git_message
 
     def __str__(self) -> str:
         return (
@@ -69,7 +72,7 @@ def git(repo: Path, *args: str, identity: bool = False) -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise VcsError(f"git {' '.join(args)} in {repo}: {exc}") from exc
     if out.returncode != 0:
-        said = (out.stderr.strip() or out.stdout.strip())[-2000:]
+        said = "\n".join(x for x in (out.stdout.strip(), out.stderr.strip()) if x)[-3000:]
         raise VcsError(f"git {' '.join(args)} in {repo} failed: {said}")
     return out.stdout.strip()
 
@@ -151,7 +154,7 @@ class Worktree:
         self.checkout(base)
         for patch in patches:
             try:
-                git(self.path, "am", "-q", "--3way", str(patch), identity=True)
+                git(self.path, "am", "--3way", str(patch), identity=True)
             except VcsError as exc:
                 failed = _failed_subject(str(exc)) or _first_subject(patch)
                 self.checkout(base)
@@ -171,7 +174,7 @@ def _failed_subject(message: str) -> str | None:
 def _first_subject(patch: Path) -> str:
     for line in patch.read_text(errors="replace").splitlines():
         if line.startswith("Subject:"):
-            return line.removeprefix("Subject:").strip()
+            return re.sub(r"^\[PATCH[^]]*\]\s*", "", line.removeprefix("Subject:").strip())
     return patch.name
 
 
