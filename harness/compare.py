@@ -46,7 +46,7 @@ def _expectation(text: str) -> Splat:
     text = re.sub(r"^cycle \d+: ", "", text)
     return Splat(
         kind="expectation",
-        title=re.sub(r"\d+", "N", text),
+        title=re.sub(r"\b(?:0x[0-9a-f]+|\d+)\b", "N", text),
         first_line=0,
         time=None,
         excerpt=text,

@@ -234,3 +234,22 @@ def test_wait_ops_action_needs_nothing_else():
     text = GOOD.replace("  - do: remove\n", "  - do: wait-ops\n  - do: remove\n")
     scenario, errors = parse_scenario(text, Path("s/t.yaml"))
     assert errors == [] and scenario.actions[0].do == "wait-ops"
+
+
+def test_covers_are_tree_relative_paths_and_every_builtin_scenario_lists_them():
+    text = GOOD.replace(
+        "kconfig: [gpio-sim]\n",
+        "kconfig: [gpio-sim]\ncovers:\n  - drivers/gpio/\n  - /usr/src/x.c\n",
+    )
+    (error,) = errors_of(text)
+    assert error.startswith("s/t.yaml:6: covers[1]: ")
+    assert "relative to the kernel tree's top" in error
+    scenario, _ = parse_scenario(
+        GOOD.replace("kconfig: [gpio-sim]\n", "kconfig: [gpio-sim]\ncovers: drivers/gpio/\n"),
+        Path("s/t.yaml"),
+    )
+    assert scenario.touched_by(["drivers/gpio/gpio-sim.c", "drivers/gpio.c"]) == [
+        "drivers/gpio/gpio-sim.c"
+    ]
+    for sc in load_scenarios(paths.builtin_scenarios()):
+        assert sc.covers, f"{sc.name} lists no covers"

@@ -71,9 +71,7 @@ def user_state(repo: Path) -> tuple[str, str, str]:
     )
 
 
-def test_series_applies_in_the_harness_worktree_never_in_the_users_checkout(
-    repo, tmp_path, cache
-):
+def test_series_applies_in_the_harness_worktree_never_in_the_users_checkout(repo, tmp_path, cache):
     patches = make_patches(
         repo,
         tmp_path,
@@ -184,7 +182,7 @@ def test_series_cli_exit_3_for_a_patch_that_does_not_apply(repo, tmp_path, cache
     (patch,) = make_patches(repo, tmp_path, [("drivers/b.c", "int b = 3;\n", "b: three")])
     args = ["series", "gpio-sim-plug-cycle", "--tree", str(repo), "--base", "HEAD~1"]
     env = {"HARNESS_CACHE": str(cache)}
-    for attempt in range(2):  # the second run meets the same worktree, reset
+    for _attempt in range(2):  # the second run meets the same worktree, reset
         done = harness(*args, "--series", str(patch), "--out", str(tmp_path / "r"), env=env)
         assert done.returncode == 3, done.stderr
         assert "patch does not apply: 'b: three'" in done.stderr

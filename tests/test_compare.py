@@ -1,0 +1,181 @@
+"""Series verdicts from both sides' results, on splats parsed from real kernel logs."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness import compare, report, splats
+from harness.run import Item, ItemResult
+from harness.scenario import load_scenario
+from harness.series import SeriesOutcome, SideInfo, select
+
+ROOT = Path(__file__).resolve().parents[1]
+LOGS = ROOT / "tests" / "data" / "logs"
+SCENARIO = load_scenario(ROOT / "scenarios" / "mtd-spi-nor-unbind-during-read.yaml")
+
+
+def splats_of(name: str) -> list[splats.Splat]:
+    return splats.parse((LOGS / name).read_text(errors="replace"))
+
+
+def kasan(name: str) -> splats.Splat:
+    return next(s for s in splats_of(name) if s.kind == "kasan")
+
+
+SPI_NOR_READ = kasan("harness-mtd-unbind-spi-device.log")  # Read in spi_nor_read
+DIRMAP_READ = kasan("harness-mtd-unbind-nx-fault.log")  # Read in spi_mem_dirmap_read
+CONTROLLER = kasan("harness-mtd-unbind-controller.log")  # Read in dln2_spi_transfer_one
+PUT_MTD = kasan("harness-mtd-unplug-close.log")  # Read in __put_mtd_device
+
+
+def run(rep: int, *found: splats.Splat, violations=(), error=None) -> ItemResult:
+    item = Item(f"{SCENARIO.name}#{rep}", SCENARIO, rep, SCENARIO.seed + rep)
+    result = ItemResult(item, splats=list(found), violations=list(violations), error=error)
+    result.status = "error" if error else ("fail" if found or violations else "pass")
+    return result
+
+
+def side(name: str, *runs: ItemResult) -> compare.Side:
+    return compare.Side(name, list(runs))
+
+
+def verdict(base: list[ItemResult], head: list[ItemResult]) -> compare.Comparison:
+    return compare.compare(SCENARIO.name, side("base", *base), side("head", *head))
+
+
+def test_titles_of_one_bug_compare_equal_across_sizes_offsets_and_lines():
+    assert splats.normalized_title(
+        "suspicious RCU usage at include/linux/rcu_sync.h:34"
+    ) == splats.normalized_title("suspicious RCU usage at include/linux/rcu_sync.h:36")
+    assert (
+        splats.normalized_title("KASAN: slab-use-after-free Read in spi_nor_read.isra.0")
+        == SPI_NOR_READ.title
+    )
+    # the same report again, where another build put the access elsewhere: same bug
+    moved = replace(SPI_NOR_READ, excerpt=SPI_NOR_READ.excerpt.replace("size 8", "size 4"))
+    assert splats.same_bug(SPI_NOR_READ, moved)
+
+
+def test_one_freed_object_met_at_two_depths_is_one_bug():
+    # spi_mem_dirmap_read is called from spi_nor_read: two runs of the unbind race
+    assert "spi_nor_read" in DIRMAP_READ.frames
+    assert splats.same_bug(SPI_NOR_READ, DIRMAP_READ)
+    assert splats.same_bug(DIRMAP_READ, SPI_NOR_READ)
+
+
+def test_different_bugs_stay_different():
+    assert not splats.same_bug(SPI_NOR_READ, PUT_MTD)  # read path vs close path
+    assert not splats.same_bug(SPI_NOR_READ, CONTROLLER)  # controller freed, deeper than 8
+    gpf = next(s for s in splats_of("harness-mtd-unbind-spi-device.log") if s.kind == "oops")
+    assert not splats.same_bug(SPI_NOR_READ, gpf)  # another kind
+
+
+def test_fixed():
+    c = verdict([run(0, SPI_NOR_READ), run(1, DIRMAP_READ), run(2)], [run(0), run(1), run(2)])
+    assert c.verdict == compare.FIXED
+    assert c.line().endswith(
+        "fixed: failed 2/3 on base, passed 3/3 on head; gone on head: "
+        "KASAN: slab-use-after-free Read in spi_nor_read"
+    )
+
+
+def test_regressed_when_a_pass_turns_into_a_splat():
+    c = verdict([run(0), run(1), run(2)], [run(0), run(1, PUT_MTD), run(2)])
+    assert c.verdict == compare.REGRESSED
+    assert [b.title for b in c.new] == [PUT_MTD.title]
+    assert "passed 3/3 on base, failed 1/3 on head" in c.line()
+
+
+def test_a_new_splat_is_a_regression_also_when_both_sides_fail():
+    c = verdict([run(0, SPI_NOR_READ)] * 3, [run(0, SPI_NOR_READ, PUT_MTD)] * 3)
+    assert c.verdict == compare.REGRESSED
+    assert [b.title for b in c.new] == [PUT_MTD.title]
+
+
+def test_still_failing_changed_and_flaky():
+    same = verdict([run(0, SPI_NOR_READ)] * 3, [run(0, DIRMAP_READ)] * 3)
+    assert same.verdict == compare.STILL_FAILING  # one bug, met at another depth
+    assert same.line().endswith("same bugs")
+    changed = verdict([run(0, SPI_NOR_READ, PUT_MTD)] * 3, [run(0, SPI_NOR_READ)] * 3)
+    assert changed.verdict == compare.CHANGED
+    assert [b.title for b in changed.gone] == [PUT_MTD.title]
+    flaky = verdict([run(0, SPI_NOR_READ)] * 3, [run(0, SPI_NOR_READ), run(1), run(2)])
+    assert flaky.verdict == compare.FLAKY
+
+
+def test_unchanged_pass_and_expectations():
+    assert verdict([run(0)] * 3, [run(0)] * 3).verdict == compare.UNCHANGED_PASS
+    broke = "cycle 0: reader-64k: byte 0 of a 65536-byte read is 0x00, the chip holds 0xa5"
+    again = "cycle 0: reader-64k: byte 16 of a 65536-byte read is 0x00, the chip holds 0x11"
+    c = verdict([run(0, violations=[broke])] * 3, [run(0, violations=[again])] * 3)
+    assert c.verdict == compare.STILL_FAILING  # numbers differ, the expectation is the same
+
+
+def test_error_names_the_side_and_why():
+    c = verdict([run(0)] * 3, [run(0), run(1, error="the guest died during the scenario\n...")])
+    assert c.verdict == compare.ERROR
+    assert c.error_side == "head"
+    assert c.line().endswith("could not run on head: the guest died during the scenario")
+    missing = compare.compare(SCENARIO.name, side("base"), side("head", run(0)))
+    assert missing.verdict == compare.ERROR and missing.error_side == "base"
+
+
+def test_table_puts_what_needs_attention_first():
+    fixed = verdict([run(0, SPI_NOR_READ)], [run(0)])
+    regressed = replace(verdict([run(0)], [run(0, PUT_MTD)]), scenario="other")
+    assert compare.table([fixed, regressed])[0].startswith("other: regressed")
+
+
+def outcome_for(comparisons, tmp_path) -> SeriesOutcome:
+    sides = [
+        SideInfo("base", "a" * 40, "Linux 6.12.117", repro="git -C wt checkout a && harness run"),
+        SideInfo("head", "b" * 40, "gpio: sim: x", repro="git -C wt checkout b && harness run"),
+    ]
+    return SeriesOutcome(
+        comparisons,
+        sides,
+        tmp_path,
+        1,
+        ["harness", "series", "--base", "HEAD", "--series", "x.mbox"],
+        left_out={"gpio-sim-plug-cycle": "covers none of the 1 touched file(s)"},
+    )
+
+
+def test_series_results_junit_fails_only_regressions_and_report_is_plain_text(tmp_path):
+    fixed = verdict([run(0, SPI_NOR_READ)] * 3, [run(0)] * 3)
+    regressed = replace(verdict([run(0)] * 3, [run(0, PUT_MTD)] * 3), scenario="mtd-unplug")
+    report.write_series(tmp_path, outcome_for([fixed, regressed], tmp_path))
+    junit = (tmp_path / "junit.xml").read_text()
+    assert junit.count("<failure") == 1
+    assert 'message="regressed: KASAN: slab-use-after-free Read in __put_mtd_device"' in junit
+    assert 'name="base_commit" value="' + "a" * 40 in junit
+    assert "<skipped" in junit
+    text = (tmp_path / "report.md").read_text()
+    assert "fixed: failed 3/3 on base, passed 3/3 on head" in text
+    assert "mtd-unplug: new on head: KASAN: slab-use-after-free Read in __put_mtd_device" in text
+    assert "BUG: KASAN: slab-use-after-free in __put_mtd_device" in text  # the excerpt
+    assert "gpio-sim-plug-cycle: not run (--affected" in text
+    assert "head: git -C wt checkout b && harness run" in text
+    summary = (tmp_path / "summary.json").read_text()
+    assert '"verdict": "fixed"' in summary and '"status": "fail"' in summary
+
+
+@pytest.mark.parametrize(
+    "touched, chosen",
+    [
+        (["drivers/spi/spi-dln2.c"], {"mtd-data-integrity", "mtd-spi-nor-unplug-during-read"}),
+        (["drivers/gpio/gpio-sim.c", "Documentation/x.rst"], {"gpio-sim-plug-cycle"}),
+        (["Documentation/x.rst"], set()),
+    ],
+)
+def test_affected_selects_by_covers(touched, chosen):
+    scenarios = [
+        load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+        for name in ("mtd-data-integrity", "mtd-spi-nor-unplug-during-read", "gpio-sim-plug-cycle")
+    ]
+    selected, left_out = select(scenarios, touched, affected=True)
+    assert {sc.name for sc in selected} == chosen
+    assert set(left_out) == {sc.name for sc in scenarios} - chosen
+    assert all("covers none of" in why for why in left_out.values())
+    assert select(scenarios, touched, affected=False) == (scenarios, {})
