@@ -72,7 +72,9 @@ def config(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ...])
     request = pipeline.ConfigRequest(tree=tree, kconfig=extra, scenarios=scenarios)
     with _stage():
         selected = pipeline.load(request)
-        result = pipeline.config_kernel(request, pipeline.open_kernel_tree(request), selected)
+        with pipeline.tree_in_use(request):
+            tree = pipeline.open_kernel_tree(request)
+            result = pipeline.config_kernel(request, tree, selected)
     click.echo(result.report())
     click.echo(f".config: {result.dotconfig}")
     sys.exit(1 if result.mismatches else 0)
@@ -91,7 +93,9 @@ def build_cmd(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ..
     request = pipeline.BuildRequest(tree=tree, kconfig=extra, scenarios=scenarios)
     with _stage():
         selected = pipeline.load(request)
-        _, record = pipeline.build_kernel(request, pipeline.open_kernel_tree(request), selected)
+        with pipeline.tree_in_use(request):
+            tree = pipeline.open_kernel_tree(request)
+            _, record = pipeline.build_kernel(request, tree, selected)
     click.echo(json.dumps(record.to_json(), indent=1))
 
 

@@ -28,17 +28,22 @@ def _holder(lock: Path) -> str:
 
 
 @contextmanager
-def hold(lock: Path, what: str) -> Iterator[None]:
-    """Exclusive lock on ``lock`` (created if missing) for the ``with`` body."""
+def hold(lock: Path, what: str, shared: bool = False) -> Iterator[None]:
+    """Exclusive (or shared) lock on ``lock`` (created if missing) for the ``with`` body.
+
+    Shared holders (runs reading a tree) exclude only exclusive ones (a series
+    moving that tree between commits).
+    """
     lock.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             say(f"waiting for {what}: locked by {_holder(lock)} ({lock})")
             started = time.monotonic()
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, mode)
             say(f"got {what} after {time.monotonic() - started:.0f} s")
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} ({what})\n".encode())

@@ -13,16 +13,18 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness import accel as accel_mod
-from harness import kconfig, report
+from harness import kconfig, locks, report, vcs
 from harness.build import BuildError, BuildRecord, ConfigResult, build, configure
 from harness.progress import say
 from harness.run import Item, ItemResult, Runner, expand
 from harness.scenario import Scenario, load_scenarios, resolve
-from harness.tree import KernelTree, TreeError, default_tree, open_tree
+from harness.tree import KernelTree, TreeError, default_tree, default_tree_path, open_tree
 from harness.yamlnodes import SchemaErrors
 
 # Exit statuses of `harness run` (and of every command that runs scenarios).
@@ -79,6 +81,18 @@ def load(request: ConfigRequest) -> list[Scenario]:
         return load_scenarios(resolve(list(request.scenarios)))
     except SchemaErrors as exc:
         raise PipelineError(f"scenario check failed:\n{exc}") from exc
+
+
+@contextmanager
+def tree_in_use(request: ConfigRequest) -> Iterator[None]:
+    """The default tree is held (shared) while a command reads it: a series or a
+    bisection moves it between commits only when no run is building or booting it."""
+    if request.tree is not None:
+        yield
+        return
+    checkout = default_tree_path()
+    with locks.hold(vcs.use_lock(checkout), f"the default tree {checkout}", shared=True):
+        yield
 
 
 def open_kernel_tree(request: ConfigRequest) -> KernelTree:
@@ -173,6 +187,11 @@ def run_scenarios(request: RunRequest) -> RunOutcome:
 
     junit.xml and summary.json are written on every way out, interrupts included.
     """
+    with tree_in_use(request):
+        return _run_scenarios(request)
+
+
+def _run_scenarios(request: RunRequest) -> RunOutcome:
     started = time.monotonic()
     install_signal_handlers()
     selected = load(request)

@@ -76,7 +76,7 @@ def repository(request: SeriesRequest) -> Path:
     """The repository series apply to: --tree's, or the default tree (a repository once)."""
     if request.tree is None:
         try:
-            return default_tree().path
+            return default_tree(restore=False).path
         except TreeError as exc:
             raise PipelineError(str(exc)) from exc
     path = Path(request.tree).expanduser().resolve()

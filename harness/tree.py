@@ -88,22 +88,34 @@ def open_tree(path: Path, origin: str = "user") -> KernelTree:
     return KernelTree(path, makefile_version(path), commit, describe, dirty, origin)
 
 
-def default_tree(tarball: Path = paths.DEFAULT_SOURCE_TARBALL) -> KernelTree:
-    """Debian's linux-source tarball, unpacked once into the cache."""
+def default_tree_path(tarball: Path = paths.DEFAULT_SOURCE_TARBALL) -> Path:
+    stem = tarball.name.removesuffix(".tar.xz").removesuffix(".tar.gz")
+    return paths.cache_dir() / "trees" / stem
+
+
+def default_tree(tarball: Path = paths.DEFAULT_SOURCE_TARBALL, restore: bool = True) -> KernelTree:
+    """Debian's linux-source tarball, unpacked once into the cache, as a git repository.
+
+    Its checkout is the harness's own (series work in it directly, so they share
+    the default run's build directory): a run finds it back at the imported
+    commit, and only the files a series touched are rewritten and rebuilt.
+    ``restore=False`` is for who moves it (under vcs.worktree's exclusive lock).
+    """
     if not tarball.is_file():
         raise TreeError(
             f"no --tree given and the default tree {tarball} is missing; "
             "install it with 'apt-get install linux-source-6.12' or pass --tree PATH"
         )
-    stem = tarball.name.removesuffix(".tar.xz").removesuffix(".tar.gz")
-    dest_root = paths.cache_dir() / "trees"
-    dest = dest_root / stem
-    with locks.hold(dest_root / f"{stem}.lock", f"the default tree {dest}"):
+    dest = default_tree_path(tarball)
+    dest_root = dest.parent
+    with locks.hold(dest_root / f"{dest.name}.lock", f"the default tree {dest}"):
         _unpack_once(tarball, dest_root, dest)
         try:
             vcs.import_tree(dest, f"Linux {makefile_version(dest)} as unpacked from {tarball}")
+            if restore:
+                vcs.restore_import(dest)
         except vcs.VcsError as exc:
-            raise TreeError(f"making the default tree a git repository failed: {exc}") from exc
+            raise TreeError(f"the default tree's git repository: {exc}") from exc
     return open_tree(dest, origin=f"tarball:{tarball}")
 
 

@@ -85,15 +85,33 @@ def is_repository(path: Path) -> bool:
     return True
 
 
+IMPORT_REF = "refs/harness/import"
+
+
 def import_tree(path: Path, message: str) -> str:
     """Make an unpacked source tree a repository with one commit of all of it (once)."""
     if is_repository(path) and _has_commit(path):
-        return git(path, "rev-parse", "HEAD")
-    say(f"tree: making {path} a git repository (once; about a minute)")
+        try:
+            return resolve(path, IMPORT_REF)
+        except RevisionError:  # imported before the ref existed: the one root commit
+            root = git(path, "rev-list", "--max-parents=0", "HEAD").splitlines()[-1]
+            git(path, "update-ref", IMPORT_REF, root)
+            return root
+    say(f"tree: making {path} a git repository (once; about 30 s)")
     git(path, "init", "-q")
     git(path, "add", "-A", "--force", ".")  # Debian's .gitignore ignores the top level
     git(path, "commit", "-q", "--no-verify", "-m", message, identity=True)
-    return git(path, "rev-parse", "HEAD")
+    commit = git(path, "rev-parse", "HEAD")
+    git(path, "update-ref", IMPORT_REF, commit)
+    return commit
+
+
+def restore_import(path: Path) -> None:
+    """Put an imported tree back at its imported commit (a series leaves it at its head)."""
+    imported = resolve(path, IMPORT_REF)
+    if git(path, "rev-parse", "HEAD") != imported:
+        say(f"tree: putting {path} back at the imported commit {imported[:12]}")
+        Worktree(path, path).checkout(imported)
 
 
 def _has_commit(path: Path) -> bool:
@@ -188,8 +206,22 @@ def _git_words(message: str) -> str:
     return "\n".join(lines[-12:])
 
 
+def use_lock(checkout: Path) -> Path:
+    """The lock of a harness-owned checkout: shared while a run reads it, exclusive
+    while a series or a bisection moves it between commits."""
+    return checkout.parent / f"{checkout.name}.use.lock"
+
+
+def harness_owned(repo: Path) -> bool:
+    """A repository the harness made (the default tree): its own checkout is the worktree."""
+    trees = (paths.cache_dir() / "trees").resolve()
+    return repo.resolve().parent == trees
+
+
 def worktree_path(repo: Path) -> Path:
     """One fixed path per repository (keyed by its common git directory)."""
+    if harness_owned(repo):
+        return repo.resolve()
     common = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
     key = hashlib.sha256(str(common.resolve()).encode()).hexdigest()[:10]
     top = Path(git(repo, "rev-parse", "--show-toplevel")).name
@@ -206,8 +238,8 @@ def worktree(repo: Path) -> Iterator[Worktree]:
         )
     path = worktree_path(repo)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with locks.hold(path.parent / f"{path.name}.lock", f"the worktree {path}"):
-        if not is_repository(path) or not (path / ".git").is_file():
+    with locks.hold(use_lock(path), f"the worktree {path}"):
+        if path != repo.resolve() and (not is_repository(path) or not (path / ".git").is_file()):
             say(f"worktree: creating {path} (once)")
             git(repo, "worktree", "prune")
             if path.exists():
