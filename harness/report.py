@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -177,8 +178,12 @@ def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: R
 EXCERPT_LINES = 14
 
 
+_NOISE = re.compile(r"^\s*(?:\?\s|CPU: |Hardware name: |<TASK>|</TASK>|={10,})")
+
+
 def _trimmed(excerpt: str, lines: int = EXCERPT_LINES) -> str:
-    kept = excerpt.splitlines()
+    """The report's header and its reliable frames: no '? ' guesses, no CPU/BIOS lines."""
+    kept = [line for line in excerpt.splitlines() if line.strip() and not _NOISE.match(line)]
     more = ""
     if len(kept) > lines:
         more = f"\n    [... {len(kept) - lines} more lines in the console log]"

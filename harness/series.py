@@ -140,6 +140,8 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
     repo = repository(request)
     try:
         with vcs.worktree(repo) as worktree:
+            if vcs.harness_owned(repo):  # its HEAD is where the last series left it
+                vcs.restore_import(repo)
             base = vcs.resolve(repo, request.base)
             head = _head_commit(request, worktree, base)
             outcome = SeriesOutcome([], [], out, pipeline.EXIT_PASS, command, str(repo))

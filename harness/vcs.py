@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import takewhile
 from pathlib import Path
 
 from harness import locks, paths
@@ -190,18 +191,25 @@ def _failed_subject(message: str) -> str | None:
 
 
 def _first_subject(patch: Path) -> str:
-    for line in patch.read_text(errors="replace").splitlines():
+    lines = patch.read_text(errors="replace").splitlines()
+    for index, line in enumerate(lines):
         if line.startswith("Subject:"):
-            return re.sub(r"^\[PATCH[^]]*\]\s*", "", line.removeprefix("Subject:").strip())
+            folded = [line.removeprefix("Subject:")]
+            folded += takewhile(lambda x: x[:1] in (" ", "\t"), lines[index + 1 :])
+            text = " ".join(part.strip() for part in folded)
+            return re.sub(r"^\[PATCH[^]]*\]\s*", "", text)
     return patch.name
 
 
 def _git_words(message: str) -> str:
     """git am's diagnosis without its generic advice about --continue/--skip."""
+    message = re.sub(r"^git am .*? failed: ", "", message, count=1, flags=re.DOTALL)
     lines = [
         line
         for line in message.splitlines()
-        if line.strip() and not line.startswith("hint:") and "git am --" not in line
+        if line.strip()
+        and not line.startswith("hint:")
+        and not re.search(r'"git am --\w+"|git am --(?:continue|skip|abort)', line)
     ]
     return "\n".join(lines[-12:])
 
@@ -250,6 +258,7 @@ def worktree(repo: Path) -> Iterator[Worktree]:
 
 def series_files(path: Path) -> list[Path]:
     """An mbox (b4 am, git format-patch --stdout) or a directory of *.patch, in order."""
+    path = path.resolve()  # git am runs in the worktree
     if path.is_dir():
         found = sorted(path.glob("*.patch"))
         if not found:

@@ -179,3 +179,19 @@ def test_affected_selects_by_covers(touched, chosen):
     assert set(left_out) == {sc.name for sc in scenarios} - chosen
     assert all("covers none of" in why for why in left_out.values())
     assert select(scenarios, touched, affected=False) == (scenarios, {})
+
+
+def test_an_expectation_broken_by_a_splat_is_not_a_second_bug():
+    (uaf, _) = splats_of("harness-gpio-sim-value-map-freed-early.log")
+    echo = "cycle 0: kernel tainted B during remove chip0; the rest of this item is skipped"
+    c = verdict([run(0)], [run(0, uaf, violations=[echo])])
+    assert c.verdict == compare.REGRESSED
+    assert [b.title for b in c.new] == ["KASAN: slab-use-after-free Read in __bitmap_replace"]
+
+
+def test_report_excerpt_keeps_the_reliable_frames():
+    (uaf, _) = splats_of("harness-gpio-sim-value-map-freed-early.log")
+    text = report._trimmed(uaf.excerpt)
+    assert text.splitlines()[0].strip().startswith("BUG: KASAN: slab-use-after-free")
+    assert "gpio_sim_get_multiple" in text and "linereq_ioctl" in text
+    assert "? " not in text and "Hardware name" not in text
