@@ -506,17 +506,65 @@ def _near_frames(frames: list[str]) -> list[str]:
     return [n for n in names if not SKIP_FRAMES.match(n) or _SYNC_FRAMES.match(n)][:SAME_BUG_DEPTH]
 
 
+# Frames of KASAN's "Allocated by" / "Freed by" stacks that every object shares:
+# the allocator, devres and kobject release machinery, KASAN's own bookkeeping.
+_OBJECT_MACHINERY = re.compile(
+    r"^(?:kasan_\w+|__kasan_\w+|\w*kmalloc\w*|\w*kzalloc\w*|\w*kcalloc\w*|kvmalloc\w*|"
+    r"krealloc\w*|kmem_cache_\w+|slab_\w+|__slab_\w+|\w*_noprof|devm_\w*alloc\w*|"
+    r"kfree\w*|kvfree\w*|rcu_\w+|__rcu_\w+|release_nodes|devres_release\w*|"
+    r"device_release|kobject_put|kobject_release|kref_put|put_device|klist_\w+|"
+    r"__kmem_\w+|alloc_\w+|kstrdup\w*|kmemdup\w*)$"
+)
+
+
+def kasan_object(splat: Splat) -> tuple[str, str] | None:
+    """Where a KASAN report's object was allocated and freed (first non-machinery frames).
+
+    Two runs of one race can meet one freed object in different functions
+    (spi_nor_read in one, spi_mem_dirmap_read in another): the object's life,
+    not the reader, is the bug.
+    """
+    sites: dict[str, str] = {}
+    section = None
+    for text in splat.excerpt.splitlines():
+        if m := re.match(r"^(Allocated|Freed) by task", text):
+            section = m.group(1)
+            continue
+        if section is None or section in sites:
+            continue
+        if not text.strip():
+            section = None
+            continue
+        if (m := _FRAME.match(text)) and not m.group(1):
+            name = re.sub(r"\.(?:cold|isra|constprop|part|llvm)(?:\.\d+)*$", "", m.group(2))
+            if not _OBJECT_MACHINERY.match(name):
+                sites[section] = name
+    if "Allocated" in sites and "Freed" in sites:
+        return sites["Allocated"], sites["Freed"]
+    return None
+
+
+def _kasan_bug_type(title: str) -> str:
+    m = re.match(r"^KASAN: ([\w-]+)", title)
+    return m.group(1) if m else ""
+
+
 def same_bug(a: Splat, b: Splat) -> bool:
     """Whether two reports are one bug, as a kernel developer reads them.
 
     Same kind and same normalised title; or the same bug type (and access)
-    with one report's function in the top of the other's call trace.
+    with one report's function in the top of the other's call trace; or, for
+    KASAN, the same bug type on an object allocated and freed at the same sites.
     """
     if a.kind != b.kind:
         return False
     ta, tb = normalized_title(a.title), normalized_title(b.title)
     if ta == tb:
         return True
+    if a.kind == "kasan" and _kasan_bug_type(ta) == _kasan_bug_type(tb):
+        life = kasan_object(a)
+        if life is not None and life == kasan_object(b):
+            return True
     head_a, sep_a, func_a = ta.rpartition(" in ")
     head_b, sep_b, func_b = tb.rpartition(" in ")
     if not (sep_a and sep_b) or head_a != head_b:

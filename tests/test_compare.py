@@ -27,6 +27,7 @@ SPI_NOR_READ = kasan("harness-mtd-unbind-spi-device.log")  # Read in spi_nor_rea
 DIRMAP_READ = kasan("harness-mtd-unbind-nx-fault.log")  # Read in spi_mem_dirmap_read
 CONTROLLER = kasan("harness-mtd-unbind-controller.log")  # Read in dln2_spi_transfer_one
 PUT_MTD = kasan("harness-mtd-unplug-close.log")  # Read in __put_mtd_device
+REGMAP = kasan("harness-nvmem-in-kernel-consumer.log")  # Read in regmap_raw_read
 
 
 def run(rep: int, *found: splats.Splat, violations=(), error=None) -> ItemResult:
@@ -64,9 +65,15 @@ def test_one_freed_object_met_at_two_depths_is_one_bug():
     assert splats.same_bug(DIRMAP_READ, SPI_NOR_READ)
 
 
+def test_one_freed_object_met_on_two_paths_is_one_bug():
+    # the spi_nor that spi_nor_probe devm-allocated, freed at unbind: read() and close()
+    assert splats.kasan_object(SPI_NOR_READ) == ("spi_nor_probe", "device_release_driver_internal")
+    assert splats.same_bug(SPI_NOR_READ, PUT_MTD)
+
+
 def test_different_bugs_stay_different():
-    assert not splats.same_bug(SPI_NOR_READ, PUT_MTD)  # read path vs close path
-    assert not splats.same_bug(SPI_NOR_READ, CONTROLLER)  # controller freed, deeper than 8
+    assert not splats.same_bug(SPI_NOR_READ, REGMAP)
+    assert not splats.same_bug(SPI_NOR_READ, CONTROLLER)  # the controller, another object
     gpf = next(s for s in splats_of("harness-mtd-unbind-spi-device.log") if s.kind == "oops")
     assert not splats.same_bug(SPI_NOR_READ, gpf)  # another kind
 
@@ -81,25 +88,25 @@ def test_fixed():
 
 
 def test_regressed_when_a_pass_turns_into_a_splat():
-    c = verdict([run(0), run(1), run(2)], [run(0), run(1, PUT_MTD), run(2)])
+    c = verdict([run(0), run(1), run(2)], [run(0), run(1, REGMAP), run(2)])
     assert c.verdict == compare.REGRESSED
-    assert [b.title for b in c.new] == [PUT_MTD.title]
+    assert [b.title for b in c.new] == [REGMAP.title]
     assert "passed 3/3 on base, failed 1/3 on head" in c.line()
 
 
 def test_a_new_splat_is_a_regression_also_when_both_sides_fail():
-    c = verdict([run(0, SPI_NOR_READ)] * 3, [run(0, SPI_NOR_READ, PUT_MTD)] * 3)
+    c = verdict([run(0, SPI_NOR_READ)] * 3, [run(0, SPI_NOR_READ, REGMAP)] * 3)
     assert c.verdict == compare.REGRESSED
-    assert [b.title for b in c.new] == [PUT_MTD.title]
+    assert [b.title for b in c.new] == [REGMAP.title]
 
 
 def test_still_failing_changed_and_flaky():
     same = verdict([run(0, SPI_NOR_READ)] * 3, [run(0, DIRMAP_READ)] * 3)
     assert same.verdict == compare.STILL_FAILING  # one bug, met at another depth
     assert same.line().endswith("same bugs")
-    changed = verdict([run(0, SPI_NOR_READ, PUT_MTD)] * 3, [run(0, SPI_NOR_READ)] * 3)
+    changed = verdict([run(0, SPI_NOR_READ, REGMAP)] * 3, [run(0, SPI_NOR_READ)] * 3)
     assert changed.verdict == compare.CHANGED
-    assert [b.title for b in changed.gone] == [PUT_MTD.title]
+    assert [b.title for b in changed.gone] == [REGMAP.title]
     flaky = verdict([run(0, SPI_NOR_READ)] * 3, [run(0, SPI_NOR_READ), run(1), run(2)])
     assert flaky.verdict == compare.FLAKY
 
@@ -123,7 +130,7 @@ def test_error_names_the_side_and_why():
 
 def test_table_puts_what_needs_attention_first():
     fixed = verdict([run(0, SPI_NOR_READ)], [run(0)])
-    regressed = replace(verdict([run(0)], [run(0, PUT_MTD)]), scenario="other")
+    regressed = replace(verdict([run(0)], [run(0, REGMAP)]), scenario="other")
     assert compare.table([fixed, regressed])[0].startswith("other: regressed")
 
 
@@ -144,17 +151,17 @@ def outcome_for(comparisons, tmp_path) -> SeriesOutcome:
 
 def test_series_results_junit_fails_only_regressions_and_report_is_plain_text(tmp_path):
     fixed = verdict([run(0, SPI_NOR_READ)] * 3, [run(0)] * 3)
-    regressed = replace(verdict([run(0)] * 3, [run(0, PUT_MTD)] * 3), scenario="mtd-unplug")
+    regressed = replace(verdict([run(0)] * 3, [run(0, REGMAP)] * 3), scenario="mtd-unplug")
     report.write_series(tmp_path, outcome_for([fixed, regressed], tmp_path))
     junit = (tmp_path / "junit.xml").read_text()
     assert junit.count("<failure") == 1
-    assert 'message="regressed: KASAN: slab-use-after-free Read in __put_mtd_device"' in junit
+    assert 'message="regressed: KASAN: slab-use-after-free Read in regmap_raw_read"' in junit
     assert 'name="base_commit" value="' + "a" * 40 in junit
     assert "<skipped" in junit
     text = (tmp_path / "report.md").read_text()
     assert "fixed: failed 3/3 on base, passed 3/3 on head" in text
-    assert "mtd-unplug: new on head: KASAN: slab-use-after-free Read in __put_mtd_device" in text
-    assert "BUG: KASAN: slab-use-after-free in __put_mtd_device" in text  # the excerpt
+    assert "mtd-unplug: new on head: KASAN: slab-use-after-free Read in regmap_raw_read" in text
+    assert "BUG: KASAN: slab-use-after-free in regmap_raw_read" in text  # the excerpt
     assert "gpio-sim-plug-cycle: not run (--affected" in text
     assert "head: git -C wt checkout b && harness run" in text
     summary = (tmp_path / "summary.json").read_text()
