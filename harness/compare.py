@@ -139,9 +139,9 @@ class Comparison:
         else:
             detail = f"{b.counts()} on base, {h.counts()} on head"
         if self.new:
-            detail += f"; new on head: {'; '.join(x.title for x in self.new)}"
+            detail += f"; new on head: {_titles(self.new)}"
         if self.gone:
-            detail += f"; gone on head: {'; '.join(x.title for x in self.gone)}"
+            detail += f"; gone on head: {_titles(self.gone)}"
         if self.verdict in (STILL_FAILING, FLAKY) and not (self.new or self.gone):
             detail += "; same bugs"
         return f"{self.scenario}: {self.verdict}: {detail}"
@@ -158,6 +158,11 @@ class Comparison:
             "base": self.base.to_json(),
             "head": self.head.to_json(),
         }
+
+
+def _titles(bugs: list[Bug], shown: int = 2) -> str:
+    more = f" (+{len(bugs) - shown} more)" if len(bugs) > shown else ""
+    return "; ".join(b.title for b in bugs[:shown]) + more
 
 
 def _first_line(text: str | None) -> str:

@@ -517,6 +517,25 @@ _OBJECT_MACHINERY = re.compile(
 )
 
 
+def _free_stacks(splat: Splat) -> dict[str, list[str]]:
+    """The reliable frames of a KASAN report's "Allocated by" and "Freed by" stacks."""
+    stacks: dict[str, list[str]] = {}
+    section = None
+    for text in splat.excerpt.splitlines():
+        if m := re.match(r"^(Allocated|Freed) by task", text):
+            section = m.group(1)
+            stacks[section] = []
+            continue
+        if section is None:
+            continue
+        if not text.strip():
+            section = None
+        elif (m := _FRAME.match(text)) and not m.group(1):
+            name = re.sub(r"\.(?:cold|isra|constprop|part|llvm)(?:\.\d+)*$", "", m.group(2))
+            stacks[section].append(name)
+    return stacks
+
+
 def kasan_object(splat: Splat) -> tuple[str, str] | None:
     """Where a KASAN report's object was allocated and freed (first non-machinery frames).
 
@@ -524,23 +543,37 @@ def kasan_object(splat: Splat) -> tuple[str, str] | None:
     (spi_nor_read in one, spi_mem_dirmap_read in another): the object's life,
     not the reader, is the bug.
     """
-    sites: dict[str, str] = {}
-    section = None
-    for text in splat.excerpt.splitlines():
-        if m := re.match(r"^(Allocated|Freed) by task", text):
-            section = m.group(1)
-            continue
-        if section is None or section in sites:
-            continue
-        if not text.strip():
-            section = None
-            continue
-        if (m := _FRAME.match(text)) and not m.group(1):
-            name = re.sub(r"\.(?:cold|isra|constprop|part|llvm)(?:\.\d+)*$", "", m.group(2))
-            if not _OBJECT_MACHINERY.match(name):
-                sites[section] = name
-    if "Allocated" in sites and "Freed" in sites:
-        return sites["Allocated"], sites["Freed"]
+    stacks = _free_stacks(splat)
+    sites = []
+    for section in ("Allocated", "Freed"):
+        useful = [f for f in stacks.get(section, []) if not _OBJECT_MACHINERY.match(f)]
+        if not useful:
+            return None
+        sites.append(useful[0])
+    return sites[0], sites[1]
+
+
+_BUS_REMOVE = re.compile(
+    r"^(?:i2c_device_remove|platform_remove|platform_drv_remove|spi_remove|spi_drv_remove|"
+    r"usb_unbind_interface|usb_unbind_device|hid_device_remove|serio_driver_remove|"
+    r"virtio_dev_remove|pci_device_remove|auxiliary_bus_remove|device_remove)$"
+)
+
+
+def kasan_remover(splat: Splat) -> str | None:
+    """The driver remove callback that freed the object, if a driver's own code did.
+
+    The frame the driver core called on unbind (right above
+    device_release_driver_internal), unless that is devres freeing what probe
+    allocated (then the allocation site, in kasan_object, names the bug).
+    """
+    freed = _free_stacks(splat).get("Freed", [])
+    if "device_release_driver_internal" not in freed:
+        return None
+    index = freed.index("device_release_driver_internal")
+    for caller in reversed(freed[:index]):
+        if not _BUS_REMOVE.match(caller):  # the bus's wrapper calls the driver's remove
+            return None if re.match(r"^(?:devres_\w+|release_nodes)$", caller) else caller
     return None
 
 
@@ -554,7 +587,8 @@ def same_bug(a: Splat, b: Splat) -> bool:
 
     Same kind and same normalised title; or the same bug type (and access)
     with one report's function in the top of the other's call trace; or, for
-    KASAN, the same bug type on an object allocated and freed at the same sites.
+    KASAN, the same bug type on an object allocated and freed at the same
+    sites, or on objects freed by the same driver remove callback.
     """
     if a.kind != b.kind:
         return False
@@ -564,6 +598,10 @@ def same_bug(a: Splat, b: Splat) -> bool:
     if a.kind == "kasan" and _kasan_bug_type(ta) == _kasan_bug_type(tb):
         life = kasan_object(a)
         if life is not None and life == kasan_object(b):
+            return True
+        # two objects one remove callback freed under in-flight users: one missing drain
+        remover = kasan_remover(a)
+        if remover is not None and remover == kasan_remover(b):
             return True
     head_a, sep_a, func_a = ta.rpartition(" in ")
     head_b, sep_b, func_b = tb.rpartition(" in ")

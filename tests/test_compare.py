@@ -202,3 +202,17 @@ def test_report_excerpt_keeps_the_reliable_frames():
     assert text.splitlines()[0].strip().startswith("BUG: KASAN: slab-use-after-free")
     assert "gpio_sim_get_multiple" in text and "linereq_ioctl" in text
     assert "? " not in text and "Hardware name" not in text
+
+
+def test_two_objects_one_remove_callback_freed_are_one_bug():
+    # unbinding the DLN-2 SPI controller mid-read: one run reads the freed spi_device
+    # (in spi_set_cs), another the freed controller (in dln2_spi_transfer_one)
+    spi_device = next(
+        s
+        for s in splats_of("harness-mtd-unbind-controller-spi-device.log")
+        if s.title.endswith("spi_set_cs")
+    )
+    assert splats.kasan_remover(spi_device) == splats.kasan_remover(CONTROLLER) == "dln2_spi_remove"
+    assert splats.same_bug(spi_device, CONTROLLER)
+    assert splats.kasan_remover(REGMAP) is None  # devres under i2c_device_remove: no driver code
+    assert not splats.same_bug(spi_device, SPI_NOR_READ)

@@ -1,0 +1,98 @@
+"""Real boots: `harness series` on the default 6.12 tree with the two series in tests/data/series.
+
+1. spi-dln2-transfer-length: the fix for the u16 transfer length the harness
+   found (reads of 64 KiB or more return unfilled buffers). mtd-data-integrity
+   must be called fixed; the others, which the fix does not touch, unchanged.
+2. gpio-sim-value-map-freed-early: an injected devres-ordering bug (the value
+   bitmap freed before gpiochip_remove() numbs the chip). gpio-sim-remove-
+   under-readers must be called regressed, with the KASAN title.
+
+Both run on the default tree's own checkout, which shares the build directory
+of the other boot tests: each side's build compiles the series' files and links.
+"""
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.boot
+
+ROOT = Path(__file__).resolve().parents[1]
+SERIES = ROOT / "tests" / "data" / "series"
+
+
+def series(out: Path, *args: str) -> tuple[int, dict, dict]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "series", "--base", "HEAD", "--out", str(out), *args],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    for line in proc.stdout:
+        sys.__stderr__.write(line)
+    proc.wait(timeout=3600)
+    summary = json.loads((out / "summary.json").read_text())
+    verdicts = {s["scenario"]: s for s in summary["scenarios"]}
+    return proc.returncode, summary, verdicts
+
+
+def test_a_real_fix_is_called_fixed_and_the_rest_unchanged(tmp_path):
+    code, summary, verdicts = series(
+        tmp_path,
+        "mtd-data-integrity",
+        "mtd-spi-nor-unbind-during-read",
+        "gpio-sim-remove-under-readers",
+        "--series",
+        str(SERIES / "spi-dln2-transfer-length"),
+        "--repeat",
+        "1",
+    )
+    assert code == 0, "a fix regresses nothing"
+    assert summary["touched"] == ["drivers/spi/spi-dln2.c"]
+    fixed = verdicts["mtd-data-integrity"]
+    assert fixed["verdict"] == "fixed", fixed["line"]
+    assert fixed["base"]["runs"][0]["titles"], "base must fail with a named expectation"
+    assert verdicts["mtd-spi-nor-unbind-during-read"]["verdict"] == "still failing"
+    assert verdicts["gpio-sim-remove-under-readers"]["verdict"] == "unchanged pass"
+    head_build = summary["sides"]["head"]
+    assert 0 < head_build["objects_compiled"] < 20, "the head build is incremental"
+    report = (tmp_path / "report.md").read_text()
+    assert "mtd-data-integrity: fixed: failed 1/1 on base, passed 1/1 on head" in report
+    for side in ("base", "head"):
+        assert (tmp_path / side / "junit.xml").exists()
+        assert (tmp_path / side / "console.log").stat().st_size > 0
+    junit = ET.parse(tmp_path / "junit.xml").getroot()
+    assert not list(junit.iter("failure"))
+    props = {p.get("name"): p.get("value") for p in junit.iter("property")}
+    assert props["head_subject"] == "spi: dln2: do not truncate transfer lengths to 16 bits"
+
+
+def test_an_injected_lifetime_bug_is_called_regressed_with_its_kasan_title(tmp_path):
+    code, summary, verdicts = series(
+        tmp_path,
+        "gpio-sim-remove-under-readers",
+        "nvmem-unbind-at24-during-read",
+        "--series",
+        str(SERIES / "gpio-sim-value-map-freed-early"),
+        "--affected",
+    )
+    assert code == 1, "a regression fails the CI gate"
+    assert summary["left_out"] == {
+        "nvmem-unbind-at24-during-read": "covers none of the 1 touched file(s)"
+    }
+    regressed = verdicts["gpio-sim-remove-under-readers"]
+    assert regressed["verdict"] == "regressed", regressed["line"]
+    assert regressed["new_titles"] == ["KASAN: slab-use-after-free Read in __bitmap_replace"]
+    assert regressed["base"]["failed"] == 0 and regressed["base"]["n"] == 3
+    assert regressed["head"]["failed"] >= 1
+    junit = ET.parse(tmp_path / "junit.xml").getroot()
+    (failure,) = junit.iter("failure")
+    assert (
+        failure.get("message") == "regressed: KASAN: slab-use-after-free Read in __bitmap_replace"
+    )
+    assert "gpio_sim_get_multiple" in failure.text
