@@ -40,6 +40,30 @@ def _stage() -> Iterator[None]:
         _fail("interrupted", pipeline.EXIT_INTERRUPTED)
 
 
+def _run_fields(
+    tree: str | None,
+    extra: tuple[str, ...],
+    scenarios: tuple[str, ...],
+    accel: str,
+    out_dir: str,
+    run_timeout: float,
+    repeat: int | None,
+    seed: int | None,
+) -> dict:
+    """The run request's fields, shared by every command that runs scenarios."""
+    return {
+        "tree": tree,
+        "kconfig": extra,
+        "scenarios": scenarios,
+        "accel": accel,
+        "out_dir": out_dir,
+        "run_timeout": run_timeout,
+        "repeat": repeat,
+        "seed": seed,
+        "command": tuple(sys.argv),
+    }
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Kernel object-lifetime regression harness.
@@ -211,15 +235,7 @@ def run(
       HARNESS_ACCEL=tcg harness run scenarios/gpio-sim-plug-cycle.yaml --repeat 5 --out /tmp/r
     """
     request = pipeline.RunRequest(
-        tree=tree,
-        kconfig=extra,
-        scenarios=scenarios,
-        accel=accel,
-        out_dir=out_dir,
-        run_timeout=run_timeout,
-        repeat=repeat,
-        seed=seed,
-        command=tuple(sys.argv),
+        **_run_fields(tree, extra, scenarios, accel, out_dir, run_timeout, repeat, seed)
     )
     with _stage():
         outcome = pipeline.run_scenarios(request)
@@ -298,15 +314,7 @@ def series(
     if (series_path is None) == (head is None):
         _fail("give exactly one of --series FILE|DIR and --head REV")
     request = series_mod.SeriesRequest(
-        tree=tree,
-        kconfig=extra,
-        scenarios=scenarios,
-        accel=accel,
-        out_dir=out_dir,
-        run_timeout=run_timeout,
-        repeat=repeat,
-        seed=seed,
-        command=tuple(sys.argv),
+        **_run_fields(tree, extra, scenarios, accel, out_dir, run_timeout, repeat, seed),
         base=base,
         series=series_path,
         head=head,

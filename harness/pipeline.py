@@ -77,6 +77,10 @@ class RunOutcome:
 
 
 def load(request: ConfigRequest) -> list[Scenario]:
+    """The request's scenarios, checked with its other input files before any work."""
+    for path in request.kconfig:
+        if not Path(path).is_file():
+            raise PipelineError(f"--kconfig {path}: no such file")
     try:
         return load_scenarios(resolve(list(request.scenarios)))
     except SchemaErrors as exc:
@@ -106,9 +110,6 @@ def config_kernel(
     request: ConfigRequest, tree: KernelTree, scenarios: list[Scenario]
 ) -> ConfigResult:
     names = [name for sc in scenarios for name in sc.kconfig]
-    for path in request.kconfig:
-        if not Path(path).is_file():
-            raise PipelineError(f"--kconfig {path}: no such file")
     try:
         fragments = kconfig.FragmentSet.for_scenarios(names, [Path(p) for p in request.kconfig])
         return configure(tree, fragments)
@@ -187,14 +188,14 @@ def run_scenarios(request: RunRequest) -> RunOutcome:
 
     junit.xml and summary.json are written on every way out, interrupts included.
     """
+    selected = load(request)  # bad input fails at once, not after waiting for the tree
     with tree_in_use(request):
-        return _run_scenarios(request)
+        return _run_scenarios(request, selected)
 
 
-def _run_scenarios(request: RunRequest) -> RunOutcome:
+def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
     started = time.monotonic()
     install_signal_handlers()
-    selected = load(request)
     out = Path(request.out_dir).resolve()
     shutil.rmtree(out / "boots", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """Bad input files give file:line errors and exit 2 from the CLI, never a traceback."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,15 @@ ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / "tests" / "data" / "logs"
 
 
-def harness(*args: str) -> subprocess.CompletedProcess:
+def harness(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it; ``env`` adds to the environment."""
     return subprocess.run(
         [sys.executable, "-m", "harness.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -7,12 +7,12 @@ after a failure works.
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from harness import vcs
+from tests.test_inputs import harness
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -165,17 +165,6 @@ def test_import_tree_makes_one_commit_of_everything_even_what_gitignore_hides(tm
     commit = vcs.import_tree(tree, "Linux 6")
     assert git(tree, "ls-files") == ".gitignore\nMakefile"
     assert vcs.import_tree(tree, "again") == commit
-
-
-def harness(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_series_cli_exit_3_for_a_patch_that_does_not_apply(repo, tmp_path, cache):
