@@ -1,4 +1,4 @@
-"""Command line: harness run | series | build | config | check | list | log."""
+"""Command line: harness run | series | bisect | build | config | check | list | log."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from harness import accel, pipeline, splats, textfile
+from harness import bisect as bisect_mod
 from harness import series as series_mod
 
 TREE_HELP = (
@@ -322,6 +323,78 @@ def series(
     )
     with _stage():
         outcome = series_mod.run_series(request)
+    sys.exit(outcome.exit_code)
+
+
+@main.command(name="bisect")
+@click.argument("scenario")
+@click.option("--good", required=True, help="a commit without the bug")
+@click.option("--bad", required=True, help="a commit with the bug")
+@click.option(
+    "--tree",
+    help="git repository (never checked out or modified: the harness works in its own "
+    "worktree in the cache); default: Debian's linux-source-6.12, a repository once",
+)
+@click.option("--kconfig", "extra", multiple=True, help=KCONFIG_HELP)
+@click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    help="runs per commit (default: from the bad commit's reproduction rate, "
+    "for a 1% chance of calling a commit with the bug good)",
+)
+@click.option("--title", help="the splat to bisect when the bad commit shows several")
+@click.option("--fix", is_flag=True, help="find the commit that fixed it (--bad is older)")
+@click.option("--out", "out_dir", default="results", show_default=True, help="results directory")
+@ACCEL_OPTION
+@SEED_OPTION
+@TIMEOUT_OPTION
+def bisect_cmd(
+    scenario: str,
+    good: str,
+    bad: str,
+    tree: str | None,
+    extra: tuple[str, ...],
+    runs: int | None,
+    title: str | None,
+    fix: bool,
+    out_dir: str,
+    accel: str,
+    seed: int | None,
+    run_timeout: float,
+) -> None:
+    """The commit that introduced (--fix: fixed) the bug SCENARIO finds.
+
+    Checks the endpoints first (the bad commit's reproduction rate, the good
+    commit's clean runs), sizes the runs per commit from that rate, drives git
+    bisect in the harness worktree (incremental builds), counts only the
+    target bug as a reproduction: another crash is listed, and is good if the
+    scenario ran to its end, skip if it cut the run short; a build, boot or
+    fixture failure is skip. --out gets junit.xml, summary.json, bisect.md,
+    bisect.log and steps/ (every tested commit's run).
+
+    \b
+    Exit status:
+      0  found the commit
+      1  inconclusive (the reason is the last line)
+      2  bad input (option, scenario, revision)
+      3  the tree or an endpoint could not be built
+
+    \b
+    Examples:
+      harness bisect gpio-sim-remove-under-readers --tree ~/linux --good v6.11 --bad v6.12
+      harness bisect mtd-spi-nor-unbind-during-read --good HEAD~8 --bad HEAD --runs 5
+      harness bisect nvmem-unbind-at24-during-read --tree ~/linux --bad v6.12 --good fix --fix
+    """
+    request = bisect_mod.BisectRequest(
+        **_run_fields(tree, extra, (scenario,), accel, out_dir, run_timeout, None, seed),
+        good=good,
+        bad=bad,
+        runs=runs,
+        title=title,
+        fix=fix,
+    )
+    with _stage():
+        outcome = bisect_mod.run_bisect(request)
     sys.exit(outcome.exit_code)
 
 

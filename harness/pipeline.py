@@ -13,7 +13,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +59,8 @@ class ExecRequest(BuildRequest):
     accel: str = "auto"
     out_dir: str = "results"
     run_timeout: float = 3600.0
+    # after each boot, given the finished results: a reason to run no more (bisection)
+    enough: Callable[[list[ItemResult]], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,26 @@ def open_kernel_tree(request: ConfigRequest) -> KernelTree:
         raise PipelineError(str(exc)) from exc
 
 
+def open_repository(request: ConfigRequest) -> Path:
+    """The repository a series or a bisection works on: --tree's, or the default tree's.
+
+    Unlike open_kernel_tree, the user's checkout is not checked for an in-place
+    build: nothing is built in it, the harness works in its own worktree.
+    """
+    if request.tree is None:
+        try:
+            return default_tree(restore=False).path
+        except TreeError as exc:
+            raise PipelineError(str(exc)) from exc
+    path = Path(request.tree).expanduser().resolve()
+    if not vcs.is_repository(path):
+        raise PipelineError(
+            f"--tree {path} is not a git repository: series and bisection need commits "
+            "(pass a git checkout, or no --tree for the default tree)"
+        )
+    return Path(vcs.git(path, "rev-parse", "--show-toplevel"))
+
+
 def config_kernel(
     request: ConfigRequest, tree: KernelTree, scenarios: list[Scenario]
 ) -> ConfigResult:
@@ -151,6 +173,7 @@ def exec_runner(
         out,
         time.monotonic() + request.run_timeout,
         modules=record.modules,
+        enough=request.enough,
     )
 
 

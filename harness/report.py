@@ -18,7 +18,8 @@ from junit_xml import TestCase, TestSuite, to_xml_report_string
 from harness.compare import Comparison, table
 from harness.run import BootRecord, ItemResult
 
-if TYPE_CHECKING:  # series.py writes its results through this module
+if TYPE_CHECKING:  # series.py and bisect.py write their results through this module
+    from harness.bisect import BisectOutcome
     from harness.series import SeriesOutcome
 
 
@@ -97,7 +98,9 @@ def junit_suite(results: list[ItemResult], boots: list[BootRecord], info: RunInf
                 output="\n".join(result.violations),
                 failure_type="expectation",
             )
-        if result.error:
+        if result.status == "skipped":
+            case.add_skipped_info(message=result.error or "not run")
+        elif result.error:
             case.add_error_info(message=result.error.splitlines()[0], output=result.error)
         cases.append(case)
     outside = [s for boot in boots for s in boot.outside_splats]
@@ -136,7 +139,10 @@ def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: R
         "duration_s": info.duration_s,
         "interrupted": info.interrupted,
         "harness_error": info.harness_error,
-        "counts": {s: sum(1 for r in results if r.status == s) for s in ("pass", "fail", "error")},
+        "counts": {
+            s: sum(1 for r in results if r.status == s)
+            for s in ("pass", "fail", "error", "skipped")
+        },
         "items": [
             {
                 "id": r.item.id,
@@ -261,3 +267,60 @@ def write_series(out: Path, outcome: SeriesOutcome) -> None:
     }
     _atomic_write(out / "summary.json", json.dumps(summary, indent=1))
     _atomic_write(out / "report.md", series_report_text(outcome))
+
+
+def bisect_report_text(outcome: BisectOutcome) -> str:
+    """bisect.md: the result, the target, the table of tested commits, how to reproduce."""
+    lines = [f"bisect {outcome.scenario}: {outcome.result}", ""]
+    if outcome.target:
+        lines.append(f"target: {outcome.target}")
+    if outcome.rate:
+        lines.append(
+            f"rate on the bad commit: {outcome.rate}; {outcome.runs_per_commit} run(s) per commit"
+        )
+    if outcome.others:
+        lines.append(
+            f"other crashes seen (never counted as the target): {'; '.join(outcome.others)}"
+        )
+    lines += [
+        "",
+        "tested commits (runs: X reproduced, . clean, o other crash, c cut short, "
+        "e no verdict, - not run):",
+    ]
+    lines += [f"  {t.line()}" for t in outcome.tested]
+    lines += ["", "reproduce:", f"  {' '.join(outcome.command)}"]
+    lines += [f"  {t.role}: {t.repro}" for t in outcome.tested]
+    return "\n".join(lines) + "\n"
+
+
+def write_bisect(out: Path, outcome: BisectOutcome) -> None:
+    """junit.xml (one testcase; a failure when inconclusive), summary.json, bisect.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    case = TestCase(
+        name=f"bisect {outcome.scenario}",
+        classname="bisect",
+        elapsed_sec=outcome.duration_s,
+        stdout=bisect_report_text(outcome),
+    )
+    if outcome.exit_code != 0:
+        case.add_failure_info(message=outcome.result, failure_type="inconclusive")
+    props = {"result": outcome.result, "target": outcome.target or "", "rate": outcome.rate}
+    if outcome.culprit:
+        props.update({f"culprit_{k}": str(v) for k, v in outcome.culprit.items()})
+    suite = TestSuite("lifetime-harness bisect", [case], properties=props)
+    _atomic_write(out / "junit.xml", to_xml_report_string([suite]))
+    summary = {
+        "command": outcome.command,
+        "exit_code": outcome.exit_code,
+        "result": outcome.result,
+        "culprit": outcome.culprit,
+        "target": outcome.target,
+        "other_crashes": outcome.others,
+        "rate": outcome.rate,
+        "runs_per_commit": outcome.runs_per_commit,
+        "skipped_candidates": outcome.skipped,
+        "duration_s": outcome.duration_s,
+        "tested": [t.to_json() for t in outcome.tested],
+    }
+    _atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    _atomic_write(out / "bisect.md", bisect_report_text(outcome))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +50,7 @@ class Item:
 @dataclass
 class ItemResult:
     item: Item
-    status: str = "error"  # pass | fail | error
+    status: str = "error"  # pass | fail | error | skipped (not run: enough was seen)
     guest: dict | None = None
     splats: list[Splat] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
@@ -109,8 +110,11 @@ class Runner:
         out_dir: Path,
         run_deadline: float,
         modules: dict[str, str] | None = None,
+        enough: Callable[[list[ItemResult]], str | None] | None = None,
     ):
         self.kernel_image = kernel_image
+        # after each boot: a reason to stop running the rest (bisection: reproduced)
+        self.enough = enough
         self.modules = modules or {}  # helper kernel modules the guest may insmod
         self.accel = accel
         self.out = out_dir
@@ -157,6 +161,14 @@ class Runner:
                 return
             done = self._boot(cmdline, pending, results, why)
             pending = [item for item in pending if item.id not in done]
+            finished = [results[i.id] for i in group if i not in pending]
+            stop = self.enough(finished) if self.enough else None
+            if stop and pending:
+                say(f"not running {len(pending)} more item(s): {stop}")
+                for item in pending:
+                    results[item.id].error = f"not run: {stop}"
+                    results[item.id].status = "skipped"
+                return
             if pending and self.boots:
                 why = f"reboot: {self.boots[-1].left_because or 'boot ended early'}"
 

@@ -19,7 +19,6 @@ from harness import compare, pipeline, report, vcs
 from harness.pipeline import PipelineError, RunOutcome, RunRequest
 from harness.progress import say
 from harness.scenario import Scenario
-from harness.tree import TreeError, default_tree
 
 # Why 3: a lifetime race that reproduces in most runs is caught on one side
 # and the other side's 3 clean runs make "fixed" more than luck, at a cost of
@@ -72,22 +71,6 @@ class SeriesOutcome:
     duration_s: float = 0.0
 
 
-def repository(request: SeriesRequest) -> Path:
-    """The repository series apply to: --tree's, or the default tree (a repository once)."""
-    if request.tree is None:
-        try:
-            return default_tree(restore=False).path
-        except TreeError as exc:
-            raise PipelineError(str(exc)) from exc
-    path = Path(request.tree).expanduser().resolve()
-    if not vcs.is_repository(path):
-        raise PipelineError(
-            f"--tree {path} is not a git repository: a series needs commits "
-            "(pass a git checkout, or no --tree for the default tree)"
-        )
-    return Path(vcs.git(path, "rev-parse", "--show-toplevel"))
-
-
 def select(
     scenarios: list[Scenario], touched: list[str], affected: bool
 ) -> tuple[list[Scenario], dict[str, str]]:
@@ -137,7 +120,7 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
     scenarios = pipeline.load(request)
     out = Path(request.out_dir).resolve()
     command = list(request.command or sys.argv)
-    repo = repository(request)
+    repo = pipeline.open_repository(request)
     try:
         with vcs.worktree(repo) as worktree:
             if vcs.harness_owned(repo):  # its HEAD is where the last series left it

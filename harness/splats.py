@@ -582,17 +582,25 @@ def _kasan_bug_type(title: str) -> str:
     return m.group(1) if m else ""
 
 
+# Reports of one bad memory access, whichever detector got there first.
+_BAD_ACCESS = {"kasan", "oops"}
+
+
 def same_bug(a: Splat, b: Splat) -> bool:
     """Whether two reports are one bug, as a kernel developer reads them.
 
     Same kind and same normalised title; or the same bug type (and access)
     with one report's function in the top of the other's call trace; or, for
     KASAN, the same bug type on an object allocated and freed at the same
-    sites, or on objects freed by the same driver remove callback.
+    sites, or on objects freed by the same driver remove callback; a KASAN
+    report and a GPF or paging fault in the same function.
     """
+    ta, tb = normalized_title(a.title), normalized_title(b.title)
+    if {a.kind, b.kind} <= _BAD_ACCESS and a.kind != b.kind:
+        # KASAN caught it in one run, the MMU (GPF, paging fault) in another
+        return ta.rpartition(" in ")[2] == tb.rpartition(" in ")[2]
     if a.kind != b.kind:
         return False
-    ta, tb = normalized_title(a.title), normalized_title(b.title)
     if ta == tb:
         return True
     if a.kind == "kasan" and _kasan_bug_type(ta) == _kasan_bug_type(tb):

@@ -131,6 +131,14 @@ def resolve(repo: Path, rev: str) -> str:
         raise RevisionError(f"{rev!r} is not a commit in {repo}") from None
 
 
+def is_ancestor(repo: Path, old: str, new: str) -> bool:
+    try:
+        git(repo, "merge-base", "--is-ancestor", old, new)
+    except VcsError:
+        return False
+    return True
+
+
 def subject(repo: Path, rev: str) -> str:
     return git(repo, "log", "-1", "--format=%s", rev)
 

@@ -216,3 +216,13 @@ def test_two_objects_one_remove_callback_freed_are_one_bug():
     assert splats.same_bug(spi_device, CONTROLLER)
     assert splats.kasan_remover(REGMAP) is None  # devres under i2c_device_remove: no driver code
     assert not splats.same_bug(spi_device, SPI_NOR_READ)
+
+
+def test_kasan_and_a_fault_in_one_function_are_one_bad_access():
+    gpf = next(s for s in splats_of("harness-mtd-unbind-controller.log") if s.kind == "oops")
+    assert gpf.title == "general protection fault in spi_mem_adjust_op_size"
+    kasan_there = replace(
+        gpf, kind="kasan", title="KASAN: slab-use-after-free Read in spi_mem_adjust_op_size"
+    )
+    assert splats.same_bug(gpf, kasan_there)
+    assert not splats.same_bug(gpf, SPI_NOR_READ)

@@ -108,5 +108,5 @@ def test_junit_content(tmp_path):
     assert error.get("message") == "timeout: no result within 900 s"
     assert cases["kernel log outside scenarios"].find("failure").get("message") == "WARNING in foo"
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["counts"] == {"pass": 1, "fail": 1, "error": 1}
+    assert summary["counts"] == {"pass": 1, "fail": 1, "error": 1, "skipped": 0}
     assert summary["items"][1]["splats"][0]["title"].startswith("KASAN")
