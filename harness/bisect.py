@@ -253,6 +253,16 @@ class _Bisector:
             )
 
 
+def _mark(worktree: vcs.Worktree, term: str) -> str:
+    """git bisect good/bad/skip; its words (it exits 2 when only skipped commits are left)."""
+    try:
+        return vcs.git(worktree.path, "bisect", term, identity=True)
+    except vcs.VcsError as exc:
+        if "only 'skip'ped commits left" in str(exc):
+            return str(exc)
+        raise
+
+
 def _range_steps(repo: Path, old: str, new: str) -> int:
     count = int(vcs.git(repo, "rev-list", "--count", f"{old}..{new}"))
     return max(1, math.ceil(math.log2(count))) if count > 1 else 1
@@ -390,8 +400,8 @@ def _bisect(
             step += 1
             commit = vcs.git(worktree.path, "rev-parse", "HEAD")
             tested = b.test(commit, f"step {step} of ~{steps}", per_commit, 1)
-            said = vcs.git(worktree.path, "bisect", mark.get(tested.verdict, "skip"), identity=True)
+            said = _mark(worktree, mark.get(tested.verdict, "skip"))
     finally:
         log = log or vcs.git(worktree.path, "bisect", "log")
         (b.out / "bisect.log").write_text(log + "\n")
-        vcs.git(worktree.path, "bisect", "reset", "--quiet")
+        vcs.git(worktree.path, "bisect", "reset")

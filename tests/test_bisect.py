@@ -70,3 +70,71 @@ def test_bisect_cli_bad_input(repo, tmp_path):  # noqa: F811
     done = harness(*args, "--good", "nope", "--bad", "HEAD", env=env)
     assert done.returncode == 2 and "'nope' is not a commit" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+class Scripted(bisect._Bisector):
+    """The git bisect driver over a real repository, with each commit's verdict scripted."""
+
+    def __init__(self, request, worktree, verdicts):
+        super().__init__(request, SCENARIO.path, worktree)
+        self.verdicts = verdicts
+        self.target = SPI_NOR_READ
+
+    def test(self, commit, role, runs, stop_after):
+        verdict = self.verdicts[commit]
+        outcome = {"bad": "reproduced", "good": "clean", "skip": "no-verdict"}[verdict]
+        runs_seen = [bisect.RunSeen("x", "fail", outcome, [])]
+        tested = bisect.Tested(commit, "", role, verdict, "", runs=runs_seen, build_s=1.0)
+        self.tested.append(tested)
+        return tested
+
+
+def line_history(repo, n):  # noqa: F811
+    commits = [git(repo, "rev-parse", "HEAD")]
+    for i in range(n):
+        (repo / "drivers" / "a.c").write_text(f"int a = {i};\n")
+        git(repo, "commit", "-q", "-a", "-m", f"commit {i + 1}")
+        commits.append(git(repo, "rev-parse", "HEAD"))
+    return commits
+
+
+def drive(repo, tmp_path, verdicts, old, new, fix=False):  # noqa: F811
+    from harness import vcs
+
+    request = bisect.BisectRequest(out_dir=str(tmp_path / "out"), fix=fix, runs=1)
+    with vcs.worktree(repo) as wt:
+        b = Scripted(request, wt, verdicts)
+        (tmp_path / "out").mkdir(exist_ok=True)
+        good, bad = (new, old) if fix else (old, new)
+        return bisect._bisect(b, request, repo, wt, good, bad, old, new)
+
+
+def test_git_bisect_driver_finds_the_culprit_and_keeps_the_log(repo, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    c = line_history(repo, 8)
+    verdicts = {x: ("good" if i < 6 else "bad") for i, x in enumerate(c)}
+    verdicts[c[4]] = "skip"
+    outcome = drive(repo, tmp_path, verdicts, c[0], c[8])
+    assert outcome.exit_code == 0 and outcome.culprit["commit"] == c[6]
+    assert outcome.culprit["subject"] == "commit 6"
+    assert "# first bad commit" in (tmp_path / "out" / "bisect.log").read_text()
+    assert len([t for t in outcome.tested if t.role.startswith("step")]) <= 5
+
+
+def test_git_bisect_driver_says_inconclusive_among_skipped(repo, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    c = line_history(repo, 4)
+    verdicts = {c[0]: "good", c[1]: "good", c[2]: "skip", c[3]: "skip", c[4]: "bad"}
+    outcome = drive(repo, tmp_path, verdicts, c[0], c[4])
+    assert outcome.exit_code == 1
+    assert outcome.result.startswith("inconclusive: the culprit is among skipped commits")
+    assert set(outcome.skipped) >= {c[2], c[3]}
+
+
+def test_fix_bisection_finds_the_first_commit_without_the_bug(repo, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    c = line_history(repo, 6)
+    verdicts = {x: ("bad" if i < 4 else "good") for i, x in enumerate(c)}
+    outcome = drive(repo, tmp_path, verdicts, c[0], c[6], fix=True)
+    assert outcome.exit_code == 0 and outcome.culprit["commit"] == c[4]
+    assert "fixed" in outcome.result
