@@ -118,10 +118,7 @@ def main() -> int:
         f"  head build (incremental):   {head['build_s']:7.1f} s  "
         f"({head['objects_compiled']} objects; goal <= 60 s)"
     )
-    print(
-        f"baseline: 2 x harness run:    {baseline_s:7.1f} s  "
-        f"({sides})"
-    )
+    print(f"baseline: 2 x harness run:    {baseline_s:7.1f} s  " f"({sides})")
     print(f"ratio A/B / baseline:         {results['ratio']:7.3f}  (same result: {same})")
     (ROOT / "benchmarks" / "results-series.json").write_text(json.dumps(results, indent=1) + "\n")
     return 0 if same else 1

@@ -1,9 +1,7 @@
 """Real boots: `harness bisect` over a made-up history on the default 6.12 tree.
 
-Eight commits on the imported commit: docs and harmless driver edits, an
-unrelated WARN on a path gpio-sim-remove-under-readers hits (commit 2), a
-build break (commit 4, repaired by commit 5) and the injected lifetime bug of
-tests/data/series/gpio-sim-value-map-freed-early (commit 6). The bisection
+The history of tests/history.py (a WARN at commit 2, a build break at 4,
+the injected gpio-sim lifetime bug at 6, docs around them). The bisection
 must name commit 6, skip the build break, and list the WARN as another crash
 (never as the target), in about log2(8) steps with incremental builds.
 """
@@ -17,62 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import paths, vcs
 from harness.tree import default_tree
+from tests.history import BUILD_BREAK, CULPRIT, SCENARIO, TARGET, make_history
 
 pytestmark = pytest.mark.boot
 
 ROOT = Path(__file__).resolve().parents[1]
-SIM = "drivers/gpio/gpio-sim.c"
-DOC = "Documentation/admin-guide/gpio/gpio-sim.rst"
-# the bad commit's first splat is the unrelated WARN (at the first line request): name the bug
-TARGET = "KASAN: slab-use-after-free Read in __bitmap_replace"
-INJECTED = ROOT / "tests" / "data" / "series" / "gpio-sim-value-map-freed-early"
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
-
-
-def commit(tree: Path, subject: str) -> str:
-    vcs.git(tree, "commit", "-q", "-a", "-m", subject, identity=True)
-    return vcs.git(tree, "rev-parse", "HEAD")
-
-
-def make_history(repo: Path, where: Path) -> list[str]:
-    """Commits 1..8 on the import, in a scratch worktree; kept under refs/harness/test-bisect."""
-    vcs.git(repo, "worktree", "add", "-q", "--detach", str(where), vcs.IMPORT_REF)
-    sim, doc = where / SIM, where / DOC
-    history = [vcs.resolve(repo, vcs.IMPORT_REF)]
-    edit(doc, "gpio-sim", "gpio-sim (the GPIO simulator)")
-    history.append(commit(where, "docs: gpio-sim: name the simulator"))
-    edit(
-        sim,
-        "\tstruct gpio_sim_chip *chip = gpiochip_get_data(gc);\n\n\tscoped_guard(mutex, "
-        "&chip->lock)\n\t\t__set_bit(offset, chip->request_map);",
-        "\tstruct gpio_sim_chip *chip = gpiochip_get_data(gc);\n\n"
-        '\tWARN_ONCE(offset == 0, "gpio-sim: line 0 requested\\n");\n'
-        "\tscoped_guard(mutex, &chip->lock)\n\t\t__set_bit(offset, chip->request_map);",
-    )
-    history.append(commit(where, "gpio: sim: warn when line 0 is requested (unrelated WARN)"))
-    edit(doc, "GPIO simulator", "GPIO simulator, a testing module")
-    history.append(commit(where, "docs: gpio-sim: say what it is for"))
-    edit(sim, "static DEFINE_IDA(gpio_sim_ida);", "static DEFINE_IDA(gpio_sim_ida)")
-    history.append(commit(where, "gpio: sim: drop a semicolon (breaks the build)"))
-    edit(sim, "static DEFINE_IDA(gpio_sim_ida)", "static DEFINE_IDA(gpio_sim_ida);")
-    history.append(commit(where, "gpio: sim: put the semicolon back"))
-    (patch,) = vcs.series_files(INJECTED)
-    vcs.git(where, "am", "-q", "--3way", str(patch), identity=True)
-    history.append(vcs.git(where, "rev-parse", "HEAD"))
-    edit(doc, "a testing module", "a module for testing")
-    history.append(commit(where, "docs: gpio-sim: wording"))
-    edit(sim, "/* Default to input mode. */", "/* Every line starts as an input. */")
-    history.append(commit(where, "gpio: sim: reword a comment"))
-    vcs.git(repo, "update-ref", "refs/harness/test-bisect", history[-1])
-    vcs.git(repo, "worktree", "remove", "--force", str(where))
-    return history
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +33,7 @@ def test_bisect_names_the_lifetime_bug_commit_past_a_build_break_and_a_warn(hist
     out = tmp_path / "bisect"
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "bisect", "gpio-sim-remove-under-readers"]
+        [sys.executable, "-m", "harness.cli", "bisect", SCENARIO]
         + ["--good", history[0], "--bad", history[-1], "--out", str(out), "--title", TARGET],
         cwd=ROOT,
         text=True,
@@ -104,22 +52,21 @@ def test_bisect_names_the_lifetime_bug_commit_past_a_build_break_and_a_warn(hist
         + "\n"
     )
     assert proc.returncode == 0, summary["result"]
-    assert summary["culprit"]["commit"] == history[6]
+    assert summary["culprit"]["commit"] == history[CULPRIT]
     assert summary["culprit"]["title"] == TARGET
     tested = {t["commit"]: t for t in summary["tested"]}
     steps = [t for t in summary["tested"] if t["role"].startswith("step")]
     assert len(steps) <= 5, "about log2(8) steps"
     for t in summary["tested"]:
-        if t["commit"] == history[4]:
+        if t["commit"] == history[BUILD_BREAK]:
             assert t["verdict"] == "skip" and t["why"].startswith("not built")
-        if t["commit"] in history[2:6] and t["commit"] != history[4]:
+        if t["commit"] in history[2:6] and t["commit"] != history[BUILD_BREAK]:
             assert t["verdict"] == "good", t
     assert "WARNING in gpio_sim_request" in summary["other_crashes"]
-    warned = [t for c, t in tested.items() if c in history[2:6] and c != history[4]]
+    warned = [t for c, t in tested.items() if c in history[2:6] and c != history[BUILD_BREAK]]
     assert any("other crash: WARNING in gpio_sim_request" in t["why"] for t in warned)
     builds = [t["build_s"] for t in steps if t["build_s"] is not None]
     assert builds and max(builds) < 300, "incremental builds"
     log = (out / "bisect.log").read_text()
-    assert "git bisect start" in log and f"# first bad commit: [{history[6]}]" in log
+    assert "git bisect start" in log and f"# first bad commit: [{history[CULPRIT]}]" in log
     assert (out / "junit.xml").exists() and "failure" not in (out / "junit.xml").read_text()
-    assert paths.cache_dir().exists()
