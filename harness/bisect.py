@@ -399,6 +399,8 @@ def _bisect(
                 )
             step += 1
             commit = vcs.git(worktree.path, "rev-parse", "HEAD")
+            left = re.search(r"roughly (\d+) step", said)
+            steps = int(left.group(1)) + step if left else steps
             tested = b.test(commit, f"step {step} of ~{steps}", per_commit, 1)
             said = _mark(worktree, mark.get(tested.verdict, "skip"))
     finally:
