@@ -8,7 +8,7 @@ empty build cache with ccache disabled. The naive run treats every non-zero
 builds, wall time and whether each named the right commit; writes
 benchmarks/results-bisect.json.
 
-    .venv/bin/python benchmarks/bisect.py
+    .venv/bin/python benchmarks/bisection.py
 """
 
 from __future__ import annotations
