@@ -30,6 +30,13 @@ from harness.tree import default_tree  # noqa: E402
 from tests.history import CULPRIT, SCENARIO, TARGET, make_history  # noqa: E402
 
 
+def checkout(where: Path, commit: str) -> None:
+    """A checkout of the history of its own, as a user's repository would be."""
+    vcs.git(
+        default_tree(restore=False).path, "worktree", "add", "-q", "--detach", str(where), commit
+    )
+
+
 def env_for(cache: Path) -> dict[str, str]:
     return {**os.environ, "HARNESS_CACHE": str(cache), "CCACHE_DISABLE": "1"}
 
@@ -42,15 +49,7 @@ def harness_bisect(history: list[str], work: Path) -> dict:
     args += ["--bad", history[-1], "--title", TARGET, "--out", str(out)]
     # its own checkout of the history: a user's repository, so a cold worktree and build
     repo = work / "repo"
-    vcs.git(
-        default_tree(restore=False).path,
-        "worktree",
-        "add",
-        "-q",
-        "--detach",
-        str(repo),
-        history[-1],
-    )
+    checkout(repo, history[-1])
     started = time.monotonic()
     with (work / "harness-bisect.log").open("w") as sink:
         code = subprocess.run(
@@ -76,15 +75,7 @@ def harness_bisect(history: list[str], work: Path) -> dict:
 
 def naive_bisect(history: list[str], work: Path) -> dict:
     repo = work / "naive"
-    vcs.git(
-        default_tree(restore=False).path,
-        "worktree",
-        "add",
-        "-q",
-        "--detach",
-        str(repo),
-        history[-1],
-    )
+    checkout(repo, history[-1])
     cache = work / "naive-cache"
     cache.mkdir()
     run = [

@@ -186,6 +186,11 @@ ACCEL_OPTION = click.option(
     help="auto: KVM if the kernel under test boots under it (probed), else TCG; "
     "a KVM boot that prints nothing falls back to TCG",
 )
+REPO_OPTION = click.option(
+    "--tree",
+    help="git repository (never checked out or modified: the harness works in its own "
+    "worktree in the cache); default: Debian's linux-source-6.12, a repository once",
+)
 SEED_OPTION = click.option("--seed", type=int, help="override the scenarios' seed")
 TIMEOUT_OPTION = click.option(
     "--timeout",
@@ -254,11 +259,7 @@ def run(
     "order with git am --3way on --base",
 )
 @click.option("--head", help="compare --base with this commit instead of applying a series")
-@click.option(
-    "--tree",
-    help="git repository (never checked out or modified: the harness works in its own "
-    "worktree in the cache); default: Debian's linux-source-6.12, a repository once",
-)
+@REPO_OPTION
 @click.option("--kconfig", "extra", multiple=True, help=KCONFIG_HELP)
 @click.option(
     "--repeat",
@@ -330,11 +331,7 @@ def series(
 @click.argument("scenario")
 @click.option("--good", required=True, help="a commit without the bug")
 @click.option("--bad", required=True, help="a commit with the bug")
-@click.option(
-    "--tree",
-    help="git repository (never checked out or modified: the harness works in its own "
-    "worktree in the cache); default: Debian's linux-source-6.12, a repository once",
-)
+@REPO_OPTION
 @click.option("--kconfig", "extra", multiple=True, help=KCONFIG_HELP)
 @click.option(
     "--runs",
