@@ -204,3 +204,14 @@ def test_series_cli_refuses_a_tree_that_is_not_a_repository(tmp_path, cache):
     done = harness("series", "--tree", str(plain), "--base", "HEAD", "--head", "HEAD")
     assert done.returncode == 2
     assert "is not a git repository" in done.stderr
+
+
+def test_series_with_head_on_a_repository_that_is_no_kernel_tree(repo, tmp_path, cache):
+    before = user_state(repo)
+    args = ["series", "gpio-sim-plug-cycle", "--tree", str(repo), "--base", "HEAD~1"]
+    args += ["--head", "HEAD", "--out", str(tmp_path / "r")]
+    done = harness(*args, env={"HARNESS_CACHE": str(cache)})
+    assert done.returncode == 2, done.stderr
+    assert "is not a kernel source tree" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert user_state(repo) == before
