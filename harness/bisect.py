@@ -203,9 +203,8 @@ class _Bisector:
             build_s=build.get("duration_s"),
             objects=build.get("objects_compiled"),
             out=str(out),
-            repro=(
-                f"git -C {self.worktree.path} checkout -q --detach {commit} && "
-                f"harness run {self.scenario} --tree {self.worktree.path} --repeat {runs}"
+            repro=pipeline.commit_repro_command(
+                self.request, self.worktree.path, commit, [self.scenario], runs
             ),
         )
         if outcome.exit_code == pipeline.EXIT_INTERRUPTED:

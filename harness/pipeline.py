@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness import accel as accel_mod
@@ -195,15 +195,34 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def repro_command(request: RunRequest, item: Item, tree: KernelTree, accel: str) -> str:
-    """The command that re-runs exactly this item (tree, fragments, accelerator, seed)."""
+def _run_args(
+    request: RunRequest, scenarios: list[str], tree: Path, repeat: int, seed: int | None
+) -> list[str]:
+    """`harness run` with this request's tree, fragments, accelerator, repeat and seed."""
     exe = Path(sys.argv[0])
     program = str(exe.resolve()) if exe.name == "harness" and exe.exists() else "harness"
-    args = [program, "run", item.scenario.path, "--tree", str(tree.path), "--accel", accel]
-    args += ["--seed", str(item.seed), "--repeat", "1"]
+    args = [program, "run", *scenarios, "--tree", str(tree), "--accel", request.accel]
+    if seed is not None:
+        args += ["--seed", str(seed)]
+    args += ["--repeat", str(repeat)]
     for path in request.kconfig:
         args += ["--kconfig", str(Path(path).resolve())]
+    return args
+
+
+def repro_command(request: RunRequest, item: Item, tree: KernelTree, accel: str) -> str:
+    """The command that re-runs exactly this item (tree, fragments, accelerator, seed)."""
+    args = _run_args(replace(request, accel=accel), [item.scenario.path], tree.path, 1, item.seed)
     return shlex.join(args)
+
+
+def commit_repro_command(
+    request: RunRequest, worktree: Path, commit: str, scenarios: list[str], repeat: int
+) -> str:
+    """The command that re-runs one commit of a series or a bisection in the harness worktree."""
+    checkout = ["git", "-C", str(worktree), "checkout", "-q", "--detach", commit]
+    run = _run_args(request, scenarios, worktree, repeat, request.seed)
+    return f"{shlex.join(checkout)} && {shlex.join(run)}"
 
 
 def run_scenarios(request: RunRequest) -> RunOutcome:

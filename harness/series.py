@@ -9,7 +9,6 @@ the two sides' results into a verdict per scenario.
 
 from __future__ import annotations
 
-import shlex
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -89,17 +88,6 @@ def select(
     return chosen, left_out
 
 
-def _side_repro(request: SeriesRequest, worktree: Path, commit: str, names: list[str]) -> str:
-    run = ["harness", "run", *names, "--tree", str(worktree)]
-    run += ["--repeat", str(request.repeat), "--accel", request.accel]
-    if request.seed is not None:
-        run += ["--seed", str(request.seed)]
-    for path in request.kconfig:
-        run += ["--kconfig", str(Path(path).resolve())]
-    checkout = ["git", "-C", str(worktree), "checkout", "-q", "--detach", commit]
-    return f"{shlex.join(checkout)} && {shlex.join(run)}"
-
-
 def _head_commit(request: SeriesRequest, worktree: vcs.Worktree, base: str) -> str:
     if request.series:
         patches = vcs.series_files(Path(request.series))
@@ -138,7 +126,9 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
             paths = tuple(sc.path for sc in selected)
             for side, commit in (("base", base), ("head", head)):
                 info = SideInfo(side, commit, vcs.subject(repo, commit))
-                info.repro = _side_repro(request, worktree.path, commit, names)
+                info.repro = pipeline.commit_repro_command(
+                    request, worktree.path, commit, names, request.repeat
+                )
                 outcome.sides.append(info)
             for info in outcome.sides if selected else []:
                 say(f"{info.name}: {info.commit[:12]} {info.subject!r}")
