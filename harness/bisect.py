@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,13 +65,14 @@ class Tested:
     verdict: str  # bad | good | skip | unbuilt
     why: str
     runs: list[RunSeen] = field(default_factory=list)
-    build_s: float | None = None
+    build_s: float | None = None  # also for a failed build: what the step cost
     objects: int | None = None
+    built: bool = True
     out: str = ""
     repro: str = ""
 
     def line(self) -> str:
-        seen = " ".join(_RUN_MARK.get(r.outcome, "?") for r in self.runs) or "-"
+        seen = " ".join(_RUN_MARK[r.outcome] for r in self.runs if r.outcome != "not-run") or "-"
         build = f"{self.build_s:.0f} s" if self.build_s is not None else "-"
         return (
             f"{self.role:<14} {self.commit[:12]} {self.verdict:<5} build {build:>6}  "
@@ -178,9 +178,16 @@ class _Bisector:
         self.worktree.checkout(commit)
         out = self.out / "steps" / f"{len(self.tested) + 1:02d}-{commit[:12]}"
 
+        told: set[str] = set()
+
         def enough(finished: list[ItemResult]) -> str | None:
             self._target_from(finished)
             seen = [classify(r, self.target) for r in finished]
+            for i, s in enumerate(seen, 1):
+                if s.id not in told:
+                    told.add(s.id)
+                    what = "; ".join(s.titles) or s.why or s.status
+                    say(f"{role}: run {i} of {runs}: {s.outcome} ({what})")
             hits = sum(1 for s in seen if s.outcome == "reproduced")
             return f"reproduced {hits} time(s)" if hits >= stop_after else None
 
@@ -210,7 +217,7 @@ class _Bisector:
         if outcome.exit_code == pipeline.EXIT_INTERRUPTED:
             raise KeyboardInterrupt
         if outcome.exit_code in (pipeline.EXIT_BUILD, pipeline.EXIT_BAD_INPUT):
-            tested.verdict = "skip"
+            tested.verdict, tested.built = "skip", False
             tested.why = f"not built: {(outcome.info.harness_error or '').splitlines()[0]}"
         else:
             self._target_from(outcome.results)
@@ -272,7 +279,7 @@ def run_bisect(request: BisectRequest) -> BisectOutcome:
     pipeline.install_signal_handlers()
     (scenario,) = pipeline.load(request)
     repo = pipeline.open_repository(request)
-    command = list(request.command or sys.argv)
+    command = pipeline.invocation(request)
     out = Path(request.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -331,7 +338,7 @@ def _bisect(
 
     rate, per_commit, log = "", None, ""
     endpoint = b.test(bad, "bad endpoint", ENDPOINT_RUNS, ENDPOINT_REPRODUCTIONS)
-    if endpoint.verdict == "skip" and endpoint.build_s is None:
+    if not endpoint.built:
         raise PipelineError(f"the bad commit {bad[:12]} could not be built: {endpoint.why}", 3)
     hits = sum(1 for r in endpoint.runs if r.outcome == "reproduced")
     ran = sum(1 for r in endpoint.runs if r.outcome != "not-run")
@@ -354,7 +361,7 @@ def _bisect(
     )
     say(f"rate on the bad commit: {rate}; {per_commit} run(s) per commit ({why})")
     endpoint = b.test(good, "good endpoint", per_commit, 1)
-    if endpoint.verdict == "skip" and endpoint.build_s is None:
+    if not endpoint.built:
         raise PipelineError(f"the good commit {good[:12]} could not be built: {endpoint.why}", 3)
     if endpoint.verdict == "bad":
         return finish(EXIT_INCONCLUSIVE, f"the good commit already fails: {endpoint.why}")

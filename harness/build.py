@@ -29,6 +29,10 @@ from harness.tree import KernelTree
 class BuildError(Exception):
     """Configuration or compilation failed; the message says where to look."""
 
+    def __init__(self, message: str, duration_s: float | None = None):
+        super().__init__(message)
+        self.duration_s = duration_s  # what a failed compilation cost, for a bisection's table
+
 
 @dataclass(frozen=True)
 class ConfigResult:
@@ -230,7 +234,9 @@ def _build(config: ConfigResult, out: Path, use_ccache: bool) -> BuildRecord:
     duration = time.monotonic() - started
     if rc != 0:
         ticker.done(f"build: FAILED after {duration:.0f} s")
-        raise BuildError(f"kernel build failed (exit {rc}); full log: {log}\n{_tail(log)}")
+        raise BuildError(
+            f"kernel build failed (exit {rc}); full log: {log}\n{_tail(log)}", round(duration, 1)
+        )
     modules = build_helper_modules(config.tree.path, out, log, env)
     image = out / "arch" / "x86" / "boot" / "bzImage"
     release = subprocess.run(

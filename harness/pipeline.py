@@ -37,9 +37,10 @@ EXIT_INTERRUPTED = 130
 
 
 class PipelineError(Exception):
-    def __init__(self, message: str, code: int = EXIT_BAD_INPUT):
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT, build_s: float | None = None):
         super().__init__(message)
         self.code = code
+        self.build_s = build_s  # seconds a failed build ran, when it got that far
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def build_kernel(
     try:
         return result, build(result, use_ccache=request.use_ccache)
     except BuildError as exc:
-        raise PipelineError(str(exc), EXIT_BUILD) from exc
+        raise PipelineError(str(exc), EXIT_BUILD, exc.duration_s) from exc
 
 
 def choose_accel(request: ExecRequest, record: BuildRecord) -> accel_mod.Accel:
@@ -195,13 +196,23 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _program() -> str:
+    """The harness command as the user can type it (not cli.py under `python -m`)."""
+    exe = Path(sys.argv[0])
+    return str(exe.resolve()) if exe.name == "harness" and exe.exists() else "harness"
+
+
+def invocation(request: RunRequest) -> list[str]:
+    """The command line this request came from, for the results' reproduce line."""
+    args = list(request.command or sys.argv)
+    return [_program(), *args[1:]]
+
+
 def _run_args(
     request: RunRequest, scenarios: list[str], tree: Path, repeat: int, seed: int | None
 ) -> list[str]:
     """`harness run` with this request's tree, fragments, accelerator, repeat and seed."""
-    exe = Path(sys.argv[0])
-    program = str(exe.resolve()) if exe.name == "harness" and exe.exists() else "harness"
-    args = [program, "run", *scenarios, "--tree", str(tree), "--accel", request.accel]
+    args = [_program(), "run", *scenarios, "--tree", str(tree), "--accel", request.accel]
     if seed is not None:
         args += ["--seed", str(seed)]
     args += ["--repeat", str(repeat)]
@@ -242,7 +253,7 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
     shutil.rmtree(out / "boots", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     items = expand(selected, request.repeat, request.seed)
-    info = report.RunInfo(command=list(request.command or sys.argv))
+    info = report.RunInfo(command=invocation(request))
     tree = open_kernel_tree(request)
     info.properties.update(
         {
@@ -272,6 +283,8 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
     except PipelineError as exc:
         say(f"error: {exc}")
         info.harness_error = str(exc)
+        if exc.build_s is not None:
+            info.build = {"failed": True, "duration_s": exc.build_s}
         exit_code = exc.code
         why_none = f"not run: {str(exc).splitlines()[0]}"
     except KeyboardInterrupt:

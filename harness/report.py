@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -238,7 +239,7 @@ def series_report_text(outcome: SeriesOutcome) -> str:
         for label, bugs in (("new on head", c.new), ("gone on head", c.gone)):
             for bug in bugs:
                 lines += ["", f"{c.scenario}: {label}: {bug.title}", _trimmed(bug.splat.excerpt)]
-    lines += ["", "Reproduce:", f"  {' '.join(outcome.command)}"]
+    lines += ["", "Reproduce:", f"  {shlex.join(outcome.command)}"]
     for side in outcome.sides:
         lines.append(f"  {side.name}: {side.repro}")
     return "\n".join(lines) + "\n"
@@ -288,7 +289,7 @@ def bisect_report_text(outcome: BisectOutcome) -> str:
         "e no verdict, - not run):",
     ]
     lines += [f"  {t.line()}" for t in outcome.tested]
-    lines += ["", "reproduce:", f"  {' '.join(outcome.command)}"]
+    lines += ["", "reproduce:", f"  {shlex.join(outcome.command)}"]
     lines += [f"  {t.role}: {t.repro}" for t in outcome.tested]
     return "\n".join(lines) + "\n"
 

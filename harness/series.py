@@ -9,7 +9,6 @@ the two sides' results into a verdict per scenario.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -107,7 +106,7 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
         request = replace(request, repeat=DEFAULT_REPEAT)
     scenarios = pipeline.load(request)
     out = Path(request.out_dir).resolve()
-    command = list(request.command or sys.argv)
+    command = pipeline.invocation(request)
     repo = pipeline.open_repository(request)
     try:
         with vcs.worktree(repo) as worktree:
