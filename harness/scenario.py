@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from harness import paths, textfile
+from harness import kapi, paths, textfile
 from harness.yamlnodes import (
     Node,
     Reader,
@@ -32,7 +32,7 @@ from harness.yamlnodes import (
     string_list,
 )
 
-FIXTURE_TYPES = ("gpio-sim", "usb-i2c", "spi-nor")
+FIXTURE_TYPES = ("gpio-sim", "usb-i2c", "spi-nor", "revocable")
 # What the guest's emulators model (guest/chipmodels.py, guest/dln2.py).
 ADAPTERS = {"usb-i2c": ("dln2", "cp2112"), "spi-nor": ("dln2",)}
 # The kconfig fragments a fixture cannot work without; added to the scenario's own list.
@@ -46,6 +46,10 @@ def fixture_fragments(fixture: Fixture) -> tuple[str, ...]:
     return USB_ADAPTER_FRAGMENTS.get(fixture.adapter, ())
 
 
+# The kernel APIs (harness/kapi.py) a fixture cannot work without; added to the scenario's own.
+FIXTURE_APIS = {"revocable": ("revocable",)}
+
+
 EEPROMS = ("24c32", "24c64", "24c128", "24c256", "24c512")
 FLASHES = ("w25x05", "w25x10", "w25x20", "w25x40", "w25x80", "w25x16")
 CONTENTS = ("counter", "zero", "erased", "random")
@@ -56,6 +60,7 @@ WORKER_TYPES = (
     "open-close",
     "read-file",
     "write-read-back",
+    "revocable-read",
 )
 ACTION_TYPES = (
     "remove",
@@ -97,6 +102,9 @@ PROVOKE = (
 UNBIND_LEVELS = ("driver", "client", "adapter", "spi-device", "controller", "usb-interface")
 USB_FIXTURE_TYPES = ("usb-i2c", "spi-nor")
 ON_ERROR = ("stop", "continue", "reopen")
+# guest/modules/revocable_test: what its provider file takes as a revoke, what a revoked read says
+REVOKE_WORD = "resource_gone"
+REVOKED_ANSWER = "(null)"
 # What `cat` (coreutils' io_blksize) asks per read(): the size read-file uses unless told.
 CAT_BLOCK = 128 * 1024
 BLOCK_MAX = 16 * 1024 * 1024
@@ -142,6 +150,7 @@ class Fixture:
     kernel_consumer: bool = False  # usb-i2c: guest/modules/nvmem_consumer holds the nvmem
     content: str = "counter"  # initial chip content pattern
     seed: int = 0
+    data: str = ""  # revocable: the provider's resource, what consumers read until the revoke
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,7 @@ class Worker:
     whole_file: bool = False  # read-file without hold: each op reads 0..EOF, like `cat`
     block_size: int = CAT_BLOCK  # read-file: bytes asked per read() call
     max_ops: int = 0  # per thread and cycle; 0 = until the cycle ends
+    min_ops_after_removal: int = 0  # per thread, once its fixture was removed this cycle
 
 
 @dataclass(frozen=True)
@@ -215,6 +225,7 @@ class Scenario:
     repeat: int
     seed: int
     covers: tuple[str, ...] = ()  # kernel source paths this scenario exercises (dir/ or file)
+    needs: tuple[str, ...] = ()  # kernel APIs (harness/kapi.py) the tree must have, else skipped
 
     def touched_by(self, files: list[str]) -> list[str]:
         """The ``files`` (paths relative to the tree) that lie in what this scenario covers."""
@@ -244,6 +255,7 @@ _TOP = {
     "repeat": False,
     "seed": False,
     "covers": False,
+    "needs": False,
 }
 _FIXTURE_KEYS = {
     "gpio-sim": {"type": True, "banks": True},
@@ -257,6 +269,7 @@ _FIXTURE_KEYS = {
         "kernel_consumer": False,
     },
     "spi-nor": {"type": True, "adapter": True, "flash": True, "content": False, "seed": False},
+    "revocable": {"type": True, "data": False},
 }
 _BANK = {"label": False, "lines": True, "names": False}
 _WORKER = {
@@ -277,6 +290,7 @@ _WORKER = {
     "verify": False,
     "whole_file": False,
     "block_size": False,
+    "min_ops_after_removal": False,
 }
 _ACTION = {
     "do": True,
@@ -312,6 +326,7 @@ _NEEDS_FIXTURE_WORKERS = (
     "gpio-edge-events",
     "gpio-chip-info",
     "write-read-back",
+    "revocable-read",
 )
 _NEEDS_FIXTURE_ACTIONS = (
     "remove",
@@ -335,6 +350,15 @@ def _fixture(name: str, node: Node) -> Fixture:
     kind = choice(kind_node, FIXTURE_TYPES) if kind_node is not None else ""
     if kind in ("usb-i2c", "spi-nor"):
         return _usb_fixture(name, kind, mapping(node, _FIXTURE_KEYS[kind]))
+    if kind == "revocable":
+        f = mapping(node, _FIXTURE_KEYS[kind])
+        data = _opt(f, "data", scalar_str, f"harness {name}")
+        if not data.strip() or data.strip() in (REVOKE_WORD, REVOKED_ANSWER) or "\n" in data:
+            f["data"].error(
+                f"the resource must be one line of text other than {REVOKE_WORD!r} (a revoke "
+                f"to the test module) and {REVOKED_ANSWER!r} (its answer once revoked)"
+            )
+        return Fixture(name=name, type=kind, data=data.strip())
     if kind_node is not None and kind not in FIXTURE_TYPES:
         return Fixture(name=name, type=kind)
     f = mapping(node, _FIXTURE_KEYS["gpio-sim"])
@@ -395,6 +419,9 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
     path = _opt(w, "path", scalar_str, None)
     if kind in ("read-file", "write-read-back") and path is None:
         node.error(f"a {kind} worker needs 'path' (e.g. /sys/bus/nvmem/devices/*/nvmem)")
+    if kind == "revocable-read" and fixture in fixtures:
+        if fixtures[fixture].type != "revocable":
+            w["fixture"].error("a revocable-read worker reads a revocable fixture's consumer file")
     if kind == "write-read-back" and fixture in fixtures:
         if fixtures[fixture].type not in USB_FIXTURE_TYPES:
             w["fixture"].error(
@@ -433,6 +460,7 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
         whole_file=_opt(w, "whole_file", scalar_bool, False),
         block_size=_opt(w, "block_size", lambda n: size(n, 1, BLOCK_MAX), CAT_BLOCK),
         max_ops=max_ops,
+        min_ops_after_removal=_opt(w, "min_ops_after_removal", scalar_int, 0),
     )
 
 
@@ -577,6 +605,21 @@ def _covers(node: Node) -> tuple[str, ...]:
     return tuple(covers)
 
 
+def _needs(node: Node) -> tuple[str, ...]:
+    names = []
+    for item in [node] if isinstance(node.raw, yaml.ScalarNode) else sequence(node):
+        name = scalar_str(item)
+        if name not in kapi.KERNEL_APIS:
+            item.error(f"no kernel API {name!r}; known: {', '.join(kapi.KERNEL_APIS)}")
+        names.append(name)
+    return tuple(names)
+
+
+def _with_fixture_apis(listed: tuple[str, ...], fixtures) -> tuple[str, ...]:
+    needed = [name for fixture in fixtures for name in FIXTURE_APIS.get(fixture.type, ())]
+    return tuple(dict.fromkeys([*listed, *needed]))
+
+
 def _with_fixture_fragments(listed: tuple[str, ...], fixtures) -> tuple[str, ...]:
     needed = [name for fixture in fixtures for name in fixture_fragments(fixture)]
     return tuple(dict.fromkeys([*listed, *needed]))
@@ -633,6 +676,7 @@ def parse_scenario(text: str, path: Path) -> tuple[Scenario | None, list[SchemaE
         repeat=_opt(top, "repeat", lambda n: scalar_int(n, 1), 1),
         seed=_opt(top, "seed", scalar_int, 0),
         covers=_opt(top, "covers", _covers, ()),
+        needs=_with_fixture_apis(_opt(top, "needs", _needs, ()), fixtures.values()),
     )
     if reader.errors:
         return None, reader.errors

@@ -253,3 +253,47 @@ def test_covers_are_tree_relative_paths_and_every_builtin_scenario_lists_them():
     ]
     for sc in load_scenarios(paths.builtin_scenarios()):
         assert sc.covers, f"{sc.name} lists no covers"
+
+
+REVOCABLE = """\
+name: t
+description: revocable readers.
+fixtures:
+  rev0:
+    type: revocable
+    data: some data
+workers:
+  - name: readers
+    type: revocable-read
+    fixture: rev0
+    path: "{rev0.consumer}"
+    threads: 2
+    share_fd: true
+    on_error: continue
+    min_ops_after_removal: 5
+actions:
+  - do: remove
+    fixture: rev0
+"""
+
+
+def test_a_revocable_fixture_needs_the_api_and_its_readers_count_reads_after_the_revoke():
+    scenario, errors = parse_scenario(REVOCABLE, Path("s/t.yaml"))
+    assert not errors
+    assert scenario.needs == ("revocable",)
+    assert scenario.fixtures[0].data == "some data"
+    assert scenario.workers[0].min_ops_after_removal == 5
+
+
+def test_revocable_mistakes_name_the_line():
+    (error,) = errors_of(REVOCABLE.replace("data: some data", "data: resource_gone"))
+    assert error.startswith("s/t.yaml:6: fixtures.rev0.data: ")
+    assert "other than 'resource_gone'" in error
+    (error,) = errors_of(
+        REVOCABLE.replace(
+            "description: revocable readers.\n", "description: x\nneeds: [revokable]\n"
+        )
+    )
+    assert error.startswith("s/t.yaml:3: needs[0]: no kernel API 'revokable'; known: revocable")
+    wrong = GOOD.replace("type: gpio-get-values", "type: revocable-read\n    path: /x")
+    assert any("reads a revocable fixture's consumer file" in e for e in errors_of(wrong))
