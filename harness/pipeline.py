@@ -359,6 +359,8 @@ def summary_line(out: Path, results: list[ItemResult]) -> str:
     parts = []
     for status in ("pass", "fail", "error", "skipped"):
         ids = [r.item.id for r in results if r.status == status]
+        if status == "skipped" and not ids:
+            continue
         named = f" ({', '.join(ids)})" if ids and status != "pass" else ""
         parts.append(f"{status} {len(ids)}{named}")
     return f"results: {out}/junit.xml  " + ", ".join(parts)
