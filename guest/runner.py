@@ -493,7 +493,7 @@ class ScenarioRun:
                 )
             if stats["setup_error"] or self.kernel_hit:
                 continue
-            if short := w.short_after_removal():
+            if not self.needs_reboot and (short := w.short_after_removal()):
                 self.violate(
                     f"worker {w.name}: thread(s) did fewer than "
                     f"{w.spec['min_ops_after_removal']} ops after {w.spec.get('fixture')} was "

@@ -13,6 +13,10 @@
  * A write of new data after a revoke makes a new provider and a new consumer
  * file; opens of the old file keep the old, revoked provider.
  *
+ * Each access uses the resource for access_us microseconds before copying it
+ * out, as a consumer talking to its device would; the kselftest's accesses
+ * were a few instructions long, too short for readers to overlap often.
+ *
  * Two forms of the API are handled. The merged one gives each consumer a
  * handle (revocable_alloc() at open()) that holds the SRCU index of its
  * access: threads sharing one open file share that index. The later one
@@ -20,6 +24,7 @@
  * file and a struct revocable per access, on the reader's stack.
  */
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/fs.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
@@ -29,6 +34,10 @@
 #include <linux/uaccess.h>
 
 #define GONE "(null)"
+
+static unsigned int access_us = 200;
+module_param(access_us, uint, 0644);
+MODULE_PARM_DESC(access_us, "microseconds each access uses the resource (0: none)");
 
 static struct dentry *test_dir;
 static DEFINE_MUTEX(provider_lock);	/* provider writes; not held by readers */
@@ -90,6 +99,8 @@ static int consumer_release(struct inode *inode, struct file *file)
 
 static ssize_t answer(char __user *ubuf, size_t count, loff_t *ppos, const char *data)
 {
+	if (data && access_us)
+		usleep_range(access_us, access_us + access_us / 4);
 	data = data ?: GONE;
 	return simple_read_from_buffer(ubuf, count, ppos, data, strlen(data));
 }
