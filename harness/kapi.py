@@ -92,6 +92,10 @@ def explain(names: tuple[str, ...], tree: Path | None) -> str:
         said = f"{name} ({api.header})"
         if tree is not None:
             found = probe(tree, name)
-            said += f": {found.form} form in {tree}" if found.present else f": skipped, {found.why}"
+            said += (
+                f": {found.form} form in {tree}"
+                if found.present
+                else f": runs on {tree} are skipped ({found.why})"
+            )
         parts.append(said)
     return "; ".join(parts)
