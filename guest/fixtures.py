@@ -74,7 +74,11 @@ def make(spec: dict, instance: str, udc: str, modules: dict[str, str]) -> Fixtur
     if spec["type"] == "gpio-sim":
         import gpio
 
-        return gpio.GpioSim(spec["name"], spec["banks"], instance)
+        consumer = None
+        if spec.get("kernel_consumer"):
+            label = spec["banks"][spec["consumer_bank"]]["label"]
+            consumer = gpio.KernelConsumer(modules, label, spec["consumer_line"])
+        return gpio.GpioSim(spec["name"], spec["banks"], instance, consumer)
     if spec["type"] == "usb-i2c":
         import usbfixtures
 

@@ -147,7 +147,9 @@ class Fixture:
     eeprom: str = ""  # usb-i2c
     address: int = 0x50  # usb-i2c
     flash: str = ""  # spi-nor
-    kernel_consumer: bool = False  # usb-i2c: guest/modules/nvmem_consumer holds the nvmem
+    kernel_consumer: bool = False  # usb-i2c: nvmem_consumer holds the nvmem; gpio-sim: a line
+    consumer_bank: int = 0  # gpio-sim: the line guest/modules/gpio_consumer holds (gpiod_get)
+    consumer_line: int = 0
     content: str = "counter"  # initial chip content pattern
     seed: int = 0
     data: str = ""  # revocable: the provider's resource, what consumers read until the revoke
@@ -258,7 +260,7 @@ _TOP = {
     "needs": False,
 }
 _FIXTURE_KEYS = {
-    "gpio-sim": {"type": True, "banks": True},
+    "gpio-sim": {"type": True, "banks": True, "kernel_consumer": False},
     "usb-i2c": {
         "type": True,
         "adapter": True,
@@ -272,6 +274,7 @@ _FIXTURE_KEYS = {
     "revocable": {"type": True, "data": False},
 }
 _BANK = {"label": False, "lines": True, "names": False}
+_HELD_LINE = {"line": True, "bank": False}  # gpio-sim kernel_consumer
 _WORKER = {
     "name": True,
     "type": True,
@@ -373,7 +376,21 @@ def _fixture(name: str, node: Node) -> Fixture:
         banks.append(GpioBank(label=label, lines=lines, names=names))
     if "banks" in f and not banks:
         f["banks"].error("a gpio-sim chip needs at least one bank")
-    return Fixture(name=name, type=kind, banks=tuple(banks))
+    held = mapping(f["kernel_consumer"], _HELD_LINE) if "kernel_consumer" in f else {}
+    bank = _opt(held, "bank", scalar_int, 0)
+    line = _opt(held, "line", scalar_int, 0)
+    if held and bank >= len(banks):
+        held.get("bank", f["kernel_consumer"]).error(f"the chip has {len(banks)} bank(s)")
+    elif held and line >= banks[bank].lines:
+        held["line"].error(f"bank {bank} has lines 0..{banks[bank].lines - 1}")
+    return Fixture(
+        name=name,
+        type=kind,
+        banks=tuple(banks),
+        kernel_consumer=bool(held),
+        consumer_bank=bank,
+        consumer_line=line,
+    )
 
 
 def _type_node(node: Node) -> Node | None:
