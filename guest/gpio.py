@@ -115,6 +115,13 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
+def wp_lookup(modules: dict[str, str], dev_id: str, label: str = "", line: int = 0) -> None:
+    """Register (or, without a label, drop) a "wp" GPIO lookup for device ``dev_id``:
+    nvmem_register() then takes that gpio-sim line as the write-protect GPIO."""
+    fixtures.insmod(modules, "gpio_consumer", CONSUMER / "wp")
+    _write(CONSUMER / "wp", f"{dev_id} {label} {line}" if label else dev_id)
+
+
 class KernelConsumer:
     """guest/modules/gpio_consumer: holds one line with gpiod_get(), as a driver would."""
 

@@ -299,8 +299,9 @@ class ScenarioRun:
         if do in REMOVING:
             self.removed_this_cycle.add(action["fixture"])
             self.removed_in_cycle.add(action["fixture"])
-            for w in self._targets(workers, action["fixture"]):
-                w.mark_removal()
+            for w in workers:  # its own provider went, or one it depends on (a wp GPIO)
+                if w.spec.get("fixture") == action["fixture"] or w.spec["min_ops_after_removal"]:
+                    w.mark_removal()
         if do in RESTORING and "error" not in record:
             self.removed_this_cycle.discard(action["fixture"])
         record["latency_s"] = round(max(latencies, default=0.0), 4)

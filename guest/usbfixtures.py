@@ -23,6 +23,7 @@ import chipmodels
 import cp2112
 import dln2
 import fixtures
+import gpio
 from fixtures import FixtureError
 from gadget import GadgetError, poll
 
@@ -313,6 +314,8 @@ class UsbI2cEeprom(UsbAdapterFixture):
             f"{self.spec['adapter']} I2C adapter",
         )
         client = f"{adapter.removeprefix('i2c-')}-{self.address:04x}"
+        if self.spec.get("wp_label"):  # before the client exists: at24's nvmem takes it at probe
+            gpio.wp_lookup(self.modules, client, self.spec["wp_label"], self.spec["wp_line"])
         if not Path(f"/sys/bus/i2c/devices/{client}").exists():
             new_i2c_device(adapter, self.spec["eeprom"], self.address)
         self.adapter, self.client = adapter, client
@@ -338,6 +341,8 @@ class UsbI2cEeprom(UsbAdapterFixture):
         if self.spec.get("kernel_consumer") and CONSUMER.exists():
             (CONSUMER / "detach").write_text("\n")
         super().teardown()
+        if self.spec.get("wp_label") and self.client:
+            gpio.wp_lookup(self.modules, self.client)
 
     def _chip(self) -> tuple[Any, str]:
         return self.eeprom, "i2c"

@@ -150,6 +150,8 @@ class Fixture:
     kernel_consumer: bool = False  # usb-i2c: nvmem_consumer holds the nvmem; gpio-sim: a line
     consumer_bank: int = 0  # gpio-sim: the line guest/modules/gpio_consumer holds (gpiod_get)
     consumer_line: int = 0
+    wp_label: str = ""  # usb-i2c: the gpio-sim bank and line nvmem takes as write-protect GPIO
+    wp_line: int = 0
     content: str = "counter"  # initial chip content pattern
     seed: int = 0
     data: str = ""  # revocable: the provider's resource, what consumers read until the revoke
@@ -174,7 +176,7 @@ class Worker:
     whole_file: bool = False  # read-file without hold: each op reads 0..EOF, like `cat`
     block_size: int = CAT_BLOCK  # read-file: bytes asked per read() call
     max_ops: int = 0  # per thread and cycle; 0 = until the cycle ends
-    min_ops_after_removal: int = 0  # per thread, once its fixture was removed this cycle
+    min_ops_after_removal: int = 0  # per thread, after the cycle's first removal of any fixture
 
 
 @dataclass(frozen=True)
@@ -269,12 +271,14 @@ _FIXTURE_KEYS = {
         "content": False,
         "seed": False,
         "kernel_consumer": False,
+        "wp_gpio": False,
     },
     "spi-nor": {"type": True, "adapter": True, "flash": True, "content": False, "seed": False},
     "revocable": {"type": True, "data": False},
 }
 _BANK = {"label": False, "lines": True, "names": False}
 _HELD_LINE = {"line": True, "bank": False}  # gpio-sim kernel_consumer
+_WP_GPIO = {"fixture": True, "line": True, "bank": False}  # usb-i2c wp_gpio
 _WORKER = {
     "name": True,
     "type": True,
@@ -348,11 +352,16 @@ def _opt(fields: dict[str, Node], key: str, read, default):
     return read(fields[key]) if key in fields else default
 
 
-def _fixture(name: str, node: Node) -> Fixture:
+def _fixture(name: str, node: Node, earlier: dict[str, Fixture]) -> Fixture:
     kind_node = _type_node(node)
     kind = choice(kind_node, FIXTURE_TYPES) if kind_node is not None else ""
     if kind in ("usb-i2c", "spi-nor"):
-        return _usb_fixture(name, kind, mapping(node, _FIXTURE_KEYS[kind]))
+        f = mapping(node, _FIXTURE_KEYS[kind])
+        fixture = _usb_fixture(name, kind, f)
+        if "wp_gpio" in f:
+            label, line = _wp_gpio(f["wp_gpio"], earlier)
+            fixture = dataclasses.replace(fixture, wp_label=label, wp_line=line)
+        return fixture
     if kind == "revocable":
         f = mapping(node, _FIXTURE_KEYS[kind])
         data = _opt(f, "data", scalar_str, f"harness {name}")
@@ -391,6 +400,30 @@ def _fixture(name: str, node: Node) -> Fixture:
         consumer_bank=bank,
         consumer_line=line,
     )
+
+
+def _wp_gpio(node: Node, earlier: dict[str, Fixture]) -> tuple[str, int]:
+    """The bank label and line of a gpio-sim fixture defined before this one."""
+    w = mapping(node, _WP_GPIO)
+    chip = _opt(w, "fixture", scalar_str, "")
+    bank = _opt(w, "bank", scalar_int, 0)
+    line = _opt(w, "line", scalar_int, 0)
+    target = earlier.get(chip)
+    if "fixture" in w and (target is None or target.type != "gpio-sim"):
+        chips = ", ".join(n for n, f in earlier.items() if f.type == "gpio-sim") or "none"
+        w["fixture"].error(
+            f"no gpio-sim fixture {chip!r} defined before this one (defined: {chips}); the "
+            "chip must exist before the EEPROM's driver takes its write-protect line"
+        )
+        return "", 0
+    if target is None:
+        return "", 0
+    if bank >= len(target.banks):
+        w.get("bank", node).error(f"{chip} has {len(target.banks)} bank(s)")
+        return "", 0
+    if line >= target.banks[bank].lines:
+        w["line"].error(f"bank {bank} of {chip} has lines 0..{target.banks[bank].lines - 1}")
+    return target.banks[bank].label, line
 
 
 def _type_node(node: Node) -> Node | None:
@@ -655,7 +688,7 @@ def parse_scenario(text: str, path: Path) -> tuple[Scenario | None, list[SchemaE
         if isinstance(raw.raw, yaml.MappingNode) and raw.raw.value:
             for key_node, value_node in raw.raw.value:
                 child = Node(value_node, f"fixtures.{key_node.value}", reader)
-                fixtures[key_node.value] = _fixture(key_node.value, child)
+                fixtures[key_node.value] = _fixture(key_node.value, child, fixtures)
         else:
             raw.error("expected a mapping of fixture name -> fixture (type, banks)")
     workers: dict[str, Worker] = {}
