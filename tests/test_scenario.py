@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from harness import paths
-from harness.scenario import load_scenarios, parse_scenario
+from harness.scenario import load_scenario, load_scenarios, parse_scenario
 from harness.yamlnodes import SchemaErrors, parse_duration
 
 GOOD = """\
@@ -297,3 +297,26 @@ def test_revocable_mistakes_name_the_line():
     assert error.startswith("s/t.yaml:3: needs[0]: no kernel API 'revokable'; known: revocable")
     wrong = GOOD.replace("type: gpio-get-values", "type: revocable-read\n    path: /x")
     assert any("reads a revocable fixture's consumer file" in e for e in errors_of(wrong))
+
+
+def test_in_kernel_gpio_consumers_and_wp_lines_name_real_lines():
+    held = GOOD.replace(
+        "      - {label: b0, lines: 8}\n",
+        "      - {label: b0, lines: 8}\n    kernel_consumer: {line: 3}\n",
+    )
+    scenario, errors = parse_scenario(held, Path("s/t.yaml"))
+    assert not errors and scenario.fixtures[0].kernel_consumer
+    assert (scenario.fixtures[0].consumer_bank, scenario.fixtures[0].consumer_line) == (0, 3)
+    (error,) = errors_of(held.replace("{line: 3}", "{line: 8}"))
+    assert error.startswith(
+        "s/t.yaml:10: fixtures.chip0.kernel_consumer.line: bank 0 has lines 0..7"
+    )
+    wp = load_scenario(paths.SCENARIOS_DIR / "nvmem-wp-gpio-removed-under-writers.yaml")
+    eeprom = next(f for f in wp.fixtures if f.type == "usb-i2c")
+    assert (eeprom.wp_label, eeprom.wp_line) == ("harness-wp", 1)
+    text = (paths.SCENARIOS_DIR / "nvmem-wp-gpio-removed-under-writers.yaml").read_text()
+    errors = errors_of(text.replace("wp_gpio: {fixture: chip0", "wp_gpio: {fixture: eeprom0"))
+    assert any(
+        "no gpio-sim fixture 'eeprom0' defined before this one (defined: chip0)" in e
+        for e in errors
+    )
