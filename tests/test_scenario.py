@@ -309,7 +309,7 @@ def test_in_kernel_gpio_consumers_and_wp_lines_name_real_lines():
     assert (scenario.fixtures[0].consumer_bank, scenario.fixtures[0].consumer_line) == (0, 3)
     (error,) = errors_of(held.replace("{line: 3}", "{line: 8}"))
     assert error.startswith(
-        "s/t.yaml:10: fixtures.chip0.kernel_consumer.line: bank 0 has lines 0..7"
+        "s/t.yaml:9: fixtures.chip0.kernel_consumer.line: bank 0 has lines 0..7"
     )
     wp = load_scenario(paths.SCENARIOS_DIR / "nvmem-wp-gpio-removed-under-writers.yaml")
     eeprom = next(f for f in wp.fixtures if f.type == "usb-i2c")
