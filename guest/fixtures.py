@@ -7,6 +7,8 @@ gadget for the adapters) stays in the fixture's own module.
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Protocol
 
 
@@ -48,6 +50,18 @@ class Fixture(Protocol):
         """Remove everything the fixture created, also after a failed setup."""
 
 
+def insmod(modules: dict[str, str], name: str, loaded: Path) -> None:
+    """Load one of the harness's helper modules unless ``loaded`` (a file it creates) exists."""
+    if loaded.exists():
+        return
+    module = modules.get(name)
+    if not module:
+        raise FixtureError(f"the {name} helper module was not built for this kernel")
+    out = subprocess.run(["insmod", module], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise FixtureError(f"insmod {module} failed: {out.stderr.strip()}")
+
+
 USB_TYPES = ("usb-i2c", "spi-nor")
 
 
@@ -60,7 +74,11 @@ def make(spec: dict, instance: str, udc: str, modules: dict[str, str]) -> Fixtur
     if spec["type"] == "gpio-sim":
         import gpio
 
-        return gpio.GpioSim(spec["name"], spec["banks"], instance)
+        consumer = None
+        if spec.get("kernel_consumer"):
+            label = spec["banks"][spec["consumer_bank"]]["label"]
+            consumer = gpio.KernelConsumer(modules, label, spec["consumer_line"])
+        return gpio.GpioSim(spec["name"], spec["banks"], instance, consumer)
     if spec["type"] == "usb-i2c":
         import usbfixtures
 
@@ -69,6 +87,10 @@ def make(spec: dict, instance: str, udc: str, modules: dict[str, str]) -> Fixtur
         import usbfixtures
 
         return usbfixtures.SpiNorFlash(spec, instance, udc, modules)
+    if spec["type"] == "revocable":
+        import revocable
+
+        return revocable.RevocableProvider(spec, modules)
     raise FixtureError(
         f"fixture {spec['name']}: type {spec['type']!r} is not supported by the guest"
     )

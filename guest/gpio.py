@@ -10,9 +10,11 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import subprocess
 import time
 from pathlib import Path
 
+import fixtures
 from fixtures import FixtureError
 
 GPIO_V2_LINES_MAX = 64
@@ -105,6 +107,7 @@ def get_values(line_fd: int, count: int) -> int:
 
 
 CONFIGFS = Path("/sys/kernel/config/gpio-sim")
+CONSUMER = Path("/sys/kernel/debug/gpio_consumer")  # guest/modules/gpio_consumer
 SIM_DRIVER = Path("/sys/bus/platform/drivers/gpio-sim")
 
 
@@ -112,12 +115,60 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
-class GpioSim:
-    """A gpio-sim chip defined through configfs. ``live`` creates/removes the device."""
+def wp_lookup(modules: dict[str, str], dev_id: str, label: str = "", line: int = 0) -> None:
+    """Register (or, without a label, drop) a "wp" GPIO lookup for device ``dev_id``:
+    nvmem_register() then takes that gpio-sim line as the write-protect GPIO."""
+    fixtures.insmod(modules, "gpio_consumer", CONSUMER / "wp")
+    _write(CONSUMER / "wp", f"{dev_id} {label} {line}" if label else dev_id)
 
-    def __init__(self, name: str, banks: list[dict], instance: str):
+
+class KernelConsumer:
+    """guest/modules/gpio_consumer: holds one line with gpiod_get(), as a driver would."""
+
+    def __init__(self, modules: dict[str, str], bank_label: str, line: int):
+        self.modules = modules
+        self.label = bank_label
+        self.line = line
+
+    def attach(self) -> None:
+        fixtures.insmod(self.modules, "gpio_consumer", CONSUMER / "attach")
+        try:
+            _write(CONSUMER / "attach", f"{self.label} {self.line}")
+        except OSError as exc:
+            raise FixtureError(
+                f"gpio_consumer could not take line {self.line} of {self.label}: {exc.strerror}"
+            ) from exc
+
+    def detach(self) -> None:
+        """gpiod_put() the held descriptor, also one of a chip that is gone."""
+        if (CONSUMER / "detach").exists():
+            _write(CONSUMER / "detach", "")
+
+    def unload(self) -> None:
+        """rmmod: the module's descriptors and lookups must go cleanly after a removal."""
+        self.detach()
+        out = subprocess.run(["rmmod", "gpio_consumer"], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise FixtureError(f"rmmod gpio_consumer failed: {out.stderr.strip()}")
+
+
+class GpioSim:
+    """A gpio-sim chip defined through configfs. ``live`` creates/removes the device.
+
+    With ``kernel_consumer`` a line is held by guest/modules/gpio_consumer
+    across the removal; re-creation hands it the new chip's line.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        banks: list[dict],
+        instance: str,
+        consumer: KernelConsumer | None = None,
+    ):
         self.name = name
         self.banks = banks
+        self.consumer = consumer
         self.dir = CONFIGFS / instance
         self.device: str | None = None  # platform device, e.g. gpio-sim.0
         self.chips: list[str] = []  # gpiochipN per bank
@@ -128,6 +179,8 @@ class GpioSim:
         self.define()
         self.set_live(True)
         self.wait_ready()
+        if self.consumer:
+            self.consumer.attach()
 
     def present(self) -> bool:
         return self.is_live()
@@ -139,6 +192,9 @@ class GpioSim:
         if not self.is_live():
             self.set_live(True)
         self.wait_ready()
+        if self.consumer:  # it still holds the removed chip's descriptor: put it, take the new
+            self.consumer.detach()
+            self.consumer.attach()
 
     def unbind(self, level: str | None = None) -> None:
         _write(SIM_DRIVER / "unbind", self._require_device())
@@ -164,10 +220,19 @@ class GpioSim:
         return ",".join(self.chips)
 
     def values(self) -> dict[str, str]:
-        return {"dev": self.dev(0) if self.chips else "", "device": self.device or ""}
+        held = str(CONSUMER / "toggle") if self.consumer else ""
+        return {
+            "dev": self.dev(0) if self.chips else "",
+            "device": self.device or "",
+            "kernel_consumer": held,
+        }
 
     def teardown(self) -> None:
-        self.destroy()
+        try:
+            if self.consumer:
+                self.consumer.unload()
+        finally:
+            self.destroy()
 
     # --- gpio-sim specifics ------------------------------------------------------
 

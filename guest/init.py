@@ -88,6 +88,22 @@ def boot_params() -> dict[str, str]:
     return params
 
 
+def _open_sysrq_port(port: str | None) -> None:
+    """Keep the host's sysrq serial port open for the whole boot.
+
+    The 8250 driver only receives on an open port; with it open, a break and
+    a key from the host (harness/boot.py) reach the kernel's sysrq handler in
+    interrupt context, so the host gets stacks even when this runner is stuck.
+    The fd is never closed: PID 1 holds it until power-off.
+    """
+    if not port:
+        return
+    try:
+        os.open(f"/dev/{port}", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as exc:
+        log(f"harness: no sysrq port /dev/{port} ({exc.strerror}); host-side stacks unavailable")
+
+
 def main() -> int:
     for entry in MOUNTS:
         mount(*entry)
@@ -104,6 +120,7 @@ def main() -> int:
                 "version=9p2000.L,trans=virtio,access=any",
             )
     os.environ["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
+    _open_sysrq_port(params.get("harness_sysrq_port"))
     runner_dir = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, runner_dir)
     import runner

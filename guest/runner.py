@@ -61,9 +61,13 @@ def event(kind: str, **fields) -> None:
     kmsg("harness-event " + json.dumps({"event": kind, **fields}, separators=(",", ":")))
 
 
-def dump_blocked(reason: str) -> None:
-    """Put the stacks of every blocked (D state) task into the kernel log: what is stuck."""
-    kmsg(f"harness: {reason}; stacks of blocked tasks follow (sysrq w)")
+def dump_blocked(reason: str, stuck: int | None = None) -> None:
+    """Put the stacks of every blocked (D state) task into the kernel log: what is stuck.
+
+    ``stuck`` (a thread id) names the task the host titles the hang by.
+    """
+    which = f"; stuck: pid {stuck}" if stuck else ""
+    kmsg(f"harness: {reason}; stacks of blocked tasks follow (sysrq w{which})")
     try:
         Path("/proc/sysrq-trigger").write_text("w")
     except OSError as exc:
@@ -265,6 +269,7 @@ class ScenarioRun:
             outcome: dict = {}
 
             def body(step: int = step, outcome: dict = outcome) -> None:
+                outcome["tid"] = threading.get_native_id()
                 try:
                     outcome["detail"] = self._perform(action, step)
                 except (OSError, fixtures.FixtureError) as exc:
@@ -274,10 +279,10 @@ class ScenarioRun:
             thread = threading.Thread(target=body, daemon=True, name=f"action-{do}")
             thread.start()
             thread.join(bound + (POINT_WAIT_MAX if action["point"] else 0.0))
-            latency = outcome.get("detail", {}).get("unplug_s", time.monotonic() - t0)
+            latency = (outcome.get("detail") or {}).get("unplug_s", time.monotonic() - t0)
             if thread.is_alive():
                 self.violate(f"{do} {action['fixture'] or ''} did not return within {bound:g} s")
-                dump_blocked(f"{do} {action['fixture'] or ''} did not return")
+                dump_blocked(f"{do} {action['fixture'] or ''} did not return", outcome.get("tid"))
                 record["hung"] = True
                 self.needs_reboot = True
                 break
@@ -294,6 +299,9 @@ class ScenarioRun:
         if do in REMOVING:
             self.removed_this_cycle.add(action["fixture"])
             self.removed_in_cycle.add(action["fixture"])
+            for w in workers:  # its own provider went, or one it depends on (a wp GPIO)
+                if w.spec.get("fixture") == action["fixture"] or w.spec["min_ops_after_removal"]:
+                    w.mark_removal()
         if do in RESTORING and "error" not in record:
             self.removed_this_cycle.discard(action["fixture"])
         record["latency_s"] = round(max(latencies, default=0.0), 4)
@@ -402,6 +410,12 @@ class ScenarioRun:
         if not (self.kernel_hit or self.needs_reboot):
             present = [w for w in workers if w.spec.get("fixture") not in self.removed_this_cycle]
             self.wait_min_ops(present)
+            poll(
+                lambda: self._fatal_taint()
+                or not any(w.short_after_removal(alive_only=True) for w in workers),
+                self.deadline - time.monotonic(),
+                interval=0.01,
+            )
         removed = set(self.removed_in_cycle)
         ended_before_stop = {w.name: [s.end_errno for s in w.states] for w in workers}
         for w in workers:
@@ -468,8 +482,24 @@ class ScenarioRun:
                     f"wrote) at byte(s) "
                     f"{stats['mismatches']}"
                 )
+            total["revoked_reads"] = total.get("revoked_reads", 0) + stats["revoked_reads"]
+            if stats["wrong"]:
+                self.violate(
+                    f"worker {w.name}: {stats['wrong'][0]} ({len(stats['wrong'])} time(s))"
+                )
+            elif w.kind == "revocable-read" and stats["errors"]:
+                # a revoked resource is an answer ("(null)"), never a failed read
+                self.violate(
+                    f"worker {w.name}: reads of the consumer file failed: {stats['errors']}"
+                )
             if stats["setup_error"] or self.kernel_hit:
                 continue
+            if not self.needs_reboot and (short := w.short_after_removal()):
+                self.violate(
+                    f"worker {w.name}: thread(s) did fewer than "
+                    f"{w.spec['min_ops_after_removal']} ops after {w.spec.get('fixture')} was "
+                    f"removed ({', '.join(short)}): the consumers were not tried after it"
+                )
             if stats["ops"] < w.spec["min_ops"]:
                 self.violate(
                     f"worker {w.name} did {stats['ops']} ops (min_ops {w.spec['min_ops']})"

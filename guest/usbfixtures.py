@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,8 @@ from typing import Any
 import chipmodels
 import cp2112
 import dln2
+import fixtures
+import gpio
 from fixtures import FixtureError
 from gadget import GadgetError, poll
 
@@ -88,18 +89,6 @@ def _check_content(name: str, path: str, chip: Any) -> None:
     at = chipmodels.first_mismatch(chip.expected(0, READY_BYTES), got)
     if at is not None:
         raise FixtureError(f"fixture {name}: {path} differs from the model at byte {at}")
-
-
-def insmod(modules: dict[str, str], name: str, loaded: Path) -> None:
-    """Load one of the harness's helper modules unless ``loaded`` (a file it creates) exists."""
-    if loaded.exists():
-        return
-    module = modules.get(name)
-    if not module:
-        raise FixtureError(f"the {name} helper module was not built for this kernel")
-    out = subprocess.run(["insmod", module], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise FixtureError(f"insmod {module} failed: {out.stderr.strip()}")
 
 
 def new_i2c_device(adapter: str, chip: str, address: int, root: Path = I2C_DEVICES) -> str:
@@ -325,6 +314,8 @@ class UsbI2cEeprom(UsbAdapterFixture):
             f"{self.spec['adapter']} I2C adapter",
         )
         client = f"{adapter.removeprefix('i2c-')}-{self.address:04x}"
+        if self.spec.get("wp_label"):  # before the client exists: at24's nvmem takes it at probe
+            gpio.wp_lookup(self.modules, client, self.spec["wp_label"], self.spec["wp_line"])
         if not Path(f"/sys/bus/i2c/devices/{client}").exists():
             new_i2c_device(adapter, self.spec["eeprom"], self.address)
         self.adapter, self.client = adapter, client
@@ -339,7 +330,7 @@ class UsbI2cEeprom(UsbAdapterFixture):
 
     def _attach_consumer(self) -> None:
         """Hand the new nvmem device to the in-kernel consumer (it drops the old reference)."""
-        insmod(self.modules, "nvmem_consumer", CONSUMER)
+        fixtures.insmod(self.modules, "nvmem_consumer", CONSUMER)
         nvmem = self.values()["nvmem"]
         if not nvmem:
             raise FixtureError(f"fixture {self.name}: no nvmem device for {self.client}")
@@ -350,6 +341,8 @@ class UsbI2cEeprom(UsbAdapterFixture):
         if self.spec.get("kernel_consumer") and CONSUMER.exists():
             (CONSUMER / "detach").write_text("\n")
         super().teardown()
+        if self.spec.get("wp_label") and self.client:
+            gpio.wp_lookup(self.modules, self.client)
 
     def _chip(self) -> tuple[Any, str]:
         return self.eeprom, "i2c"
@@ -399,7 +392,7 @@ class SpiNorFlash(UsbAdapterFixture):
         return dln2.Dln2Device(flash=self.flash, gpio=False)
 
     def _attach(self) -> None:
-        insmod(self.modules, "spi_nor_attach", ATTACH)
+        fixtures.insmod(self.modules, "spi_nor_attach", ATTACH)
         pdev = _wait_for(
             lambda: _first(self.interface.glob("dln2-spi.*")),
             READY_TIMEOUT,

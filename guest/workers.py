@@ -64,6 +64,7 @@ class ThreadState:
         self.longest = 0.0
         self.offset = 0  # read-file: where the next sequential read starts
         self.bytes = 0
+        self.ops_at_removal: int | None = None  # ops done when the fixture went away this cycle
         self.rng = random.Random()  # write-read-back: offsets and data, seeded per thread
 
 
@@ -93,6 +94,8 @@ class Worker:
         self.handles: list[Handle] = []
         self.setup_error: str | None = None
         self.mismatches: list[int] = []  # read-file verify: offsets that differed
+        self.wrong: list[str] = []  # answers the fixture judged wrong (revocable-read), first few
+        self.revoked_reads = 0  # revocable-read: reads that got the revoked answer
         self.started_at = 0.0
 
     # --- opening -------------------------------------------------------------
@@ -119,7 +122,7 @@ class Worker:
             return Handle(line_fd, chip_fd)
         if kind == "gpio-chip-info":
             return Handle(os.open(self._chip_path(), os.O_RDONLY))
-        if kind == "read-file":
+        if kind in ("read-file", "revocable-read"):
             return Handle(os.open(self._file_path(), os.O_RDONLY))
         if kind == "write-read-back":
             return Handle(os.open(self._file_path(), os.O_RDWR))
@@ -242,6 +245,24 @@ class Worker:
             self._read_file(handle, buf, state)
         elif kind == "write-read-back":
             self._write_read_back(handle, state)
+        elif kind == "revocable-read":
+            self._revocable_read(handle, state)
+
+    def _revocable_read(self, handle: Handle, state: ThreadState) -> None:
+        """One read of the consumer file from offset 0 (threads may share the fd), judged."""
+        started = time.monotonic()
+        got = os.pread(handle.fd, 256, 0)
+        state.bytes += len(got)
+        try:
+            revoked = self.fixture.judge(got, started)
+        except OSError as exc:
+            with self.lock:
+                if len(self.wrong) < 10:
+                    self.wrong.append(exc.strerror)
+            raise
+        if revoked:
+            with self.lock:
+                self.revoked_reads += 1
 
     def _loop(self, state: ThreadState, handle: Handle | None, lines: list[int]) -> None:
         buf = bytearray(self.spec["block_size"] if self.kind == "read-file" else 0)
@@ -344,6 +365,24 @@ class Worker:
     def stop(self) -> None:
         self.stop_event.set()
 
+    def mark_removal(self) -> None:
+        """Its fixture just went away: count each thread's ops from here (min_ops_after_removal)."""
+        for s in self.states:
+            if s.ops_at_removal is None:
+                s.ops_at_removal = s.ops
+
+    def short_after_removal(self, alive_only: bool = False) -> list[str]:
+        """Threads that have not done min_ops_after_removal since the removal ("name/i: ops")."""
+        need = self.spec.get("min_ops_after_removal", 0)
+        return [
+            f"{self.name}/{i}: {s.ops - s.ops_at_removal}"
+            for i, s in enumerate(self.states)
+            if need
+            and s.ops_at_removal is not None
+            and s.ops - s.ops_at_removal < need
+            and (s.alive or not alive_only)
+        ]
+
     def join(self, timeout: float) -> list[str]:
         """Wait for all threads; return the names of threads still blocked."""
         deadline = time.monotonic() + timeout
@@ -369,5 +408,7 @@ class Worker:
             "longest_op_s": round(self.longest_op(), 4),
             "bytes": sum(s.bytes for s in self.states),
             "mismatches": self.mismatches[:10],
+            "wrong": self.wrong[:10],
+            "revoked_reads": self.revoked_reads,
             "setup_error": self.setup_error,
         }

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness import kconfig, locks, paths
+from harness import kapi, kconfig, locks, paths
 from harness.kconfig import FragmentSet, Mismatch
 from harness.progress import Ticker, say
 from harness.tree import KernelTree
@@ -271,11 +271,12 @@ def _build(config: ConfigResult, out: Path, use_ccache: bool) -> BuildRecord:
     )
 
 
-def _module_requires(source: Path) -> list[str]:
-    """Symbols a helper module needs, from its Kbuild's '# requires: CONFIG_A CONFIG_B' line."""
+def _kbuild_header(source: Path, key: str) -> list[str]:
+    """Words of a helper module's Kbuild line '# key: A B' ('requires': CONFIG_ symbols it
+    needs; 'needs-api': kernel APIs of harness/kapi.py it is written against)."""
     for line in (source / "Kbuild").read_text().splitlines():
-        if line.startswith("# requires:"):
-            return line.removeprefix("# requires:").split()
+        if line.startswith(f"# {key}:"):
+            return line.removeprefix(f"# {key}:").split()
     return []
 
 
@@ -289,13 +290,18 @@ def build_helper_modules(tree: Path, out: Path, log: Path, env: dict[str, str]) 
     values = kconfig.parse_dotconfig((out / ".config").read_text())
     for source in sorted(p for p in paths.HELPER_MODULES_DIR.iterdir() if p.is_dir()):
         missing = [
-            s for s in _module_requires(source) if values.get(s.removeprefix("CONFIG_")) != "y"
+            s
+            for s in _kbuild_header(source, "requires")
+            if values.get(s.removeprefix("CONFIG_")) != "y"
         ]
-        if missing:
-            continue  # this kernel has no use for it (e.g. no SPI for spi_nor_attach)
+        apis = [kapi.probe(tree, name) for name in _kbuild_header(source, "needs-api")]
+        if missing or not all(a.present for a in apis):
+            continue  # this kernel has no use for it (no SPI for spi_nor_attach, no revocable)
         target = out / "harness-modules" / source.name
         shutil.copytree(source, target, dirs_exist_ok=True)
-        rc = _run(["make", f"O={out}", f"M={target}", "modules"], cwd=tree, log=log, env=env)
+        cflags = " ".join(a.cflags for a in apis if a.cflags)
+        make = ["make", f"O={out}", f"M={target}", f"HARNESS_CFLAGS={cflags}", "modules"]
+        rc = _run(make, cwd=tree, log=log, env=env)
         ko = target / f"{source.name}.ko"
         if rc != 0 or not ko.exists():
             raise BuildError(

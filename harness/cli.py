@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from harness import accel, pipeline, splats, textfile
+from harness import accel, kapi, pipeline, splats, textfile
 from harness import bisect as bisect_mod
 from harness import series as series_mod
 
@@ -124,9 +124,18 @@ def build_cmd(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ..
     click.echo(json.dumps(record.to_json(), indent=1))
 
 
+TREE_FOR_APIS = click.option(
+    "--tree",
+    type=click.Path(exists=True, file_okay=False),
+    help="say whether this tree has the kernel APIs scenarios need (default: the default "
+    "tree, if unpacked)",
+)
+
+
 @main.command(name="check")
 @click.argument("files", nargs=-1)
-def check_cmd(files: tuple[str, ...]) -> None:
+@TREE_FOR_APIS
+def check_cmd(files: tuple[str, ...], tree: str | None) -> None:
     """Validate scenario files without booting (default: all built-in ones).
 
     \b
@@ -134,21 +143,27 @@ def check_cmd(files: tuple[str, ...]) -> None:
     """
     with _stage():
         scenarios = pipeline.load(pipeline.ConfigRequest(scenarios=files))
+    where = pipeline.api_tree(tree)
     for sc in scenarios:
-        click.echo(f"ok  {sc.path}")
+        needs = f"  needs {kapi.explain(sc.needs, where)}" if sc.needs else ""
+        click.echo(f"ok  {sc.path}{needs}")
 
 
 @main.command(name="list")
-def list_cmd() -> None:
-    """List built-in scenarios: summary, kconfig fragments, command line, covered sources."""
+@TREE_FOR_APIS
+def list_cmd(tree: str | None) -> None:
+    """List built-in scenarios: summary, kconfig fragments, command line, covered sources,
+    kernel APIs they need."""
     with _stage():
         scenarios = pipeline.load(pipeline.ConfigRequest())
+    where = pipeline.api_tree(tree)
     for sc in scenarios:
         covers = ", ".join(sc.covers) or "(nothing listed: --affected never selects it)"
+        needs = f"\n    needs: {kapi.explain(sc.needs, where)}" if sc.needs else ""
         click.echo(
             f"{sc.name}\n    {sc.summary}\n    kconfig: {', '.join(sc.kconfig) or '(base only)'}"
             f"   cmdline: {' '.join(sc.cmdline) or '(default)'}"
-            f"\n    covers: {covers}"
+            f"\n    covers: {covers}{needs}"
         )
 
 

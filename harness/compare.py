@@ -22,8 +22,9 @@ CHANGED = "changed"
 FLAKY = "flaky"
 UNCHANGED_PASS = "unchanged pass"
 ERROR = "error"
+SKIPPED = "skipped"  # a side's tree lacks a kernel API the scenario needs
 # report order: what needs attention first
-VERDICTS = (REGRESSED, ERROR, CHANGED, FLAKY, STILL_FAILING, FIXED, UNCHANGED_PASS)
+VERDICTS = (REGRESSED, ERROR, CHANGED, FLAKY, STILL_FAILING, FIXED, UNCHANGED_PASS, SKIPPED)
 SIDES = ("base", "head")
 
 
@@ -91,6 +92,13 @@ class Side:
         return [r for r in self.runs if r.status == "error"]
 
     @property
+    def skipped(self) -> str | None:
+        """Why this side could not run the scenario at all (None: it ran)."""
+        if self.runs and all(r.status == "skipped" for r in self.runs):
+            return self.runs[0].error or "skipped"
+        return None
+
+    @property
     def bugs(self) -> list[Bug]:
         return _distinct([b for r in self.runs for b in bugs_of(r)])
 
@@ -134,6 +142,13 @@ class Comparison:
         b, h = self.base, self.head
         if self.verdict == ERROR:
             return f"{self.scenario}: error: could not run on {self.error_side}: {self.error}"
+        if b.skipped or h.skipped:
+            said = [
+                f"{x.name} {x.skipped}" if x.skipped else f"{x.counts()} on {x.name}"
+                for x in (b, h)
+            ]
+            new = f"; new on head: {_titles(self.new)}" if self.new else ""
+            return f"{self.scenario}: {self.verdict}: {'; '.join(said)}{new}"
         if self.verdict == UNCHANGED_PASS:
             detail = f"passed {b.n}/{b.n} on base, passed {h.n}/{h.n} on head"
         else:
@@ -171,6 +186,15 @@ def _first_line(text: str | None) -> str:
 
 def compare(scenario: str, base: Side, head: Side) -> Comparison:
     """The verdict for one scenario from both sides' runs (same seeds on both)."""
+    if base.skipped or head.skipped:
+        ran = next((side for side in (base, head) if not side.skipped), None)
+        if ran is not None and (ran.errors or not ran.runs):
+            why = _first_line(ran.errors[0].error) if ran.errors else "no runs"
+            return Comparison(scenario, ERROR, base, head, error_side=ran.name, error=why)
+        # a series that adds the API makes the scenario testable: failing on head is its doing
+        if ran is head and head.failed:
+            return Comparison(scenario, REGRESSED, base, head, new=head.bugs)
+        return Comparison(scenario, SKIPPED, base, head)
     for side in (base, head):
         if side.errors or not side.runs:
             why = _first_line(side.errors[0].error) if side.errors else "no runs"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness import accel as accel_mod
-from harness import kconfig, locks, report, vcs
+from harness import kapi, kconfig, locks, report, vcs
 from harness.build import BuildError, BuildRecord, ConfigResult, build, configure
 from harness.progress import say
 from harness.run import Item, ItemResult, Runner, expand
@@ -102,6 +102,15 @@ def tree_in_use(request: ConfigRequest) -> Iterator[None]:
         yield
 
 
+def api_tree(tree: str | None) -> Path | None:
+    """The tree whose kernel APIs a listing reports: the given one, or the default tree
+    if it is already unpacked (a listing never unpacks it)."""
+    if tree is not None:
+        return Path(tree).resolve()
+    default = default_tree_path()
+    return default if (default / "Makefile").exists() else None
+
+
 def open_kernel_tree(request: ConfigRequest) -> KernelTree:
     try:
         return open_tree(Path(request.tree)) if request.tree else default_tree()
@@ -178,10 +187,26 @@ def exec_runner(
     )
 
 
+class _NothingToRun(Exception):
+    """Every selected scenario needs a kernel API the tree lacks: no build, no boot."""
+
+
+def not_applicable(tree: KernelTree, scenarios: list[Scenario]) -> dict[str, str]:
+    """Scenario name -> why the tree cannot run it (a kernel API it lacks); said as it is found."""
+    unfit = {}
+    for sc in scenarios:
+        if why := kapi.missing(tree.path, sc.needs):
+            unfit[sc.name] = why
+            say(f"skipped: {sc.name}: {why}")
+    return unfit
+
+
 def exit_code_for(results: list[ItemResult]) -> int:
+    """Skipped items (not applicable to this tree) neither pass nor fail a run."""
     if any(r.status == "error" for r in results) or not results:
         return EXIT_NO_VERDICT
-    return EXIT_PASS if all(r.status == "pass" for r in results) else EXIT_FAIL
+    ran = [r for r in results if r.status != "skipped"]
+    return EXIT_PASS if all(r.status == "pass" for r in ran) else EXIT_FAIL
 
 
 def _sigterm(signum, frame) -> None:
@@ -262,12 +287,22 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
             "tree_commit": tree.git_commit or "(not git)",
         }
     )
+    unfit = not_applicable(tree, selected)
+    skipped = [
+        ItemResult(i, status="skipped", error=f"skipped: {unfit[i.scenario.name]}")
+        for i in items
+        if i.scenario.name in unfit
+    ]
+    to_run = [i for i in items if i.scenario.name not in unfit]
     results: list[ItemResult] = []
     runner: Runner | None = None
     exit_code = EXIT_NO_VERDICT
     why_none = "not run: the kernel was not built"
     try:
-        _, record = build_kernel(request, tree, selected)
+        if not to_run:
+            raise _NothingToRun
+        runnable = [sc for sc in selected if sc.name not in unfit]
+        _, record = build_kernel(request, tree, runnable)
         info.build = record.to_json()
         shutil.copyfile(record.log, out / "build.log")
         info.properties.update(
@@ -278,8 +313,10 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
             }
         )
         runner = exec_runner(request, record, out, info)
-        results = runner.run(items)
-        exit_code = exit_code_for(results)
+        results = runner.run(to_run)
+        exit_code = exit_code_for(results + skipped)
+    except _NothingToRun:
+        exit_code = exit_code_for(skipped)
     except PipelineError as exc:
         say(f"error: {exc}")
         info.harness_error = str(exc)
@@ -296,11 +333,13 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
             runner.guest.stop()
         boots = runner.boots if runner else []
         if runner is not None:
-            results = runner.partial(items, "interrupted")
+            results = runner.partial(to_run, "interrupted")
             info.properties["accelerator"] = f"{runner.accel.name}: {runner.accel.reason}"
             info.repro = {i.id: repro_command(request, i, tree, runner.accel.name) for i in items}
         elif not results:
-            results = [ItemResult(i, error=why_none) for i in items]
+            results = [ItemResult(i, error=why_none) for i in to_run]
+        order = {i.id: n for n, i in enumerate(items)}
+        results = sorted(results + skipped, key=lambda r: order[r.item.id])
         if boots:
             info.properties["qemu_command"] = boots[-1].qemu_command
         with (out / "console.log").open("w") as console:
@@ -318,8 +357,10 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
 def summary_line(out: Path, results: list[ItemResult]) -> str:
     """The run's last word: counts, and the names of what failed or got no verdict."""
     parts = []
-    for status in ("pass", "fail", "error"):
+    for status in ("pass", "fail", "error", "skipped"):
         ids = [r.item.id for r in results if r.status == status]
+        if status == "skipped" and not ids:
+            continue
         named = f" ({', '.join(ids)})" if ids and status != "pass" else ""
         parts.append(f"{status} {len(ids)}{named}")
     return f"results: {out}/junit.xml  " + ", ".join(parts)

@@ -276,6 +276,9 @@ class Runner:
                         f"in boot {index}"
                     )
         ended = self.guest.ended_reason
+        if ended == "timeout" and current is not None:
+            say(f"  {current.id}: no result in time; asking the kernel for blocked tasks' stacks")
+            self.guest.request_stacks(f"{current.id} gave no result in time")
         self.guest.stop()
         self.guest = None
         record.seconds_to_ready = ready_at

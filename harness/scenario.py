@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from harness import paths, textfile
+from harness import kapi, paths, textfile
 from harness.yamlnodes import (
     Node,
     Reader,
@@ -32,7 +32,7 @@ from harness.yamlnodes import (
     string_list,
 )
 
-FIXTURE_TYPES = ("gpio-sim", "usb-i2c", "spi-nor")
+FIXTURE_TYPES = ("gpio-sim", "usb-i2c", "spi-nor", "revocable")
 # What the guest's emulators model (guest/chipmodels.py, guest/dln2.py).
 ADAPTERS = {"usb-i2c": ("dln2", "cp2112"), "spi-nor": ("dln2",)}
 # The kconfig fragments a fixture cannot work without; added to the scenario's own list.
@@ -46,6 +46,10 @@ def fixture_fragments(fixture: Fixture) -> tuple[str, ...]:
     return USB_ADAPTER_FRAGMENTS.get(fixture.adapter, ())
 
 
+# The kernel APIs (harness/kapi.py) a fixture cannot work without; added to the scenario's own.
+FIXTURE_APIS = {"revocable": ("revocable",)}
+
+
 EEPROMS = ("24c32", "24c64", "24c128", "24c256", "24c512")
 FLASHES = ("w25x05", "w25x10", "w25x20", "w25x40", "w25x80", "w25x16")
 CONTENTS = ("counter", "zero", "erased", "random")
@@ -56,6 +60,7 @@ WORKER_TYPES = (
     "open-close",
     "read-file",
     "write-read-back",
+    "revocable-read",
 )
 ACTION_TYPES = (
     "remove",
@@ -97,6 +102,9 @@ PROVOKE = (
 UNBIND_LEVELS = ("driver", "client", "adapter", "spi-device", "controller", "usb-interface")
 USB_FIXTURE_TYPES = ("usb-i2c", "spi-nor")
 ON_ERROR = ("stop", "continue", "reopen")
+# guest/modules/revocable_test: what its provider file takes as a revoke, what a revoked read says
+REVOKE_WORD = "resource_gone"
+REVOKED_ANSWER = "(null)"
 # What `cat` (coreutils' io_blksize) asks per read(): the size read-file uses unless told.
 CAT_BLOCK = 128 * 1024
 BLOCK_MAX = 16 * 1024 * 1024
@@ -139,9 +147,14 @@ class Fixture:
     eeprom: str = ""  # usb-i2c
     address: int = 0x50  # usb-i2c
     flash: str = ""  # spi-nor
-    kernel_consumer: bool = False  # usb-i2c: guest/modules/nvmem_consumer holds the nvmem
+    kernel_consumer: bool = False  # usb-i2c: nvmem_consumer holds the nvmem; gpio-sim: a line
+    consumer_bank: int = 0  # gpio-sim: the line guest/modules/gpio_consumer holds (gpiod_get)
+    consumer_line: int = 0
+    wp_label: str = ""  # usb-i2c: the gpio-sim bank and line nvmem takes as write-protect GPIO
+    wp_line: int = 0
     content: str = "counter"  # initial chip content pattern
     seed: int = 0
+    data: str = ""  # revocable: the provider's resource, what consumers read until the revoke
 
 
 @dataclass(frozen=True)
@@ -163,6 +176,7 @@ class Worker:
     whole_file: bool = False  # read-file without hold: each op reads 0..EOF, like `cat`
     block_size: int = CAT_BLOCK  # read-file: bytes asked per read() call
     max_ops: int = 0  # per thread and cycle; 0 = until the cycle ends
+    min_ops_after_removal: int = 0  # per thread, after the cycle's first removal of any fixture
 
 
 @dataclass(frozen=True)
@@ -215,6 +229,7 @@ class Scenario:
     repeat: int
     seed: int
     covers: tuple[str, ...] = ()  # kernel source paths this scenario exercises (dir/ or file)
+    needs: tuple[str, ...] = ()  # kernel APIs (harness/kapi.py) the tree must have, else skipped
 
     def touched_by(self, files: list[str]) -> list[str]:
         """The ``files`` (paths relative to the tree) that lie in what this scenario covers."""
@@ -244,9 +259,10 @@ _TOP = {
     "repeat": False,
     "seed": False,
     "covers": False,
+    "needs": False,
 }
 _FIXTURE_KEYS = {
-    "gpio-sim": {"type": True, "banks": True},
+    "gpio-sim": {"type": True, "banks": True, "kernel_consumer": False},
     "usb-i2c": {
         "type": True,
         "adapter": True,
@@ -255,10 +271,14 @@ _FIXTURE_KEYS = {
         "content": False,
         "seed": False,
         "kernel_consumer": False,
+        "wp_gpio": False,
     },
     "spi-nor": {"type": True, "adapter": True, "flash": True, "content": False, "seed": False},
+    "revocable": {"type": True, "data": False},
 }
 _BANK = {"label": False, "lines": True, "names": False}
+_HELD_LINE = {"line": True, "bank": False}  # gpio-sim kernel_consumer
+_WP_GPIO = {"fixture": True, "line": True, "bank": False}  # usb-i2c wp_gpio
 _WORKER = {
     "name": True,
     "type": True,
@@ -277,6 +297,7 @@ _WORKER = {
     "verify": False,
     "whole_file": False,
     "block_size": False,
+    "min_ops_after_removal": False,
 }
 _ACTION = {
     "do": True,
@@ -312,6 +333,7 @@ _NEEDS_FIXTURE_WORKERS = (
     "gpio-edge-events",
     "gpio-chip-info",
     "write-read-back",
+    "revocable-read",
 )
 _NEEDS_FIXTURE_ACTIONS = (
     "remove",
@@ -330,11 +352,25 @@ def _opt(fields: dict[str, Node], key: str, read, default):
     return read(fields[key]) if key in fields else default
 
 
-def _fixture(name: str, node: Node) -> Fixture:
+def _fixture(name: str, node: Node, earlier: dict[str, Fixture]) -> Fixture:
     kind_node = _type_node(node)
     kind = choice(kind_node, FIXTURE_TYPES) if kind_node is not None else ""
     if kind in ("usb-i2c", "spi-nor"):
-        return _usb_fixture(name, kind, mapping(node, _FIXTURE_KEYS[kind]))
+        f = mapping(node, _FIXTURE_KEYS[kind])
+        fixture = _usb_fixture(name, kind, f)
+        if "wp_gpio" in f:
+            label, line = _wp_gpio(f["wp_gpio"], earlier)
+            fixture = dataclasses.replace(fixture, wp_label=label, wp_line=line)
+        return fixture
+    if kind == "revocable":
+        f = mapping(node, _FIXTURE_KEYS[kind])
+        data = _opt(f, "data", scalar_str, f"harness {name}")
+        if not data.strip() or data.strip() in (REVOKE_WORD, REVOKED_ANSWER) or "\n" in data:
+            f["data"].error(
+                f"the resource must be one line of text other than {REVOKE_WORD!r} (a revoke "
+                f"to the test module) and {REVOKED_ANSWER!r} (its answer once revoked)"
+            )
+        return Fixture(name=name, type=kind, data=data.strip())
     if kind_node is not None and kind not in FIXTURE_TYPES:
         return Fixture(name=name, type=kind)
     f = mapping(node, _FIXTURE_KEYS["gpio-sim"])
@@ -349,7 +385,45 @@ def _fixture(name: str, node: Node) -> Fixture:
         banks.append(GpioBank(label=label, lines=lines, names=names))
     if "banks" in f and not banks:
         f["banks"].error("a gpio-sim chip needs at least one bank")
-    return Fixture(name=name, type=kind, banks=tuple(banks))
+    held = mapping(f["kernel_consumer"], _HELD_LINE) if "kernel_consumer" in f else {}
+    bank = _opt(held, "bank", scalar_int, 0)
+    line = _opt(held, "line", scalar_int, 0)
+    if held and bank >= len(banks):
+        held.get("bank", f["kernel_consumer"]).error(f"the chip has {len(banks)} bank(s)")
+    elif held and line >= banks[bank].lines:
+        held["line"].error(f"bank {bank} has lines 0..{banks[bank].lines - 1}")
+    return Fixture(
+        name=name,
+        type=kind,
+        banks=tuple(banks),
+        kernel_consumer=bool(held),
+        consumer_bank=bank,
+        consumer_line=line,
+    )
+
+
+def _wp_gpio(node: Node, earlier: dict[str, Fixture]) -> tuple[str, int]:
+    """The bank label and line of a gpio-sim fixture defined before this one."""
+    w = mapping(node, _WP_GPIO)
+    chip = _opt(w, "fixture", scalar_str, "")
+    bank = _opt(w, "bank", scalar_int, 0)
+    line = _opt(w, "line", scalar_int, 0)
+    target = earlier.get(chip)
+    if "fixture" in w and (target is None or target.type != "gpio-sim"):
+        chips = ", ".join(n for n, f in earlier.items() if f.type == "gpio-sim") or "none"
+        w["fixture"].error(
+            f"no gpio-sim fixture {chip!r} defined before this one (defined: {chips}); the "
+            "chip must exist before the EEPROM's driver takes its write-protect line"
+        )
+        return "", 0
+    if target is None:
+        return "", 0
+    if bank >= len(target.banks):
+        w.get("bank", node).error(f"{chip} has {len(target.banks)} bank(s)")
+        return "", 0
+    if line >= target.banks[bank].lines:
+        w["line"].error(f"bank {bank} of {chip} has lines 0..{target.banks[bank].lines - 1}")
+    return target.banks[bank].label, line
 
 
 def _type_node(node: Node) -> Node | None:
@@ -395,6 +469,9 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
     path = _opt(w, "path", scalar_str, None)
     if kind in ("read-file", "write-read-back") and path is None:
         node.error(f"a {kind} worker needs 'path' (e.g. /sys/bus/nvmem/devices/*/nvmem)")
+    if kind == "revocable-read" and fixture in fixtures:
+        if fixtures[fixture].type != "revocable":
+            w["fixture"].error("a revocable-read worker reads a revocable fixture's consumer file")
     if kind == "write-read-back" and fixture in fixtures:
         if fixtures[fixture].type not in USB_FIXTURE_TYPES:
             w["fixture"].error(
@@ -433,6 +510,7 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
         whole_file=_opt(w, "whole_file", scalar_bool, False),
         block_size=_opt(w, "block_size", lambda n: size(n, 1, BLOCK_MAX), CAT_BLOCK),
         max_ops=max_ops,
+        min_ops_after_removal=_opt(w, "min_ops_after_removal", scalar_int, 0),
     )
 
 
@@ -577,6 +655,21 @@ def _covers(node: Node) -> tuple[str, ...]:
     return tuple(covers)
 
 
+def _needs(node: Node) -> tuple[str, ...]:
+    names = []
+    for item in [node] if isinstance(node.raw, yaml.ScalarNode) else sequence(node):
+        name = scalar_str(item)
+        if name not in kapi.KERNEL_APIS:
+            item.error(f"no kernel API {name!r}; known: {', '.join(kapi.KERNEL_APIS)}")
+        names.append(name)
+    return tuple(names)
+
+
+def _with_fixture_apis(listed: tuple[str, ...], fixtures) -> tuple[str, ...]:
+    needed = [name for fixture in fixtures for name in FIXTURE_APIS.get(fixture.type, ())]
+    return tuple(dict.fromkeys([*listed, *needed]))
+
+
 def _with_fixture_fragments(listed: tuple[str, ...], fixtures) -> tuple[str, ...]:
     needed = [name for fixture in fixtures for name in fixture_fragments(fixture)]
     return tuple(dict.fromkeys([*listed, *needed]))
@@ -595,7 +688,7 @@ def parse_scenario(text: str, path: Path) -> tuple[Scenario | None, list[SchemaE
         if isinstance(raw.raw, yaml.MappingNode) and raw.raw.value:
             for key_node, value_node in raw.raw.value:
                 child = Node(value_node, f"fixtures.{key_node.value}", reader)
-                fixtures[key_node.value] = _fixture(key_node.value, child)
+                fixtures[key_node.value] = _fixture(key_node.value, child, fixtures)
         else:
             raw.error("expected a mapping of fixture name -> fixture (type, banks)")
     workers: dict[str, Worker] = {}
@@ -633,6 +726,7 @@ def parse_scenario(text: str, path: Path) -> tuple[Scenario | None, list[SchemaE
         repeat=_opt(top, "repeat", lambda n: scalar_int(n, 1), 1),
         seed=_opt(top, "seed", scalar_int, 0),
         covers=_opt(top, "covers", _covers, ()),
+        needs=_with_fixture_apis(_opt(top, "needs", _needs, ()), fixtures.values()),
     )
     if reader.errors:
         return None, reader.errors

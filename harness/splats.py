@@ -178,8 +178,9 @@ def _func(lines: list[Line], *preferred: str | None, keep_sync: bool = True) -> 
 
 
 # A title function returns the title, or (kind, title) when the report's own
-# lines refine the pattern's kind (a WARN that is really a refcount bug).
-TitleFn = Callable[[re.Match, list[Line]], str | tuple[str, str]]
+# lines refine the pattern's kind (a WARN that is really a refcount bug), or
+# None when the lines hold no report after all (a stack dump with no blocked task).
+TitleFn = Callable[[re.Match, list[Line]], str | tuple[str, str] | None]
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,26 @@ def _warning(m: re.Match, lines: list[Line]) -> str | tuple[str, str]:
     if "list_debug.c" in source or re.search(r"list_(add|del) corruption", text):
         return "list-corruption", f"BUG: corrupted list in {_func(lines)}"
     return f"WARNING in {_func(lines, func)}"
+
+
+_TASK = re.compile(r"^task:(\S+)\s+state:(\w)\b.*?\bpid:\s*(\d+)")
+
+
+def _blocked(m: re.Match, lines: list[Line]) -> str | None:
+    """A sysrq-w dump the harness asked for when something hung: titled where the stuck
+    task sleeps (the task the harness names, else the first blocked one)."""
+    stuck = m.groupdict().get("pid")
+    tasks: list[tuple[str, list[Line]]] = []
+    for line in lines:
+        if t := _TASK.match(line.text):
+            tasks.append((t.group(3), []))
+        elif tasks:
+            tasks[-1][1].append(line)
+    chosen = next((body for pid, body in tasks if pid == stuck), None)
+    for body in [chosen] if chosen is not None else [b for _, b in tasks]:
+        if where := first_useful(frames_of(body), keep_sync=False):
+            return f"INFO: task hung in {where}"
+    return None
 
 
 def _bug_at(m: re.Match, lines: list[Line]) -> str | tuple[str, str]:
@@ -281,6 +302,17 @@ PATTERNS: tuple[Pattern, ...] = (
         re.compile(r"^INFO: task (\S+):\d+ blocked for more than \d+ seconds"),
         lambda m, ls: f"INFO: task hung in {_func(ls, keep_sync=False)}",
     ),
+    # the guest runner's or the host's note, then the dump (guest/runner.py dump_blocked,
+    # harness/boot.py request_stacks); a bare dump is titled the same way
+    Pattern(
+        "hung-task",
+        re.compile(
+            r"^harness(?:-host)?: .*stacks of blocked tasks follow(?: \(sysrq w; stuck: pid "
+            r"(?P<pid>\d+)\))?"
+        ),
+        _blocked,
+    ),
+    Pattern("hung-task", re.compile(r"^sysrq: Show Blocked State"), _blocked),
     Pattern(
         "rcu-stall",
         re.compile(
@@ -363,6 +395,7 @@ _CONTINUES = (
         r"panic_on_warn|KASAN|Attempted to kill)"
     ),
     re.compile(r"^BUG: (?:kernel NULL pointer|unable to handle)"),
+    re.compile(r"^sysrq: Show Blocked State"),
 )
 EVENT_PREFIX = "harness-event "  # guest progress lines (boot.EVENT), not kernel output
 _CUT_HERE = re.compile(r"^-+\[ cut here \]-+$")
@@ -439,6 +472,9 @@ def parse(log: str) -> list[Splat]:
         # the guest's own kmsg writes can land inside a report; they are not part of it
         body = _without_events(lines[begin + 1 if begin < header else header : end])
         titled = pattern.title(match, body)
+        if titled is None:
+            i = max(end, i + 1)
+            continue
         kind, title = titled if isinstance(titled, tuple) else (pattern.kind, titled)
         key = (title, scenario)
         if key in seen:

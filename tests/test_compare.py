@@ -226,3 +226,24 @@ def test_kasan_and_a_fault_in_one_function_are_one_bad_access():
     )
     assert splats.same_bug(gpf, kasan_there)
     assert not splats.same_bug(gpf, SPI_NOR_READ)
+
+
+def skipped(rep: int) -> ItemResult:
+    result = run(rep)
+    result.status = "skipped"
+    result.error = "skipped: the tree has no include/linux/revocable.h (kernel API revocable)"
+    return result
+
+
+def test_a_side_without_the_api_is_skipped_and_a_series_adding_a_failing_one_regressed():
+    both = verdict([skipped(0)], [skipped(0)])
+    assert both.verdict == compare.SKIPPED
+    assert "base skipped: the tree has no include/linux/revocable.h" in both.line()
+    added_broken = verdict([skipped(0)], [run(0, SPI_NOR_READ)])
+    assert added_broken.verdict == compare.REGRESSED
+    assert added_broken.new and "new on head: KASAN" in added_broken.line()
+    assert verdict([skipped(0)], [run(0)]).verdict == compare.SKIPPED
+    removed = verdict([run(0, SPI_NOR_READ)], [skipped(0)])
+    assert removed.verdict == compare.SKIPPED and "failed 1/1 on base" in removed.line()
+    errored = verdict([skipped(0)], [run(0, error="timeout: no result")])
+    assert errored.verdict == compare.ERROR and errored.error_side == "head"

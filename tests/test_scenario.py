@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from harness import paths
-from harness.scenario import load_scenarios, parse_scenario
+from harness.scenario import load_scenario, load_scenarios, parse_scenario
 from harness.yamlnodes import SchemaErrors, parse_duration
 
 GOOD = """\
@@ -253,3 +253,70 @@ def test_covers_are_tree_relative_paths_and_every_builtin_scenario_lists_them():
     ]
     for sc in load_scenarios(paths.builtin_scenarios()):
         assert sc.covers, f"{sc.name} lists no covers"
+
+
+REVOCABLE = """\
+name: t
+description: revocable readers.
+fixtures:
+  rev0:
+    type: revocable
+    data: some data
+workers:
+  - name: readers
+    type: revocable-read
+    fixture: rev0
+    path: "{rev0.consumer}"
+    threads: 2
+    share_fd: true
+    on_error: continue
+    min_ops_after_removal: 5
+actions:
+  - do: remove
+    fixture: rev0
+"""
+
+
+def test_a_revocable_fixture_needs_the_api_and_its_readers_count_reads_after_the_revoke():
+    scenario, errors = parse_scenario(REVOCABLE, Path("s/t.yaml"))
+    assert not errors
+    assert scenario.needs == ("revocable",)
+    assert scenario.fixtures[0].data == "some data"
+    assert scenario.workers[0].min_ops_after_removal == 5
+
+
+def test_revocable_mistakes_name_the_line():
+    (error,) = errors_of(REVOCABLE.replace("data: some data", "data: resource_gone"))
+    assert error.startswith("s/t.yaml:6: fixtures.rev0.data: ")
+    assert "other than 'resource_gone'" in error
+    (error,) = errors_of(
+        REVOCABLE.replace(
+            "description: revocable readers.\n", "description: x\nneeds: [revokable]\n"
+        )
+    )
+    assert error.startswith("s/t.yaml:3: needs[0]: no kernel API 'revokable'; known: revocable")
+    wrong = GOOD.replace("type: gpio-get-values", "type: revocable-read\n    path: /x")
+    assert any("reads a revocable fixture's consumer file" in e for e in errors_of(wrong))
+
+
+def test_in_kernel_gpio_consumers_and_wp_lines_name_real_lines():
+    held = GOOD.replace(
+        "      - {label: b0, lines: 8}\n",
+        "      - {label: b0, lines: 8}\n    kernel_consumer: {line: 3}\n",
+    )
+    scenario, errors = parse_scenario(held, Path("s/t.yaml"))
+    assert not errors and scenario.fixtures[0].kernel_consumer
+    assert (scenario.fixtures[0].consumer_bank, scenario.fixtures[0].consumer_line) == (0, 3)
+    (error,) = errors_of(held.replace("{line: 3}", "{line: 8}"))
+    assert error.startswith(
+        "s/t.yaml:9: fixtures.chip0.kernel_consumer.line: bank 0 has lines 0..7"
+    )
+    wp = load_scenario(paths.SCENARIOS_DIR / "nvmem-wp-gpio-removed-under-writers.yaml")
+    eeprom = next(f for f in wp.fixtures if f.type == "usb-i2c")
+    assert (eeprom.wp_label, eeprom.wp_line) == ("harness-wp", 1)
+    text = (paths.SCENARIOS_DIR / "nvmem-wp-gpio-removed-under-writers.yaml").read_text()
+    errors = errors_of(text.replace("wp_gpio: {fixture: chip0", "wp_gpio: {fixture: eeprom0"))
+    assert any(
+        "no gpio-sim fixture 'eeprom0' defined before this one (defined: chip0)" in e
+        for e in errors
+    )
