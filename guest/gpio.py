@@ -70,6 +70,18 @@ class LineRequest(ctypes.Structure):
     ]
 
 
+class LineInfo(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char * 32),
+        ("consumer", ctypes.c_char * 32),
+        ("offset", ctypes.c_uint32),
+        ("num_attrs", ctypes.c_uint32),
+        ("flags", ctypes.c_uint64),
+        ("attrs", LineAttribute * GPIO_V2_LINE_NUM_ATTRS_MAX),
+        ("padding", ctypes.c_uint32 * 4),
+    ]
+
+
 class LineValues(ctypes.Structure):
     _fields_ = [("bits", ctypes.c_uint64), ("mask", ctypes.c_uint64)]
 
@@ -78,8 +90,11 @@ LINE_EVENT_SIZE = 48
 GET_CHIPINFO = _ior(0x01, ctypes.sizeof(ChipInfo))
 GET_LINE = _iowr(0x07, ctypes.sizeof(LineRequest))
 LINE_GET_VALUES = _iowr(0x0E, ctypes.sizeof(LineValues))
+GET_LINEINFO = _iowr(0x05, ctypes.sizeof(LineInfo))
+FLAG_USED = 1 << 0
 
 assert ctypes.sizeof(LineRequest) == 592 and ctypes.sizeof(LineConfig) == 272
+assert ctypes.sizeof(LineInfo) == 256
 
 
 def chip_info(fd: int) -> ChipInfo:
@@ -98,6 +113,21 @@ def request_lines(chip_fd: int, offsets: list[int], edges: bool, consumer: str) 
     req.config.flags = FLAG_INPUT | ((FLAG_EDGE_RISING | FLAG_EDGE_FALLING) if edges else 0)
     fcntl.ioctl(chip_fd, GET_LINE, req)
     return req.fd
+
+
+def line_consumer(label: str, line: int) -> str | None:
+    """Who holds ``line`` of the chip labelled ``label`` (None: nobody, or no such chip)."""
+    for node in sorted(Path("/dev").glob("gpiochip*")):
+        fd = os.open(node, os.O_RDONLY)
+        try:
+            if chip_info(fd).label.decode() != label:
+                continue
+            info = LineInfo(offset=line)
+            fcntl.ioctl(fd, GET_LINEINFO, info)
+            return info.consumer.decode() if info.flags & FLAG_USED else None
+        finally:
+            os.close(fd)
+    return None
 
 
 def get_values(line_fd: int, count: int) -> int:
@@ -138,6 +168,12 @@ class KernelConsumer:
             raise FixtureError(
                 f"gpio_consumer could not take line {self.line} of {self.label}: {exc.strerror}"
             ) from exc
+        holder = line_consumer(self.label, self.line)
+        if holder != "harness":
+            raise FixtureError(
+                f"line {self.line} of {self.label} is held by {holder or 'nobody'}, not by "
+                "gpio_consumer"
+            )
 
     def detach(self) -> None:
         """gpiod_put() the held descriptor, also one of a chip that is gone."""

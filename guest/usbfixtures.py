@@ -325,8 +325,20 @@ class UsbI2cEeprom(UsbAdapterFixture):
             f"at24 eeprom file of {client}",
         )
         _check_content(self.name, str(eeprom), self.eeprom)
+        if self.spec.get("wp_label"):
+            self._check_wp()
         if self.spec.get("kernel_consumer"):
             self._attach_consumer()
+
+    def _check_wp(self) -> None:
+        """nvmem took the write-protect line at probe (else the scenario tests nothing)."""
+        label, line = self.spec["wp_label"], self.spec["wp_line"]
+        holder = gpio.line_consumer(label, line)
+        if holder != "wp":
+            raise FixtureError(
+                f"fixture {self.name}: line {line} of {label} is held by {holder or 'nobody'}, "
+                "not by at24's nvmem as its wp GPIO (the lookup did not reach nvmem_register)"
+            )
 
     def _attach_consumer(self) -> None:
         """Hand the new nvmem device to the in-kernel consumer (it drops the old reference)."""
