@@ -189,13 +189,14 @@ static int provider_create_locked(const char *data)
 	rp = revocable_provider_alloc(res);
 	if (!rp)
 		goto nomem;
+	/* files still open on the old consumer file keep their (revoked) provider */
+	consumer_file_remove(current_file);
+	current_file = NULL;
 	cf = consumer_file_create(rp);
 	if (!cf) {
 		revocable_provider_revoke(rp);
 		goto nomem;
 	}
-	/* files still open on the old consumer file keep their (revoked) provider */
-	consumer_file_remove(current_file);
 	current_file = cf;
 	provider = rp;
 	resource = res;
