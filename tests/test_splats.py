@@ -71,3 +71,18 @@ def test_splat_is_attributed_to_the_scenario_between_markers():
     lines.insert(start, end_marker)
     (outside,) = splats.parse("\n".join(lines))
     assert outside.scenario is None
+
+
+def test_a_blocked_tasks_dump_is_titled_where_the_stuck_task_sleeps():
+    """guest/runner.py's note names the stuck thread; without it the first blocked task counts,
+    and a dump with no blocked task is no report."""
+    text = (LOGS / "harness-revocable-shared-fd-hang.log").read_text(errors="replace")
+    (hang,) = splats.parse(text)
+    assert hang.title == "INFO: task hung in revocable_provider_revoke"
+    assert hang.excerpt.splitlines()[0].startswith("harness: remove rev0 did not return")
+    lines = text.splitlines(keepends=True)
+    bare = "".join(line for line in lines if "stacks of blocked tasks follow" not in line)
+    assert [s.title for s in splats.parse(bare)] == [hang.title]
+    start = text.index("task:init.py")
+    empty = text[:start] + text[text.index("</TASK>", start) + len("</TASK>") :]
+    assert splats.parse(empty) == []
