@@ -64,6 +64,9 @@ MOUNTS = (
 libc = ctypes.CDLL(None, use_errno=True)
 
 
+SYSRQ_KEYS = "wlt"  # blocked tasks, all CPUs' backtraces, all tasks: read-only requests
+
+
 def log(text: str) -> None:
     try:
         with open("/dev/kmsg", "w") as sink:
@@ -88,20 +91,36 @@ def boot_params() -> dict[str, str]:
     return params
 
 
-def _open_sysrq_port(port: str | None) -> None:
-    """Keep the host's sysrq serial port open for the whole boot.
+def _start_sysrq_helper(port: str | None) -> None:
+    """A child process that turns keys from the host's serial port into sysrq requests.
 
-    The 8250 driver only receives on an open port; with it open, a break and
-    a key from the host (harness/boot.py) reach the kernel's sysrq handler in
-    interrupt context, so the host gets stacks even when this runner is stuck.
-    The fd is never closed: PID 1 holds it until power-off.
+    When the runner is stuck (a thread in D state, a deadlock) the host still
+    gets the blocked tasks' stacks: it sends 'w' on ``port`` and this process,
+    independent of the runner, writes it to /proc/sysrq-trigger. (A serial
+    break would reach the kernel's own sysrq only on the console's port,
+    which has no input here.)
     """
     if not port:
         return
     try:
-        os.open(f"/dev/{port}", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        fd = os.open(f"/dev/{port}", os.O_RDWR | os.O_NOCTTY)
     except OSError as exc:
-        log(f"harness: no sysrq port /dev/{port} ({exc.strerror}); host-side stacks unavailable")
+        log(f"harness-init: no sysrq port /dev/{port} ({exc.strerror}); no host-side stacks")
+        return
+    if os.fork():
+        os.close(fd)
+        return
+    import tty
+
+    try:
+        tty.setraw(fd)
+        while True:
+            for key in os.read(fd, 16).decode(errors="replace"):
+                if key in SYSRQ_KEYS:
+                    with open("/proc/sysrq-trigger", "w") as trigger:
+                        trigger.write(key)
+    finally:
+        os._exit(0)
 
 
 def main() -> int:
@@ -120,7 +139,7 @@ def main() -> int:
                 "version=9p2000.L,trans=virtio,access=any",
             )
     os.environ["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
-    _open_sysrq_port(params.get("harness_sysrq_port"))
+    _start_sysrq_helper(params.get("harness_sysrq_port"))
     runner_dir = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, runner_dir)
     import runner

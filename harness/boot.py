@@ -45,9 +45,9 @@ EVENT = re.compile(rb"harness-event (\{.*\})\s*$")
 # report a hung task after 20 s (the config default, restated so that a user
 # fragment cannot lengthen it).
 BASE_CMDLINE = ("ignore_loglevel", "panic=-1", "sysctl.kernel.hung_task_timeout_secs=20")
-# A second serial port (ttyS1) the guest keeps open, for sysrq from the host: a break
-# (QMP chardev-send-break) and a key reach the kernel's sysrq handler in interrupt
-# context, so the stacks of blocked tasks come out even when the guest runner is stuck.
+# A second serial port (ttyS1) for sysrq from the host: a helper process of the guest's
+# init (not the runner) turns the keys it reads into /proc/sysrq-trigger writes, so the
+# stacks of blocked tasks come out even when the guest runner is stuck.
 SYSRQ_CHARDEV = "harness-sysrq"
 SYSRQ_PORT = "ttyS1"
 
@@ -86,7 +86,7 @@ class BootSpec:
         virtme-ng decides devices, root filesystem and console; the init swap
         saves ~7 s per boot under TCG (see guest/init.py). With ``control`` (a
         short directory: unix socket paths are limited to 108 bytes) QEMU also
-        gets a QMP socket and the sysrq serial port there.
+        gets the sysrq serial port's socket there.
         """
         try:
             out = subprocess.run(
@@ -123,8 +123,6 @@ class BootSpec:
                 f"socket,id={SYSRQ_CHARDEV},path={control / 'sysrq.sock'},server=on,wait=off",
                 "-serial",
                 f"chardev:{SYSRQ_CHARDEV}",
-                "-qmp",
-                f"unix:{control / 'qmp.sock'},server=on,wait=off",
             ]
         argv[index] = " ".join([*words, *extra, f"init={init}"])
         return argv
@@ -161,28 +159,6 @@ def guest_zip() -> Path | None:
     return target
 
 
-def qmp(path: Path, command: dict, timeout: float = 5.0) -> dict:
-    """One QMP command on QEMU's control socket; its reply (events are skipped)."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(path))
-        stream = sock.makefile("rwb")
-        json.loads(stream.readline())  # the greeting
-        reply: dict = {}
-        for cmd in ({"execute": "qmp_capabilities"}, command):
-            stream.write(json.dumps(cmd).encode() + b"\n")
-            stream.flush()
-            while not ("return" in reply or "error" in reply):
-                line = stream.readline()
-                if not line:
-                    raise OSError("QMP socket closed")
-                reply = json.loads(line)
-            if "error" in reply:
-                raise OSError(f"QMP {cmd['execute']}: {reply['error'].get('desc')}")
-            reply = reply if cmd is command else {}
-        return reply
-
-
 def _vng_env() -> dict[str, str]:
     env = dict(os.environ)
     # vng calls virtme-run by name: make the venv's scripts visible.
@@ -209,7 +185,7 @@ class Guest:
     kernel_output: bool = False  # a printk line arrived (firmware output does not count)
     kvm_failure: str = ""  # QEMU's message if KVM failed under the guest
     fatal_at: float = 0.0  # monotonic time of the first KASAN/Oops/panic line, 0 if none
-    control: Path | None = None  # QMP and sysrq sockets (plan boots)
+    control: Path | None = None  # the sysrq port's socket (plan boots)
     _reader: pexpect.fdpexpect.fdspawn | None = field(default=None, repr=False)
     _console: object = field(default=None, repr=False)
 
@@ -288,27 +264,21 @@ class Guest:
     def request_stacks(self, reason: str, quiet: float = 3.0, bound: float = 20.0) -> bool:
         """sysrq w from the host, then the console until it has been quiet for ``quiet`` s.
 
-        For a guest whose runner stopped reporting: the kernel still answers a
-        break on the sysrq port, and the blocked tasks' stacks land in the log
-        before the guest is killed.
+        For a guest whose runner stopped reporting: init's sysrq helper still
+        answers on the sysrq port, and the blocked tasks' stacks land in the
+        log before the guest is killed.
         """
         if self.control is None or self.proc is None or self.proc.poll() is not None:
             return False
         note = f"harness-host: {reason}; sysrq w: stacks of blocked tasks follow\n"
         self._log(note.encode())
         try:
-            arguments = {"id": SYSRQ_CHARDEV}
             with socket.socket(socket.AF_UNIX) as port:
                 port.settimeout(5.0)
                 port.connect(str(self.control / "sysrq.sock"))
-                qmp(
-                    self.control / "qmp.sock",
-                    {"execute": "chardev-send-break", "arguments": arguments},
-                )
-                time.sleep(0.2)  # the break first, then the key, as a terminal would
                 port.sendall(b"w")
                 self._follow(quiet, bound)
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             self._log(f"harness-host: sysrq failed: {exc}\n".encode())
             return False
         return True

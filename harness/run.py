@@ -123,13 +123,14 @@ class Runner:
         self.guest: Guest | None = None
         self.results: dict[str, ItemResult] = {}
         self.current: Item | None = None  # the item running right now, if any
+        self.finished: set[str] = set()  # items with a verdict (a hang's splats are one)
 
     def partial(self, items: list[Item], why: str) -> list[ItemResult]:
         """Results so far; items without an outcome get ``why`` as their error."""
         out = []
         for item in items:
             result = self.results.setdefault(item.id, ItemResult(item))
-            if result.guest is None and result.error is None:
+            if item.id not in self.finished and result.guest is None and result.error is None:
                 running = self.current is not None and self.current.id == item.id
                 result.error = f"{why} while running" if running else f"not run ({why})"
                 _verdict(result)
@@ -353,6 +354,7 @@ class Runner:
                     f"log: look at {console}"
                 )
         _verdict(result)
+        self.finished.add(item_id)
         say(
             f"  {item_id}: {result.status.upper()}"
             + (f" ({'; '.join(s.title for s in result.splats)})" if result.splats else "")
