@@ -11,8 +11,6 @@ boot tier already built (same cache). Forcing the paths:
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -20,28 +18,13 @@ from pathlib import Path
 import pytest
 
 from harness import accel
+from tests.harnesscli import harness
 
 pytestmark = pytest.mark.boot
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = "gpio-sim-remove-under-readers"
 KVM_USABLE = os.access("/dev/kvm", os.R_OK | os.W_OK)
-
-
-def harness(*args: str, env: dict | None = None) -> tuple[int, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", *args],
-        cwd=ROOT,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
-    )
-    lines = []
-    for line in proc.stdout:
-        sys.__stderr__.write(line)
-        lines.append(line)
-    return proc.wait(timeout=3600), "".join(lines)
 
 
 @pytest.fixture(scope="module")

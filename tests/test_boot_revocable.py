@@ -16,8 +16,6 @@ All run on the default tree's own checkout, so they share its build directory.
 """
 
 import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import pytest
 
 from harness import vcs
 from harness.tree import default_tree
+from tests.harnesscli import harness
 
 pytestmark = pytest.mark.boot
 
@@ -33,19 +32,6 @@ SERIES = ROOT / "tests" / "data" / "series"
 SHARED, OWN = "revocable-shared-fd-revoke", "revocable-own-fd-revoke"
 HUNG = "INFO: task hung in revocable_provider_revoke"
 NEVER_RETURNS = ROOT / "tests" / "scenarios" / "gpio-sim-removal-never-returns.yaml"
-
-
-def harness(*args: str) -> int:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", *args],
-        cwd=ROOT,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    for line in proc.stdout:
-        sys.__stderr__.write(line)
-    return proc.wait(timeout=3600)
 
 
 def commit_on_import(repo: Path, where: Path, ref: str, change) -> str:
@@ -60,7 +46,7 @@ def commit_on_import(repo: Path, where: Path, ref: str, change) -> str:
 
 
 def test_revocable_scenarios_are_skipped_without_the_api(tmp_path):
-    code = harness("run", SHARED, OWN, "--out", str(tmp_path))
+    code, _ = harness("run", SHARED, OWN, "--out", str(tmp_path))
     assert code == 0, "not applicable is neither a failure nor an error"
     junit = ET.parse(tmp_path / "junit.xml").getroot()
     cases = {c.get("name"): c for c in junit.iter("testcase")}
@@ -79,7 +65,7 @@ def test_the_shared_handle_hangs_the_revoke_and_the_per_access_index_fixes_it(tm
 
     base = commit_on_import(repo, tmp_path / "linux", "refs/harness/test-revocable", apply_api)
     out = tmp_path / "series"
-    code = harness(
+    code, _ = harness(
         "series",
         SHARED,
         OWN,
@@ -143,7 +129,7 @@ def test_a_removal_that_never_returns_fails_with_the_stacks_of_what_is_stuck(tmp
     broken = commit_on_import(repo, tmp_path / "linux", "refs/harness/test-hang", never_returns)
     vcs.git(repo, "checkout", "-q", "--detach", broken)
     try:
-        code = harness("run", str(NEVER_RETURNS), "--tree", str(repo), "--out", str(tmp_path))
+        code, _ = harness("run", str(NEVER_RETURNS), "--tree", str(repo), "--out", str(tmp_path))
     finally:
         vcs.restore_import(repo)
     results = json.loads((tmp_path / "summary.json").read_text())["items"]

@@ -86,3 +86,13 @@ def test_a_blocked_tasks_dump_is_titled_where_the_stuck_task_sleeps():
     start = text.index("task:init.py")
     empty = text[:start] + text[text.index("</TASK>", start) + len("</TASK>") :]
     assert splats.parse(empty) == []
+
+
+def test_the_hosts_dump_after_the_runner_went_quiet_is_the_same_hang():
+    """Hung-task reports, the runner's deadline dump and the host's sysrq dump: one bug."""
+    text = (LOGS / "harness-gpio-sim-removal-never-returns.log").read_text(errors="replace")
+    (hang,) = splats.parse(text)
+    assert hang.title == "INFO: task hung in gpio_sim_device_deactivate"
+    assert hang.count == 6  # 4 from khungtaskd, the runner's dump, the host's
+    host = text[text.index("harness-host: ") :]
+    assert [s.title for s in splats.parse(host)] == [hang.title]
