@@ -112,6 +112,7 @@ def classify(result: ItemResult, target: Splat | None) -> RunSeen:
     seen = RunSeen(result.item.id, result.status, "clean", titles)
     if result.status == "skipped":
         seen.outcome = "not-run"
+        seen.why = (result.error or "not run").splitlines()[0]
     elif target is not None and any(splats.same_bug(s, target) for s in result.splats):
         seen.outcome = "reproduced"
     elif result.status == "error":
@@ -130,6 +131,8 @@ def classify(result: ItemResult, target: Splat | None) -> RunSeen:
 
 def verdict_of(runs: list[RunSeen]) -> tuple[str, str]:
     """bad (reproduced), good (ran clean or with other crashes only), or skip."""
+    if runs and all(r.outcome == "not-run" for r in runs):  # e.g. the tree lacks the API
+        return "skip", f"the scenario did not run: {runs[0].why}"
     if any(r.outcome == "reproduced" for r in runs):
         n = sum(1 for r in runs if r.outcome == "reproduced")
         return "bad", f"reproduced in {n} of {sum(1 for r in runs if r.outcome != 'not-run')}"

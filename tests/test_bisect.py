@@ -61,6 +61,15 @@ def test_another_crash_is_good_when_the_run_ended_and_skip_when_it_was_cut_short
     assert bisect.verdict_of(hit) == ("bad", "reproduced in 1 of 2")
 
 
+def test_a_commit_where_the_scenario_does_not_apply_is_skip_not_good():
+    absent = result(status="skipped", error="skipped: the tree has no include/linux/revocable.h")
+    seen = [bisect.classify(absent, SPI_NOR_READ)] * 2
+    assert bisect.verdict_of(seen) == (
+        "skip",
+        "the scenario did not run: skipped: the tree has no include/linux/revocable.h",
+    )
+
+
 def test_bisect_cli_bad_input(repo, tmp_path):  # noqa: F811
     env = {"HARNESS_CACHE": str(tmp_path / "cache")}
     args = ["bisect", "gpio-sim-remove-under-readers", "--tree", str(repo)]
