@@ -345,6 +345,8 @@ def _bisect(
         raise PipelineError(f"the bad commit {bad[:12]} could not be built: {endpoint.why}", 3)
     hits = sum(1 for r in endpoint.runs if r.outcome == "reproduced")
     ran = sum(1 for r in endpoint.runs if r.outcome != "not-run")
+    if not ran:
+        return finish(EXIT_INCONCLUSIVE, f"on the bad commit {endpoint.why}")
     if request.title and b.target is None:
         return finish(
             EXIT_INCONCLUSIVE,
