@@ -1,6 +1,6 @@
 """Real boots: build the default kernel, boot it, run scenarios, check junit.xml.
 
-One harness run covers the shipped gpio-sim scenarios, one end-to-end run per
+One harness run covers two gpio-sim scenarios (user-space and in-kernel consumers), one run per
 emulated adapter (DLN-2 EEPROM, CP2112 EEPROM, DLN-2 SPI-NOR), and scenarios
 that must fail: detector self-tests that provoke real splats with LKDTM, and
 two shipped scenarios whose bugs 6.12 has (the MTD report's use-after-free,
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.boot
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = [
     "gpio-sim-remove-under-readers",
-    "gpio-sim-plug-cycle",
+    "gpio-sim-remove-under-kernel-consumer",
     "nvmem-dln2-unplug-during-read",
     "nvmem-usb-unplug-during-read",
     "mtd-data-integrity",
@@ -76,7 +76,9 @@ def test_results_and_properties(harness_run):
     }
 
 
-@pytest.mark.parametrize("name", ["gpio-sim-remove-under-readers", "gpio-sim-plug-cycle"])
+@pytest.mark.parametrize(
+    "name", ["gpio-sim-remove-under-readers", "gpio-sim-remove-under-kernel-consumer"]
+)
 def test_gpio_scenario_passes_and_did_the_work(harness_run, name):
     _, _, cases, items, _ = harness_run
     case, item = cases[name], items[name]
@@ -93,11 +95,15 @@ def test_gpio_scenario_passes_and_did_the_work(harness_run, name):
         assert all(p["ops_in_window"] > 0 for p in action["midread"].values())
 
 
-def test_remove_under_readers_consumers_saw_enodev(harness_run):
+@pytest.mark.parametrize(
+    "name", ["gpio-sim-remove-under-readers", "gpio-sim-remove-under-kernel-consumer"]
+)
+def test_consumers_of_a_removed_chip_saw_enodev(harness_run, name):
+    """User-space line requests and the in-kernel holder (gpiod_get) alike."""
     _, _, _, items, _ = harness_run
-    workers = items["gpio-sim-remove-under-readers"]["guest"]["workers"]
-    for name, stats in workers.items():
-        assert set(stats["end_errnos"]) == {"ENODEV"}, (name, stats)
+    workers = items[name]["guest"]["workers"]
+    for worker, stats in workers.items():
+        assert set(stats["end_errnos"]) == {"ENODEV"}, (worker, stats)
         assert stats["end_errnos"]["ENODEV"] == stats["threads"] * 20, (name, stats)
 
 
