@@ -6,7 +6,7 @@ scenario, how many runs caught the bug, the titles seen, and the scenario
 time (kernel clock, from the scenario's start marker) to its first splat.
 Writes benchmarks/detection.json.
 
-    .venv/bin/python benchmarks/detection.py [--runs 10] [SCENARIO ...]
+    .venv/bin/python benchmarks/detection.py [--runs 10] [--tree DIR --json F] [SCENARIO ...]
 """
 
 from __future__ import annotations
@@ -58,18 +58,28 @@ def main() -> int:
     parser.add_argument("scenarios", nargs="*", default=list(BUG_SCENARIOS))
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--out", help="results directory (default: a temporary one)")
+    parser.add_argument("--tree", help="kernel tree to test (default: the built-in 6.12)")
+    parser.add_argument(
+        "--json", default=str(ROOT / "benchmarks" / "detection.json"), help="where to write rows"
+    )
     args = parser.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="detection-"))
     cmd = [sys.executable, "-m", "harness.cli", "run", *args.scenarios]
     cmd += ["--repeat", str(args.runs), "--out", str(out)]
+    if args.tree:
+        cmd += ["--tree", args.tree]
     code = subprocess.run(cmd, cwd=ROOT).returncode
     if code not in (0, 1, 4):
         print(f"harness run exited {code}", file=sys.stderr)
         return code
     summary = json.loads((out / "summary.json").read_text())
     rows = summarise(summary)
-    result = {"accelerator": summary["properties"].get("accelerator"), "scenarios": rows}
-    (ROOT / "benchmarks" / "detection.json").write_text(json.dumps(result, indent=1))
+    result = {
+        "accelerator": summary["properties"].get("accelerator"),
+        "kernel_release": summary["properties"].get("kernel_release"),
+        "scenarios": rows,
+    }
+    Path(args.json).write_text(json.dumps(result, indent=1))
     print(f"\naccelerator: {result['accelerator']}")
     print(f"{'scenario':44} {'caught':>8} {'err':>4} {'1st splat median/max s':>24}")
     for name, row in rows.items():
