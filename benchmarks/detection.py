@@ -4,7 +4,7 @@ Runs each scenario N times (`harness run --repeat N`, separate seeds, one
 boot per repetition once a splat taints the kernel) and prints, per
 scenario, how many runs caught the bug, the titles seen, and the scenario
 time (kernel clock, from the scenario's start marker) to its first splat.
-Writes benchmarks/detection.json.
+Writes benchmarks/detection.json (or --json F; --tree DIR tests that tree).
 
     .venv/bin/python benchmarks/detection.py [--runs 10] [--tree DIR --json F] [SCENARIO ...]
 """
