@@ -10,8 +10,10 @@ from pathlib import Path
 
 import click
 
-from harness import accel, kapi, pipeline, splats, textfile
+from harness import accel, kapi, pipeline, shard, splats, textfile
+from harness import artifact as artifact_mod
 from harness import bisect as bisect_mod
+from harness import merge as merge_mod
 from harness import series as series_mod
 
 TREE_HELP = (
@@ -109,11 +111,23 @@ def config(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ...])
 @click.argument("scenarios", nargs=-1)
 @click.option("--tree", help=TREE_HELP)
 @click.option("--kconfig", "extra", multiple=True, help=KCONFIG_HELP)
-def build_cmd(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ...]) -> None:
+@click.option(
+    "--artifact",
+    type=click.Path(dir_okay=False),
+    help="also write the kernel as one file (image, helper modules, .config, build record) "
+    "for `harness run --kernel FILE` on machines without the tree",
+)
+def build_cmd(
+    scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ...], artifact: str | None
+) -> None:
     """Configure, check and build the kernel for SCENARIOS (default: all).
 
+    Prints the build record (JSON).
+
     \b
-    Example: harness build --tree ~/linux --kconfig my-series.config
+    Examples:
+      harness build --tree ~/linux --kconfig my-series.config
+      harness build --tree . --artifact kernel.tar.gz     # a CI build job
     """
     request = pipeline.BuildRequest(tree=tree, kconfig=extra, scenarios=scenarios)
     with _stage():
@@ -121,6 +135,9 @@ def build_cmd(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ..
         with pipeline.tree_in_use(request):
             tree = pipeline.open_kernel_tree(request)
             _, record = pipeline.build_kernel(request, tree, selected)
+            if artifact is not None:
+                written = artifact_mod.pack(record, tree.path, Path(artifact))
+                click.echo(f"artifact: {written} ({written.stat().st_size >> 20} MiB)", err=True)
     click.echo(json.dumps(record.to_json(), indent=1))
 
 
@@ -216,10 +233,32 @@ TIMEOUT_OPTION = click.option(
 )
 
 
+def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> shard.Shard | None:
+    if value is None:
+        return None
+    try:
+        return shard.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 @main.command()
 @click.argument("scenarios", nargs=-1)
 @click.option("--tree", help=TREE_HELP)
 @click.option("--kconfig", "extra", multiple=True, help=KCONFIG_HELP)
+@click.option(
+    "--kernel",
+    type=click.Path(dir_okay=False),
+    help="boot this artifact of `harness build --artifact` instead of building (no tree needed)",
+)
+@click.option(
+    "--shard",
+    "shard_spec",
+    callback=_shard,
+    metavar="K/N",
+    help="run only the K-th of N parts of the items (K from 1, as CI_NODE_INDEX), balanced "
+    "by scenarios/durations.json; `harness merge` joins the parts",
+)
 @click.option("--out", "out_dir", default="results", show_default=True, help="results directory")
 @ACCEL_OPTION
 @click.option("--repeat", type=int, help="override every scenario's repeat count")
@@ -229,6 +268,8 @@ def run(
     scenarios: tuple[str, ...],
     tree: str | None,
     extra: tuple[str, ...],
+    kernel: str | None,
+    shard_spec: shard.Shard | None,
     out_dir: str,
     accel: str,
     repeat: int | None,
@@ -254,13 +295,76 @@ def run(
       harness run
       harness run gpio-sim-remove-under-readers --tree ~/linux --accel tcg
       HARNESS_ACCEL=tcg harness run scenarios/gpio-sim-plug-cycle.yaml --repeat 5 --out /tmp/r
+      harness run --kernel kernel.tar.gz --shard 2/4 --out shard-2   # a CI test job
     """
     request = pipeline.RunRequest(
-        **_run_fields(tree, extra, scenarios, accel, out_dir, run_timeout, repeat, seed)
+        **_run_fields(tree, extra, scenarios, accel, out_dir, run_timeout, repeat, seed),
+        kernel=kernel,
+        shard=shard_spec,
     )
     with _stage():
         outcome = pipeline.run_scenarios(request)
     sys.exit(outcome.exit_code)
+
+
+@main.command(name="merge")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", required=True, help="directory for the merged results")
+def merge_cmd(dirs: tuple[str, ...], out_dir: str) -> None:
+    """One junit.xml and summary.json from the result DIRS of `harness run --shard K/N`.
+
+    Every testcase appears once, with the shard it came from; an item that no
+    shard reported (a shard died or was left out) is an error testcase.
+
+    \b
+    Exit status: as for `harness run` (0 pass, 1 some failed, 2 bad input,
+    4 some item has no verdict, a missing shard's included).
+
+    \b
+    Example: harness merge shard-1 shard-2 shard-3 shard-4 --out results
+    """
+    try:
+        code = merge_mod.run_merge([Path(d) for d in dirs], Path(out_dir), list(sys.argv))
+    except merge_mod.MergeError as exc:
+        _fail(str(exc))
+    sys.exit(code)
+
+
+@main.command(name="durations")
+@click.argument("summaries", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--file",
+    "table",
+    type=click.Path(dir_okay=False),
+    default=str(shard.DURATIONS_FILE),
+    show_default=True,
+    help="the durations table to update",
+)
+def durations_cmd(summaries: tuple[str, ...], table: str) -> None:
+    """Refresh the per-scenario durations --shard balances by, from runs' summary.json.
+
+    Each item with a verdict counts under the accelerator its boot used; boots
+    give the seconds to 'ready'. Scenarios the summaries do not cover keep
+    their figures.
+
+    \b
+    Example: harness durations results/summary.json && git diff scenarios/durations.json
+    """
+    with _stage():
+        read = [json.loads(textfile.read_text(Path(p), "summary.json")) for p in summaries]
+    try:
+        old = shard.load_durations(Path(table))
+    except ValueError as exc:
+        _fail(str(exc))
+    fresh = shard.measured(read)
+    if not fresh:
+        _fail("no item with a verdict in " + ", ".join(summaries) + ": nothing to measure")
+    Path(table).write_text(json.dumps(shard.refreshed(old, fresh), indent=1) + "\n")
+    for accel_name, entry in fresh.items():
+        click.echo(
+            f"{accel_name}: {len(entry['scenarios'])} scenario(s), "
+            f"boot {entry.get('boot_s', '?')} s -> {table}"
+        )
 
 
 @main.command(name="series")

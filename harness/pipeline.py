@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness import accel as accel_mod
-from harness import kapi, kconfig, locks, report, vcs
+from harness import artifact, kapi, kconfig, locks, report, shard, vcs
 from harness.build import BuildError, BuildRecord, ConfigResult, build, configure
 from harness.progress import say
 from harness.run import Item, ItemResult, Runner, expand
@@ -57,6 +57,7 @@ class BuildRequest(ConfigRequest):
 
 @dataclass(frozen=True)
 class ExecRequest(BuildRequest):
+    kernel: str | None = None  # an artifact of `harness build --artifact`: boot it, build nothing
     accel: str = "auto"
     out_dir: str = "results"
     run_timeout: float = 3600.0
@@ -68,6 +69,7 @@ class ExecRequest(BuildRequest):
 class RunRequest(ExecRequest):
     repeat: int | None = None
     seed: int | None = None
+    shard: shard.Shard | None = None  # run only this deterministic part of the items
     command: tuple[str, ...] = ()  # argv, for the report
 
 
@@ -191,11 +193,14 @@ class _NothingToRun(Exception):
     """Every selected scenario needs a kernel API the tree lacks: no build, no boot."""
 
 
-def not_applicable(tree: KernelTree, scenarios: list[Scenario]) -> dict[str, str]:
-    """Scenario name -> why the tree cannot run it (a kernel API it lacks); said as it is found."""
+def not_applicable(
+    scenarios: list[Scenario], missing: Callable[[tuple[str, ...]], str | None]
+) -> dict[str, str]:
+    """Scenario name -> why the kernel cannot run it (a kernel API its tree lacks); said as
+    it is found."""
     unfit = {}
     for sc in scenarios:
-        if why := kapi.missing(tree.path, sc.needs):
+        if why := missing(sc.needs):
             unfit[sc.name] = why
             say(f"skipped: {sc.name}: {why}")
     return unfit
@@ -234,10 +239,11 @@ def invocation(request: RunRequest) -> list[str]:
 
 
 def _run_args(
-    request: RunRequest, scenarios: list[str], tree: Path, repeat: int, seed: int | None
+    request: RunRequest, scenarios: list[str], kernel: list[str], repeat: int, seed: int | None
 ) -> list[str]:
-    """`harness run` with this request's tree, fragments, accelerator, repeat and seed."""
-    args = [_program(), "run", *scenarios, "--tree", str(tree), "--accel", request.accel]
+    """`harness run` with this kernel (--tree T or --kernel FILE), the request's fragments,
+    accelerator, repeat and seed."""
+    args = [_program(), "run", *scenarios, *kernel, "--accel", request.accel]
     if seed is not None:
         args += ["--seed", str(seed)]
     args += ["--repeat", str(repeat)]
@@ -246,9 +252,9 @@ def _run_args(
     return args
 
 
-def repro_command(request: RunRequest, item: Item, tree: KernelTree, accel: str) -> str:
-    """The command that re-runs exactly this item (tree, fragments, accelerator, seed)."""
-    args = _run_args(replace(request, accel=accel), [item.scenario.path], tree.path, 1, item.seed)
+def repro_command(request: RunRequest, item: Item, kernel: list[str], accel: str) -> str:
+    """The command that re-runs exactly this item (kernel, fragments, accelerator, seed)."""
+    args = _run_args(replace(request, accel=accel), [item.scenario.path], kernel, 1, item.seed)
     return shlex.join(args)
 
 
@@ -257,16 +263,110 @@ def commit_repro_command(
 ) -> str:
     """The command that re-runs one commit of a series or a bisection in the harness worktree."""
     checkout = ["git", "-C", str(worktree), "checkout", "-q", "--detach", commit]
-    run = _run_args(request, scenarios, worktree, repeat, request.seed)
+    run = _run_args(request, scenarios, ["--tree", str(worktree)], repeat, request.seed)
     return f"{shlex.join(checkout)} && {shlex.join(run)}"
 
 
+@dataclass
+class KernelSource:
+    """Where a run's kernel comes from: a tree built here, or an artifact built elsewhere."""
+
+    properties: dict[str, str]
+    repro_args: list[str]  # how a reproduce line names this kernel
+    missing: Callable[[tuple[str, ...]], str | None]  # why it lacks a scenario's kernel APIs
+    kernel: Callable[[RunRequest, list[Scenario]], BuildRecord]  # build, or the artifact's
+
+
+def kernel_source(request: RunRequest) -> KernelSource:
+    if request.kernel is None:
+        tree = open_kernel_tree(request)
+        return KernelSource(
+            {
+                "tree": str(tree.path),
+                "tree_version": tree.version,
+                "tree_commit": tree.git_commit or "(not git)",
+            },
+            ["--tree", str(tree.path)],
+            lambda needs: kapi.missing(tree.path, needs),
+            lambda request, scenarios: build_kernel(request, tree, scenarios)[1],
+        )
+    try:
+        found = artifact.open_artifact(Path(request.kernel))
+    except artifact.ArtifactError as exc:
+        raise PipelineError(str(exc)) from exc
+    record = found.record
+    return KernelSource(
+        {
+            "tree": record.tree,
+            "tree_version": record.tree_version,
+            "tree_commit": record.git_commit or "(not git)",
+            "kernel_artifact": str(found.path),
+            "kernel_artifact_sha256": found.digest,
+        },
+        ["--kernel", str(found.path)],
+        found.missing_api,
+        lambda request, scenarios: _artifact_fits(found, scenarios),
+    )
+
+
+def _artifact_fits(found: artifact.Artifact, scenarios: list[Scenario]) -> BuildRecord:
+    """The artifact's record, if its config has every option the scenarios' fragments ask."""
+    if problems := artifact.config_problems(found, scenarios):
+        listed = "\n  ".join(problems)
+        raise PipelineError(
+            f"--kernel {found.path}: its config lacks what the selected scenarios need:\n"
+            f"  {listed}\nrebuild it with those fragments (harness build SCENARIO... "
+            "--artifact FILE), or leave those scenarios out"
+        )
+    return found.record
+
+
+def shard_items(request: RunRequest, items: list[Item], info: report.RunInfo) -> list[Item]:
+    """This shard's items (all of them unsharded); the whole plan goes into the summary,
+    so a merge knows what every shard should have reported."""
+    if request.shard is None:
+        return items
+    try:
+        durations = shard.load_durations()
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from exc
+    accel = shard.table_accel(request.accel)
+    times = shard.timing(durations, accel)
+    plan = shard.assign(items, request.shard.total, times)
+    mine = [i for i in items if plan[i.id] == request.shard.index]
+    expected = {
+        k: round(shard.expected_seconds([i for i in items if plan[i.id] == k], times), 1)
+        for k in range(1, request.shard.total + 1)
+    }
+    info.shard = {
+        "index": request.shard.index,
+        "total": request.shard.total,
+        "balanced_by": accel,
+        "expected_s": expected,
+        "plan": {i.id: plan[i.id] for i in items},
+    }
+    info.properties["shard"] = str(request.shard)
+    say(
+        f"shard {request.shard}: {len(mine)} of {len(items)} item(s), expected "
+        f"{expected[request.shard.index]:.0f} s of the {accel.upper()} table "
+        f"(shards: {', '.join(f'{v:.0f}' for v in expected.values())} s)"
+    )
+    return mine
+
+
 def run_scenarios(request: RunRequest) -> RunOutcome:
-    """Build, boot, run, report: what `harness run` does.
+    """Build (or unpack an artifact), boot, run, report: what `harness run` does.
 
     junit.xml and summary.json are written on every way out, interrupts included.
     """
     selected = load(request)  # bad input fails at once, not after waiting for the tree
+    if request.kernel is not None:
+        if request.tree is not None or request.kconfig:
+            raise PipelineError(
+                "--kernel boots a built artifact: --tree and --kconfig belong to "
+                "`harness build --artifact`, not to a run of it"
+            )
+        return _run_scenarios(request, selected)
     with tree_in_use(request):
         return _run_scenarios(request, selected)
 
@@ -277,17 +377,13 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
     out = Path(request.out_dir).resolve()
     shutil.rmtree(out / "boots", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    items = expand(selected, request.repeat, request.seed)
     info = report.RunInfo(command=invocation(request))
-    tree = open_kernel_tree(request)
-    info.properties.update(
-        {
-            "tree": str(tree.path),
-            "tree_version": tree.version,
-            "tree_commit": tree.git_commit or "(not git)",
-        }
-    )
-    unfit = not_applicable(tree, selected)
+    items = shard_items(request, expand(selected, request.repeat, request.seed), info)
+    source = kernel_source(request)
+    info.properties.update(source.properties)
+    names = {i.scenario.name for i in items}
+    mine = [sc for sc in selected if sc.name in names]
+    unfit = not_applicable(mine, source.missing)
     skipped = [
         ItemResult(i, status="skipped", error=f"skipped: {unfit[i.scenario.name]}")
         for i in items
@@ -301,8 +397,8 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
     try:
         if not to_run:
             raise _NothingToRun
-        runnable = [sc for sc in selected if sc.name not in unfit]
-        _, record = build_kernel(request, tree, runnable)
+        runnable = [sc for sc in mine if sc.name not in unfit]
+        record = source.kernel(request, runnable)
         info.build = record.to_json()
         shutil.copyfile(record.log, out / "build.log")
         info.properties.update(
@@ -317,6 +413,9 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
         exit_code = exit_code_for(results + skipped)
     except _NothingToRun:
         exit_code = exit_code_for(skipped)
+        if not items and request.shard is not None:
+            say(f"shard {request.shard}: no items fall to this shard")
+            exit_code = EXIT_PASS
     except PipelineError as exc:
         say(f"error: {exc}")
         info.harness_error = str(exc)
@@ -335,7 +434,9 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
         if runner is not None:
             results = runner.partial(to_run, "interrupted")
             info.properties["accelerator"] = f"{runner.accel.name}: {runner.accel.reason}"
-            info.repro = {i.id: repro_command(request, i, tree, runner.accel.name) for i in items}
+            info.repro = {
+                i.id: repro_command(request, i, source.repro_args, runner.accel.name) for i in items
+            }
         elif not results:
             results = [ItemResult(i, error=why_none) for i in to_run]
         order = {i.id: n for n, i in enumerate(items)}

@@ -35,6 +35,7 @@ class RunInfo:
     duration_s: float = 0.0
     interrupted: bool = False
     harness_error: str | None = None
+    shard: dict | None = None  # index, total and the whole plan, for `harness merge`
 
 
 def _stats_text(result: ItemResult, repro: str) -> str:
@@ -140,6 +141,7 @@ def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: R
         "duration_s": info.duration_s,
         "interrupted": info.interrupted,
         "harness_error": info.harness_error,
+        "shard": info.shard,
         "counts": {
             s: sum(1 for r in results if r.status == s)
             for s in ("pass", "fail", "error", "skipped")
@@ -172,6 +174,7 @@ def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: R
                 "accel": b.accel,
                 "why": b.why,
                 "left_because": b.left_because,
+                "ended_by": b.ended_by,
                 "qemu_command": b.qemu_command,
                 "splats_outside_scenarios": [s.to_json() for s in b.outside_splats],
             }

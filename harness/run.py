@@ -73,6 +73,7 @@ class BootRecord:
     accel: str = ""
     why: str = ""  # why this boot happened (first boot of a command line, a reboot after ...)
     left_because: str = ""  # why items were left for another boot, if any
+    ended_by: str = ""  # the item that ended this boot (crashed it, tainted it), if any
 
 
 def expand(scenarios: list[Scenario], repeat: int | None, seed: int | None) -> list[Item]:
@@ -272,6 +273,7 @@ class Runner:
             elif ev.kind in ("needs-reboot", "done"):
                 deadline = min(deadline, time.monotonic() + 30)
                 if ev.kind == "needs-reboot":
+                    record.ended_by = str(ev.fields.get("id"))
                     record.left_because = (
                         f"{ev.fields.get('id')} left the kernel tainted or a thread stuck "
                         f"in boot {index}"
@@ -318,6 +320,7 @@ class Runner:
             else:
                 result.error = f"the guest died during the scenario; console tail:\n{tail}"
             record.left_because = f"{current.id} ended boot {index} ({ended})"
+            record.ended_by = current.id
             done.add(current.id)
         elif ready_at is None:
             for item in pending:

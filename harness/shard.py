@@ -1,0 +1,162 @@
+"""Split a run's items into N shards that end at about the same time.
+
+CI engines fan jobs out (GitLab ``parallel:``, a GitHub Actions matrix); every
+job runs ``harness run --shard K/N`` with the same arguments and must come to the
+same split without talking to the others. So the split depends only on the
+item list and on ``scenarios/durations.json`` (measured seconds per scenario
+and per boot, under TCG and KVM), never on the machine: longest items first,
+each to the shard that ends earliest with it, counting a boot for each command
+line a shard must boot and for each scenario that ends its boot.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import paths
+from harness.run import Item
+
+DURATIONS_FILE = paths.SCENARIOS_DIR / "durations.json"
+# Seconds assumed for a scenario the table has not measured, and for a boot with no figure.
+UNKNOWN_SCENARIO_S = 30.0
+UNKNOWN_BOOT_S = 30.0
+_SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 1-based, as CI_NODE_INDEX
+    total: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.total}"
+
+
+def parse(text: str) -> Shard:
+    """'K/N' with 1 <= K <= N (GitLab's CI_NODE_INDEX/CI_NODE_TOTAL)."""
+    m = _SPEC.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not K/N (e.g. 2/4: the second of four shards)")
+    index, total = int(m.group(1)), int(m.group(2))
+    if total < 1 or not 1 <= index <= total:
+        raise ValueError(f"{text!r}: K must be 1..N (shards count from 1, as CI_NODE_INDEX)")
+    return Shard(index, total)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Expected seconds under one accelerator."""
+
+    boot_s: float
+    scenarios: dict[str, dict]  # name -> {"duration_s", "ends_boot", "runs"}
+
+    def cost(self, scenario: str) -> float:
+        entry = self.scenarios.get(scenario)
+        if entry is None:
+            return UNKNOWN_SCENARIO_S
+        return float(entry["duration_s"]) + (self.boot_s if entry.get("ends_boot") else 0.0)
+
+
+def table_accel(requested: str) -> str:
+    """The table a request splits by. 'auto' learns its accelerator only from each job's
+    own probe, and every job must split alike, so it splits by the TCG figures."""
+    return "kvm" if requested == "kvm" else "tcg"
+
+
+def load_durations(path: Path = DURATIONS_FILE) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable durations table: {exc}") from exc
+
+
+def timing(durations: dict, accel: str) -> Timing:
+    """The accelerator's figures; a KVM table nobody measured borrows TCG's ratios."""
+    entry = durations.get(accel) or durations.get("tcg") or {}
+    return Timing(float(entry.get("boot_s") or UNKNOWN_BOOT_S), dict(entry.get("scenarios", {})))
+
+
+def assign(items: list[Item], total: int, times: Timing) -> dict[str, int]:
+    """Item id -> shard index (1-based): longest first, each where it ends earliest."""
+    loads = [0.0] * total
+    cmdlines: list[set[tuple[str, ...]]] = [set() for _ in range(total)]
+    order = sorted(items, key=lambda i: (-times.cost(i.scenario.name), i.id))
+    plan = {}
+    for item in order:
+        cmdline = item.scenario.cmdline
+
+        def end(k: int, item: Item = item, cmdline: tuple[str, ...] = cmdline) -> float:
+            boot = 0.0 if cmdline in cmdlines[k] else times.boot_s
+            return loads[k] + boot + times.cost(item.scenario.name)
+
+        best = min(range(total), key=lambda k: (end(k), k))
+        loads[best] = end(best)
+        cmdlines[best].add(cmdline)
+        plan[item.id] = best + 1
+    return plan
+
+
+def expected_seconds(items: list[Item], times: Timing) -> float:
+    """What a run of ``items`` is expected to take: boots per command line plus the items."""
+    boots = len({i.scenario.cmdline for i in items}) * times.boot_s
+    return boots + sum(times.cost(i.scenario.name) for i in items)
+
+
+def measured(summaries: list[dict]) -> dict[str, dict]:
+    """Per accelerator, the figures of finished runs: mean seconds per scenario (items
+    with a verdict only), whether it ended its boot, median seconds to 'ready'."""
+    durations: dict[tuple[str, str], list[float]] = {}
+    ends: set[tuple[str, str]] = set()
+    readies: dict[str, list[float]] = {}
+    for summary in summaries:
+        boots = {(b.get("shard"), b["index"]): b for b in summary.get("boots", [])}
+        for boot in boots.values():
+            if boot.get("seconds_to_ready") is not None:
+                readies.setdefault(boot["accel"], []).append(boot["seconds_to_ready"])
+        for item in summary.get("items", []):
+            boot = boots.get((item.get("shard"), item.get("boot")))
+            if item["status"] not in ("pass", "fail") or boot is None:
+                continue
+            key = (boot["accel"], item["scenario"])
+            durations.setdefault(key, []).append(item["duration_s"])
+            if boot.get("ended_by") == item["id"]:
+                ends.add(key)
+    out: dict[str, dict] = {}
+    for (accel, scenario), values in sorted(durations.items()):
+        entry = out.setdefault(accel, {"scenarios": {}})
+        entry["scenarios"][scenario] = {
+            "duration_s": round(statistics.mean(values), 1),
+            "ends_boot": (accel, scenario) in ends,
+            "runs": len(values),
+        }
+    for accel, values in readies.items():
+        out.setdefault(accel, {"scenarios": {}})["boot_s"] = round(statistics.median(values), 1)
+    return out
+
+
+def refreshed(old: dict, new: dict) -> dict:
+    """The table with ``new``'s figures replacing old ones; scenarios not measured stay."""
+    table = {k: v for k, v in old.items() if k not in ("tcg", "kvm")}
+    table.setdefault(
+        "about",
+        "Measured seconds per scenario (one repetition) and per boot to 'ready', under each "
+        "accelerator; harness run --shard balances shards with them. Refresh: "
+        "harness durations results/summary.json",
+    )
+    for accel in ("tcg", "kvm"):
+        entry = dict(old.get(accel) or {})
+        scenarios = dict(entry.get("scenarios") or {})
+        fresh = new.get(accel) or {}
+        scenarios.update(fresh.get("scenarios") or {})
+        if "boot_s" in fresh:
+            entry["boot_s"] = fresh["boot_s"]
+        if scenarios:
+            entry["scenarios"] = dict(sorted(scenarios.items()))
+            table[accel] = entry
+    return table
