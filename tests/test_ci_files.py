@@ -1,0 +1,108 @@
+"""The pipeline examples in ci/ parse, and every harness command in them is one the CLI takes."""
+
+import re
+import shlex
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+from harness.cli import main
+
+CI_DIR = Path(__file__).resolve().parents[1] / "ci"
+GITLAB = CI_DIR / "gitlab-ci.yml"
+GITHUB = CI_DIR / "github-actions.yml"
+# The engines' shard variables, as a job would expand them; anything else is a word.
+SHARD_VARIABLES = {
+    '"$CI_NODE_INDEX/$CI_NODE_TOTAL"': "2/4",
+    "${{ matrix.shard }}/${{ strategy.job-total }}": "2/4",
+}
+VARIABLE = re.compile(r"\$\{\{[^}]*\}\}|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?")
+
+
+def _shell_lines(node) -> list[str]:
+    """Every shell line of a loaded CI file: GitLab script lists, GitHub `run:` blocks."""
+    out = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("script", "before_script") and isinstance(value, list):
+                out += [line for entry in value for line in str(entry).splitlines()]
+            elif key == "run" and isinstance(value, str):
+                out += value.splitlines()
+            else:
+                out += _shell_lines(value)
+    elif isinstance(node, list):
+        for value in node:
+            out += _shell_lines(value)
+    return out
+
+
+def harness_commands(path: Path) -> list[list[str]]:
+    """The argv of each `harness ...` the file runs, variables expanded to sample values."""
+    commands = []
+    for line in _shell_lines(yaml.safe_load(path.read_text())):
+        if not line.strip().startswith("harness "):
+            continue
+        for variable, value in SHARD_VARIABLES.items():
+            line = line.replace(variable, value)
+        line = VARIABLE.sub("X", line)
+        words = []
+        for word in shlex.split(line):
+            if word in ("||", "&&", "|", ">", ";"):
+                break
+            words.append(word)
+        commands.append(words[1:])
+    return commands
+
+
+def _parse(argv: list[str]) -> click.Context:
+    """Parse as the CLI would, without running anything: unknown options, bad values fail."""
+    command = main.get_command(click.Context(main), argv[0])
+    assert command is not None, f"harness has no command {argv[0]!r}"
+    return command.make_context(argv[0], list(argv[1:]))
+
+
+@pytest.mark.parametrize("path", [GITLAB, GITHUB], ids=["gitlab", "github"])
+def test_every_harness_command_parses(path):
+    commands = harness_commands(path)
+    assert {c[0] for c in commands} == {"build", "run", "merge", "series"}, commands
+    for argv in commands:
+        ctx = _parse(argv)
+        if argv[0] == "run":
+            assert ctx.params["kernel"] and ctx.params["shard_spec"] is not None, argv
+        if argv[0] == "build":
+            assert ctx.params["artifact"], argv
+
+
+def test_shards_use_the_engines_own_variables():
+    assert '--shard "$CI_NODE_INDEX/$CI_NODE_TOTAL"' in GITLAB.read_text()
+    assert "--shard ${{ matrix.shard }}/${{ strategy.job-total }}" in GITHUB.read_text()
+
+
+def test_gitlab_pipeline_shape():
+    pipeline = yaml.safe_load(GITLAB.read_text())
+    assert pipeline["scenarios"]["parallel"] > 1
+    assert pipeline["report"]["when"] == "always"
+    assert pipeline["report"]["artifacts"]["reports"]["junit"] == "results/junit.xml"
+    assert pipeline["build-kernel"]["cache"]["paths"] == [".ccache/"]
+    rules = pipeline["series"]["rules"][0]["if"]
+    assert "merge_request_event" in rules
+
+
+def test_github_workflow_shape():
+    flow = yaml.safe_load(GITHUB.read_text())
+    jobs = flow["jobs"]
+    assert len(jobs["scenarios"]["strategy"]["matrix"]["shard"]) > 1
+    assert jobs["report"]["if"] == "always()"
+    assert any("action-junit-report" in s.get("uses", "") for s in jobs["report"]["steps"])
+    assert any(s.get("uses", "").startswith("actions/cache") for s in jobs["build-kernel"]["steps"])
+    assert jobs["series"]["if"] == "github.event_name == 'pull_request'"
+
+
+def test_a_wrong_option_would_be_caught():
+    """The check above is only worth something if a misspelt option fails it."""
+    with pytest.raises(click.UsageError):
+        _parse(["run", "--kernell", "k.tar.gz"])
+    with pytest.raises(click.BadParameter):
+        _parse(["run", "--kernel", "k.tar.gz", "--shard", "0/4"])
