@@ -1,4 +1,5 @@
-"""Command line: harness run | series | bisect | build | config | check | list | log."""
+"""Command line: harness run | series | bisect | build | merge | durations | config | check |
+list | log."""
 
 from __future__ import annotations
 

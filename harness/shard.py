@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,10 +84,17 @@ def timing(durations: dict, accel: str) -> Timing:
 
 
 def assign(items: list[Item], total: int, times: Timing) -> dict[str, int]:
-    """Item id -> shard index (1-based): longest first, each where it ends earliest."""
+    """Item id -> shard index (1-based): longest first (with its share of a boot), each
+    where it ends earliest."""
     loads = [0.0] * total
     cmdlines: list[set[tuple[str, ...]]] = [set() for _ in range(total)]
-    order = sorted(items, key=lambda i: (-times.cost(i.scenario.name), i.id))
+    sharing = Counter(i.scenario.cmdline for i in items)
+
+    def weight(item: Item) -> float:
+        # an item of a rare command line carries more of its boot: place it early
+        return times.cost(item.scenario.name) + times.boot_s / sharing[item.scenario.cmdline]
+
+    order = sorted(items, key=lambda i: (-weight(i), i.id))
     plan = {}
     for item in order:
         cmdline = item.scenario.cmdline

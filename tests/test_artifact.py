@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import artifact, kapi
+from harness import artifact, kapi, pipeline
 from harness.build import BuildRecord
 from harness.scenario import load_scenarios, resolve
 
@@ -127,3 +127,30 @@ def test_an_option_a_scenario_needs_is_named_with_its_fragment_line(tmp_path):
     assert len(problems) == 1, problems
     assert problems[0].startswith("gpio-sim-plug-cycle: CONFIG_GPIO_SIM=y (gpio-sim.config:")
     assert problems[0].endswith("the artifact has it unset")
+
+
+def test_run_refuses_an_artifact_lacking_an_option_before_any_boot(tmp_path):
+    record = _built(tmp_path)
+    dotconfig = Path(record.build_dir) / ".config"
+    dotconfig.write_text(dotconfig.read_text().replace("CONFIG_GPIO_SIM=y\n", ""))
+    path = artifact.pack(record, tmp_path, tmp_path / "k.tar.gz")
+    out = tmp_path / "results"
+    request = pipeline.RunRequest(
+        scenarios=("gpio-sim-plug-cycle",), kernel=str(path), out_dir=str(out)
+    )
+    outcome = pipeline.run_scenarios(request)
+    assert outcome.exit_code == pipeline.EXIT_BAD_INPUT
+    summary = json.loads((out / "summary.json").read_text())
+    assert "CONFIG_GPIO_SIM=y (gpio-sim.config:" in summary["harness_error"]
+    assert summary["boots"] == [] and summary["items"][0]["status"] == "error"
+    assert (
+        summary["properties"]["kernel_artifact_sha256"]
+        == outcome.info.properties["kernel_artifact_sha256"]
+    )
+
+
+def test_kernel_with_tree_or_kconfig_is_bad_input(tmp_path):
+    for extra in ({"tree": str(tmp_path)}, {"kconfig": (str(CONFIG),)}):
+        request = pipeline.RunRequest(kernel=str(tmp_path / "k.tar.gz"), **extra)
+        with pytest.raises(pipeline.PipelineError, match="--tree and --kconfig belong"):
+            pipeline.run_scenarios(request)

@@ -1,0 +1,130 @@
+"""harness merge over shard directories written by the real report writer: every testcase
+once with its shard, an unreported item an error, shards of different runs refused."""
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harness import merge, pipeline, report, shard
+from harness.cli import main
+from harness.run import BootRecord, ItemResult, expand
+from harness.scenario import load_scenarios, resolve
+from harness.splats import parse
+
+LOGS = Path(__file__).parent / "data" / "logs"
+SCENARIOS = ["gpio-sim-plug-cycle", "gpio-sim-remove-under-readers", "mtd-data-integrity"]
+
+
+def _write_shard(out: Path, index: int, total: int, repeat: int = 2, status: str = "pass"):
+    """What `harness run --shard index/total` leaves, with the real plan and writer."""
+    request = pipeline.RunRequest(scenarios=tuple(SCENARIOS), repeat=repeat)
+    request = pipeline.replace(request, shard=shard.Shard(index, total))
+    info = report.RunInfo(command=["harness", "run", "--shard", f"{index}/{total}"])
+    info.properties.update({"config_hash": "abc", "accelerator": f"tcg: shard {index}"})
+    every = expand(load_scenarios(resolve(SCENARIOS)), repeat, None)
+    items = pipeline.shard_items(request, every, info)
+    results = [ItemResult(i, status=status, duration_s=3.0, boot=1) for i in items]
+    outside = parse((LOGS / "harness-nvmem-in-kernel-consumer.log").read_text())[:1]
+    boots = [BootRecord(1, "c.log", (), 20.0, "done", accel="tcg", outside_splats=outside)]
+    report.write(out, results, boots, info)
+    return items
+
+
+def _cases(out: Path) -> dict[str, ET.Element]:
+    suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
+    return {c.get("name"): c for c in suite.iter("testcase")}
+
+
+def test_two_shards_merge_into_every_testcase_once_with_its_shard(tmp_path):
+    one = _write_shard(tmp_path / "s1", 1, 2)
+    two = _write_shard(tmp_path / "s2", 2, 2, status="fail")
+    merged, shards = merge.merge([tmp_path / "s1", tmp_path / "s2"])
+    merge.write(tmp_path / "out", merged, shards, ["harness", "merge"])
+    cases = _cases(tmp_path / "out")
+    ids = [i.id for i in one] + [i.id for i in two]
+    assert len(ids) == 6 and set(ids) == {f"{s}#{r}" for s in SCENARIOS for r in (0, 1)}
+    for item in one:
+        props = {p.get("name"): p.get("value") for p in cases[item.id].iter("property")}
+        assert props["shard"] == "1/2"
+        assert cases[item.id].find("system-out").text.startswith("shard: 1/2")
+    outside = [n for n in cases if n.startswith("kernel log outside scenarios")]
+    assert sorted(outside) == [
+        "kernel log outside scenarios (shard 1/2)",
+        "kernel log outside scenarios (shard 2/2)",
+    ]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [i["id"] for i in summary["items"]] == [
+        i.id for i in expand(load_scenarios(resolve(SCENARIOS)), 2, None)
+    ]
+    assert {i["shard"] for i in summary["items"] if i["id"] in {x.id for x in two}} == {2}
+    assert summary["counts"] == {"pass": len(one), "fail": len(two), "error": 0, "skipped": 0}
+    assert merged.exit_code == pipeline.EXIT_FAIL
+    assert summary["properties"]["config_hash"] == "abc"
+    assert summary["properties"]["accelerator"] == "1/2: tcg: shard 1; 2/2: tcg: shard 2"
+    suite = ET.parse(tmp_path / "out" / "junit.xml").getroot().find("testsuite")
+    assert suite.get("tests") == str(len(cases)) and suite.get("failures") == "2"
+
+
+def test_a_shard_that_left_nothing_is_an_error_per_item_it_owed(tmp_path):
+    _write_shard(tmp_path / "s1", 1, 3)
+    owed = _write_shard(tmp_path / "s2", 2, 3)
+    (tmp_path / "s2" / "summary.json").unlink()  # the job died before writing
+    _write_shard(tmp_path / "s3", 3, 3)
+    merged, shards = merge.merge([tmp_path / d for d in ("s1", "s2", "s3")])
+    assert merged.exit_code == pipeline.EXIT_NO_VERDICT
+    errors = {i["id"]: i["error"] for i in merged.items if i["status"] == "error"}
+    assert set(errors) == {i.id for i in owed} and owed
+    assert all("shard 2/3 left no results" in e for e in errors.values())
+    merge.write(tmp_path / "out", merged, shards, ["harness", "merge"])
+    cases = _cases(tmp_path / "out")
+    assert all(cases[i.id].find("error") is not None for i in owed)
+
+
+def test_a_shard_directory_not_given_at_all_is_missing_too(tmp_path):
+    _write_shard(tmp_path / "s1", 1, 2)
+    merged, _ = merge.merge([tmp_path / "s1"])
+    assert merged.exit_code == pipeline.EXIT_NO_VERDICT
+    assert merged.shards[1]["harness_error"] == "no results"
+
+
+def test_all_passing_shards_exit_0(tmp_path):
+    _write_shard(tmp_path / "s1", 1, 2)
+    _write_shard(tmp_path / "s2", 2, 2)
+    assert merge.merge([tmp_path / "s1", tmp_path / "s2"])[0].exit_code == pipeline.EXIT_PASS
+
+
+def test_shards_of_different_runs_are_refused(tmp_path):
+    _write_shard(tmp_path / "s1", 1, 2, repeat=2)
+    _write_shard(tmp_path / "s2", 2, 2, repeat=3)
+    with pytest.raises(merge.MergeError, match="different runs"):
+        merge.merge([tmp_path / "s1", tmp_path / "s2"])
+
+
+def test_the_same_shard_twice_is_refused(tmp_path):
+    _write_shard(tmp_path / "a", 1, 2)
+    _write_shard(tmp_path / "b", 1, 2)
+    with pytest.raises(merge.MergeError, match="shard 1/2 given twice"):
+        merge.merge([tmp_path / "a", tmp_path / "b"])
+
+
+def test_an_unsharded_run_is_refused(tmp_path):
+    _write_shard(tmp_path / "s1", 1, 1)
+    summary = json.loads((tmp_path / "s1" / "summary.json").read_text())
+    (tmp_path / "s1" / "summary.json").write_text(json.dumps({**summary, "shard": None}))
+    with pytest.raises(merge.MergeError, match="not the result of a sharded run"):
+        merge.merge([tmp_path / "s1"])
+
+
+def test_cli_errors_are_messages_with_status_2(tmp_path):
+    _write_shard(tmp_path / "s1", 1, 1)
+    runner = CliRunner()
+    result = runner.invoke(main, ["merge", str(tmp_path / "s1"), "--out", str(tmp_path / "s1")])
+    assert result.exit_code == 2 and "is one of the shard directories" in result.output
+    result = runner.invoke(main, ["merge", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "no such directory" in result.output
+    assert "Traceback" not in result.output
+    ok = runner.invoke(main, ["merge", str(tmp_path / "s1"), "--out", str(tmp_path / "o")])
+    assert ok.exit_code == 0, ok.output
