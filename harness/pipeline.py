@@ -13,7 +13,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -196,14 +196,8 @@ class _NothingToRun(Exception):
 def not_applicable(
     scenarios: list[Scenario], missing: Callable[[tuple[str, ...]], str | None]
 ) -> dict[str, str]:
-    """Scenario name -> why the kernel cannot run it (a kernel API its tree lacks); said as
-    it is found."""
-    unfit = {}
-    for sc in scenarios:
-        if why := missing(sc.needs):
-            unfit[sc.name] = why
-            say(f"skipped: {sc.name}: {why}")
-    return unfit
+    """Scenario name -> why the kernel cannot run it (a kernel API its tree lacks)."""
+    return {sc.name: why for sc in scenarios if (why := missing(sc.needs))}
 
 
 def exit_code_for(results: list[ItemResult]) -> int:
@@ -321,9 +315,15 @@ def _artifact_fits(found: artifact.Artifact, scenarios: list[Scenario]) -> Build
     return found.record
 
 
-def shard_items(request: RunRequest, items: list[Item], info: report.RunInfo) -> list[Item]:
+def shard_items(
+    request: RunRequest,
+    items: list[Item],
+    info: report.RunInfo,
+    unfit: Mapping[str, str] | None = None,
+) -> list[Item]:
     """This shard's items (all of them unsharded); the whole plan goes into the summary,
-    so a merge knows what every shard should have reported."""
+    so a merge knows what every shard should have reported. Items ``unfit`` for the
+    kernel are still placed (each is a skipped testcase) but weigh nothing."""
     if request.shard is None:
         return items
     try:
@@ -332,10 +332,11 @@ def shard_items(request: RunRequest, items: list[Item], info: report.RunInfo) ->
         raise PipelineError(str(exc)) from exc
     accel = shard.table_accel(request.accel)
     times = shard.timing(durations, accel)
-    plan = shard.assign(items, request.shard.total, times)
+    free = frozenset(unfit or ())
+    plan = shard.assign(items, request.shard.total, times, free)
     mine = [i for i in items if plan[i.id] == request.shard.index]
     expected = {
-        k: round(shard.expected_seconds([i for i in items if plan[i.id] == k], times), 1)
+        k: round(shard.expected_seconds([i for i in items if plan[i.id] == k], times, free), 1)
         for k in range(1, request.shard.total + 1)
     }
     info.shard = {
@@ -378,12 +379,15 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
     shutil.rmtree(out / "boots", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     info = report.RunInfo(command=invocation(request))
-    items = shard_items(request, expand(selected, request.repeat, request.seed), info)
     source = kernel_source(request)
     info.properties.update(source.properties)
+    every = not_applicable(selected, source.missing)
+    items = shard_items(request, expand(selected, request.repeat, request.seed), info, every)
     names = {i.scenario.name for i in items}
     mine = [sc for sc in selected if sc.name in names]
-    unfit = not_applicable(mine, source.missing)
+    unfit = {name: why for name, why in every.items() if name in names}
+    for name, why in unfit.items():
+        say(f"skipped: {name}: {why}")
     skipped = [
         ItemResult(i, status="skipped", error=f"skipped: {unfit[i.scenario.name]}")
         for i in items

@@ -83,37 +83,44 @@ def timing(durations: dict, accel: str) -> Timing:
     return Timing(float(entry.get("boot_s") or UNKNOWN_BOOT_S), dict(entry.get("scenarios", {})))
 
 
-def assign(items: list[Item], total: int, times: Timing) -> dict[str, int]:
+def assign(
+    items: list[Item], total: int, times: Timing, free: frozenset[str] = frozenset()
+) -> dict[str, int]:
     """Item id -> shard index (1-based): longest first (with its share of a boot), each
-    where it ends earliest."""
+    where it ends earliest. Items of ``free`` scenarios (skipped on this kernel: an API its
+    tree lacks) cost nothing and boot nothing."""
     loads = [0.0] * total
     cmdlines: list[set[tuple[str, ...]]] = [set() for _ in range(total)]
-    sharing = Counter(i.scenario.cmdline for i in items)
+    sharing = Counter(i.scenario.cmdline for i in items if i.scenario.name not in free)
+
+    def cost(item: Item) -> float:
+        return 0.0 if item.scenario.name in free else times.cost(item.scenario.name)
 
     def weight(item: Item) -> float:
         # an item of a rare command line carries more of its boot: place it early
-        return times.cost(item.scenario.name) + times.boot_s / sharing[item.scenario.cmdline]
+        if item.scenario.name in free:
+            return 0.0
+        return cost(item) + times.boot_s / sharing[item.scenario.cmdline]
 
-    order = sorted(items, key=lambda i: (-weight(i), i.id))
+    def end(k: int, item: Item) -> float:
+        free_boot = item.scenario.name in free or item.scenario.cmdline in cmdlines[k]
+        return loads[k] + (0.0 if free_boot else times.boot_s) + cost(item)
+
     plan = {}
-    for item in order:
-        cmdline = item.scenario.cmdline
-
-        def end(k: int, item: Item = item, cmdline: tuple[str, ...] = cmdline) -> float:
-            boot = 0.0 if cmdline in cmdlines[k] else times.boot_s
-            return loads[k] + boot + times.cost(item.scenario.name)
-
-        best = min(range(total), key=lambda k: (end(k), k))
-        loads[best] = end(best)
-        cmdlines[best].add(cmdline)
+    for item in sorted(items, key=lambda i: (-weight(i), i.id)):
+        best = min(range(total), key=lambda k: (end(k, item), k))
+        loads[best] = end(best, item)
+        if item.scenario.name not in free:
+            cmdlines[best].add(item.scenario.cmdline)
         plan[item.id] = best + 1
     return plan
 
 
-def expected_seconds(items: list[Item], times: Timing) -> float:
+def expected_seconds(items: list[Item], times: Timing, free: frozenset[str] = frozenset()) -> float:
     """What a run of ``items`` is expected to take: boots per command line plus the items."""
-    boots = len({i.scenario.cmdline for i in items}) * times.boot_s
-    return boots + sum(times.cost(i.scenario.name) for i in items)
+    ran = [i for i in items if i.scenario.name not in free]
+    boots = len({i.scenario.cmdline for i in ran}) * times.boot_s
+    return boots + sum(times.cost(i.scenario.name) for i in ran)
 
 
 def measured(summaries: list[dict]) -> dict[str, dict]:
