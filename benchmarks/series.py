@@ -19,14 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from timedrun import timed_harness  # noqa: E402
 
 from harness import paths, vcs  # noqa: E402
 from harness.tree import default_tree  # noqa: E402
@@ -36,16 +36,7 @@ SERIES = ROOT / "tests" / "data" / "series" / "spi-dln2-transfer-length"
 
 def harness(args: list[str], cache: Path, log: Path) -> tuple[int, float]:
     env = {**os.environ, "HARNESS_CACHE": str(cache), "CCACHE_DISABLE": "1"}
-    started = time.monotonic()
-    with log.open("w") as sink:
-        code = subprocess.run(
-            [sys.executable, "-m", "harness.cli", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        ).returncode
-    return code, time.monotonic() - started
+    return timed_harness(args, log, env)
 
 
 def checkout(repo: Path, where: Path, patches: list[Path]) -> Path:

@@ -18,26 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def harness(args: list[str], log: Path) -> tuple[int, float]:
-    started = time.monotonic()
-    with log.open("w") as sink:
-        code = subprocess.run(
-            [sys.executable, "-m", "harness.cli", *args],
-            cwd=ROOT,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        ).returncode
-    return code, round(time.monotonic() - started, 1)
+from timedrun import ROOT, timed_harness
 
 
 def verdicts(out: Path) -> dict[str, str]:
@@ -62,12 +48,14 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shards-bench-"))
     kernel = work / "kernel.tar.gz"
-    code, build_s = harness(["build", "--artifact", str(kernel)], work / "build.log")
+    code, build_s = timed_harness(["build", "--artifact", str(kernel)], work / "build.log")
     if code != 0:
         print(f"build failed ({code}): {work / 'build.log'}", file=sys.stderr)
         return 1
     common = [*args.scenarios, "--kernel", str(kernel), "--accel", args.accel]
-    code, whole_s = harness(["run", *common, "--out", str(work / "whole")], work / "whole.log")
+    code, whole_s = timed_harness(
+        ["run", *common, "--out", str(work / "whole")], work / "whole.log"
+    )
     whole = verdicts(work / "whole")
     whole_summary = json.loads((work / "whole" / "summary.json").read_text())
     results: dict = {
@@ -88,7 +76,7 @@ def main() -> int:
         for k in range(1, total + 1):
             out = work / f"n{total}-s{k}"
             run = ["run", *common, "--shard", f"{k}/{total}", "--out", str(out)]
-            code, wall = harness(run, work / f"n{total}-s{k}.log")
+            code, wall = timed_harness(run, work / f"n{total}-s{k}.log")
             summary = json.loads((out / "summary.json").read_text())
             shards.append(
                 {
@@ -102,7 +90,9 @@ def main() -> int:
             )
         merged = work / f"n{total}-merged"
         dirs = [str(work / f"n{total}-s{k}") for k in range(1, total + 1)]
-        merge_code, _ = harness(["merge", *dirs, "--out", str(merged)], work / f"n{total}.log")
+        merge_code, _ = timed_harness(
+            ["merge", *dirs, "--out", str(merged)], work / f"n{total}.log"
+        )
         got = verdicts(merged)
         differ = sorted(k for k in set(got) | set(whole) if got.get(k) != whole.get(k))
         longest = max(s["wall_s"] for s in shards)
