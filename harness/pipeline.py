@@ -315,6 +315,15 @@ def _artifact_fits(found: artifact.Artifact, scenarios: list[Scenario]) -> Build
     return found.record
 
 
+def measured_times(request: ExecRequest) -> shard.Timing:
+    """The durations table's figures for the request's accelerator."""
+    try:
+        durations = shard.load_durations()
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from exc
+    return shard.timing(durations, shard.table_accel(request.accel))
+
+
 def shard_items(
     request: RunRequest,
     items: list[Item],
@@ -326,12 +335,8 @@ def shard_items(
     kernel are still placed (each is a skipped testcase) but weigh nothing."""
     if request.shard is None:
         return items
-    try:
-        durations = shard.load_durations()
-    except ValueError as exc:
-        raise PipelineError(str(exc)) from exc
     accel = shard.table_accel(request.accel)
-    times = shard.timing(durations, accel)
+    times = measured_times(request)
     free = frozenset(unfit or ())
     plan = shard.assign(items, request.shard.total, times, free)
     mine = [i for i in items if plan[i.id] == request.shard.index]
@@ -393,7 +398,9 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
         for i in items
         if i.scenario.name in unfit
     ]
-    to_run = [i for i in items if i.scenario.name not in unfit]
+    to_run = shard.boot_order(
+        [i for i in items if i.scenario.name not in unfit], measured_times(request)
+    )
     results: list[ItemResult] = []
     runner: Runner | None = None
     exit_code = EXIT_NO_VERDICT

@@ -1,4 +1,5 @@
-"""Split a run's items into N shards that end at about the same time.
+"""Plan a run from measured durations: N shards that end at about the same time, and
+an order within each boot that saves reboots.
 
 CI engines fan jobs out (GitLab ``parallel:``, a GitHub Actions matrix); every
 job runs ``harness run --shard K/N`` with the same arguments and must come to the
@@ -114,6 +115,15 @@ def assign(
             cmdlines[best].add(item.scenario.cmdline)
         plan[item.id] = best + 1
     return plan
+
+
+def boot_order(items: list[Item], times: Timing) -> list[Item]:
+    """Items measured to end their boot (a crash, a taint) after the others, order kept
+    otherwise: then each boot-ending item costs one boot, where one that runs first
+    costs a reboot for everything behind it."""
+    return sorted(
+        items, key=lambda i: bool(times.scenarios.get(i.scenario.name, {}).get("ends_boot"))
+    )
 
 
 def expected_seconds(items: list[Item], times: Timing, free: frozenset[str] = frozenset()) -> float:

@@ -157,3 +157,15 @@ def test_items_skipped_on_this_kernel_weigh_nothing(items):
     ran = [i for i in items if i.scenario.name not in free]
     assert shard.expected_seconds(items, times, free) == shard.expected_seconds(ran, times)
     assert sum(loads) >= shard.expected_seconds(ran, times)
+
+
+def test_items_that_ended_their_boot_run_last(items):
+    """On 6.12 the MTD unbinds and the in-kernel nvmem consumer taint the kernel: run
+    first, each would cost a reboot for the items behind it."""
+    times = shard.timing(TABLE, "tcg")
+    ordered = shard.boot_order(items, times)
+    ends = [bool(times.scenarios.get(i.scenario.name, {}).get("ends_boot")) for i in ordered]
+    assert any(ends) and ends == sorted(ends)
+    assert sorted(i.id for i in ordered) == sorted(i.id for i in items)
+    kept = [i for i in ordered if not times.scenarios.get(i.scenario.name, {}).get("ends_boot")]
+    assert kept == [i for i in items if i in kept]  # the others keep their order
