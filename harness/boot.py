@@ -29,7 +29,7 @@ import pexpect
 import pexpect.fdpexpect
 
 from harness import paths
-from harness.accel import BANNER, KVM_FAILED, Accel
+from harness.accel import BANNER, KVM_FAILED, Accel, firmware_args
 
 LINE = re.compile(rb"[^\n]*\n")
 # A printk record on the console: the kernel itself is running (not just firmware).
@@ -108,6 +108,8 @@ class BootSpec:
             # vng asks for accel=kvm:tcg; a boot the harness runs as KVM must not
             # silently become a TCG boot held to KVM's timeouts
             argv = [a.replace("accel=kvm:tcg", "accel=kvm") for a in argv]
+        if "-bios" not in argv:
+            argv += firmware_args()
         if self.plan is None:
             return argv
         index = argv.index("-append") + 1
