@@ -3,7 +3,8 @@
 Runs each scenario N times (`harness run --repeat N`, separate seeds, one
 boot per repetition once a splat taints the kernel) and prints, per
 scenario, how many runs caught the bug, the titles seen, and the scenario
-time (kernel clock, from the scenario's start marker) to its first splat.
+time (kernel clock, from the scenario's start marker) to its first splat, and the
+cycle each caught run stopped in (what a cut in `cycles:` would lose).
 Writes benchmarks/detection.json (or --json F; --tree DIR tests that tree).
 
     .venv/bin/python benchmarks/detection.py [--runs 10] [--tree DIR --json F] [SCENARIO ...]
@@ -36,7 +37,14 @@ def summarise(summary: dict) -> dict[str, dict]:
     for item in summary["items"]:
         row = rows.setdefault(
             item["scenario"],
-            {"runs": 0, "caught": 0, "errors": 0, "titles": {}, "first_splat_s": []},
+            {
+                "runs": 0,
+                "caught": 0,
+                "errors": 0,
+                "titles": {},
+                "first_splat_s": [],
+                "caught_in_cycle": [],
+            },
         )
         row["runs"] += 1
         row["errors"] += item["status"] == "error"
@@ -45,11 +53,23 @@ def summarise(summary: dict) -> dict[str, dict]:
             row["titles"][splat["title"]] = row["titles"].get(splat["title"], 0) + 1
         if item.get("first_splat_s") is not None:
             row["first_splat_s"].append(item["first_splat_s"])
-    for row in rows.values():
+        guest = item.get("guest") or {}
+        if item["status"] == "fail" and guest.get("cycles_done") is not None:
+            # a splat or violation stops the item in the cycle it came: cycles_done counts it
+            row["caught_in_cycle"].append(guest["cycles_done"])
+    for name, row in rows.items():
         times = row["first_splat_s"]
         row["rate"] = round(row["caught"] / row["runs"], 3) if row["runs"] else 0.0
         row["first_splat_median_s"] = round(statistics.median(times), 1) if times else None
         row["first_splat_max_s"] = round(max(times), 1) if times else None
+        row["cycles"] = next(
+            (
+                i["guest"]["cycles"]
+                for i in summary["items"]
+                if i["scenario"] == name and i.get("guest")
+            ),
+            None,
+        )
     return rows
 
 
@@ -85,6 +105,11 @@ def main() -> int:
     for name, row in rows.items():
         times = f"{row['first_splat_median_s']}/{row['first_splat_max_s']}"
         print(f"{name:44} {row['caught']:>3}/{row['runs']:<4} {row['errors']:>4} {times:>24}")
+        if row["caught_in_cycle"]:
+            print(
+                f"    caught in cycle (1-based) of {row['cycles']}: "
+                f"{sorted(row['caught_in_cycle'])}"
+            )
         for title, count in sorted(row["titles"].items(), key=lambda kv: -kv[1]):
             print(f"    {count:>3}x {title}")
     return 0
