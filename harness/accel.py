@@ -40,6 +40,8 @@ QBOOT = Path("/usr/share/qemu/qboot.rom")
 def firmware_args() -> list[str]:
     """QEMU options for the firmware every boot uses (SeaBIOS, QEMU's default, without qboot)."""
     return ["-bios", str(QBOOT)] if QBOOT.exists() else []
+
+
 # Seconds the probe gives the kernel under KVM to reach its "no root" panic
 # (the harness kernel needs 7.6 s for it under TCG here, a fraction of that under KVM).
 PROBE_TIMEOUT = 20.0
