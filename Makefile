@@ -1,6 +1,6 @@
 # Quick start:  make run   (installs what is missing, builds the default kernel, boots, runs all scenarios)
 #               make test  (fast tests, then real-boot tests)
-APT_PACKAGES := python3 python3-venv qemu-system-x86 linux-source-6.12 flex bison bc libelf-dev libssl-dev dwarves cpio kmod ccache gcc make git
+APT_PACKAGES := python3 python3-venv qemu-system-x86 linux-source-6.12 flex bison bc libelf-dev libssl-dev dwarves cpio kmod ccache lz4 gcc make git
 VENV := .venv
 PY := $(VENV)/bin/python
 HARNESS := $(VENV)/bin/harness
