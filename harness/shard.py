@@ -135,11 +135,14 @@ def expected_seconds(items: list[Item], times: Timing, free: frozenset[str] = fr
 
 def measured(summaries: list[dict]) -> dict[str, dict]:
     """Per accelerator, the figures of finished runs: mean seconds per scenario (items
-    with a verdict only), whether it ended its boot, median seconds to 'ready'."""
-    durations: dict[tuple[str, str], list[float]] = {}
-    ends: set[tuple[str, str]] = set()
+    with a verdict only; a later summary's figure for a scenario replaces an earlier
+    one's, as after a change to it), whether it ended its boot, and the median seconds
+    to 'ready' over all their boots."""
+    out: dict[str, dict] = {}
     readies: dict[str, list[float]] = {}
     for summary in summaries:
+        durations: dict[tuple[str, str], list[float]] = {}
+        ends: set[tuple[str, str]] = set()
         boots = {(b.get("shard"), b["index"]): b for b in summary.get("boots", [])}
         for boot in boots.values():
             if boot.get("seconds_to_ready") is not None:
@@ -152,14 +155,13 @@ def measured(summaries: list[dict]) -> dict[str, dict]:
             durations.setdefault(key, []).append(item["duration_s"])
             if boot.get("ended_by") == item["id"]:
                 ends.add(key)
-    out: dict[str, dict] = {}
-    for (accel, scenario), values in sorted(durations.items()):
-        entry = out.setdefault(accel, {"scenarios": {}})
-        entry["scenarios"][scenario] = {
-            "duration_s": round(statistics.mean(values), 1),
-            "ends_boot": (accel, scenario) in ends,
-            "runs": len(values),
-        }
+        for (accel, scenario), values in sorted(durations.items()):
+            entry = out.setdefault(accel, {"scenarios": {}})
+            entry["scenarios"][scenario] = {
+                "duration_s": round(statistics.mean(values), 1),
+                "ends_boot": (accel, scenario) in ends,
+                "runs": len(values),
+            }
     for accel, values in readies.items():
         out.setdefault(accel, {"scenarios": {}})["boot_s"] = round(statistics.median(values), 1)
     return out

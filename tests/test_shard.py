@@ -169,3 +169,18 @@ def test_items_that_ended_their_boot_run_last(items):
     assert sorted(i.id for i in ordered) == sorted(i.id for i in items)
     kept = [i for i in ordered if not times.scenarios.get(i.scenario.name, {}).get("ends_boot")]
     assert kept == [i for i in items if i in kept]  # the others keep their order
+
+
+def test_a_later_summary_replaces_a_scenarios_figure_and_boots_pool():
+    """Refreshing from the full run and then a re-run of one changed scenario."""
+    full = _summary(
+        [{"id": "a", "scenario": "a", "status": "pass", "duration_s": 130.0, "boot": 1}],
+        [{"index": 1, "accel": "tcg", "seconds_to_ready": 6.0}],
+    )
+    rerun = _summary(
+        [{"id": "a", "scenario": "a", "status": "pass", "duration_s": 27.0, "boot": 1}],
+        [{"index": 1, "accel": "tcg", "seconds_to_ready": 10.0}],
+    )
+    fresh = shard.measured([full, rerun])
+    assert fresh["tcg"]["scenarios"]["a"]["duration_s"] == 27.0
+    assert fresh["tcg"]["boot_s"] == 8.0
