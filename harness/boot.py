@@ -138,31 +138,38 @@ class BootSpec:
 UNUSED_DEVICES = ("virtio-serial-pci", "virtserialport", "i6300esb")
 
 
+def _qemu_options(value: str) -> tuple[str, dict[str, str]]:
+    """'virtserialport,name=x,chardev=y' -> ('virtserialport', {'name': 'x', 'chardev': 'y'})."""
+    kind, *options = value.split(",")
+    return kind, dict(o.partition("=")[::2] for o in options)
+
+
+def _without(argv: list[str], flag: str, drop: Callable[[str, dict[str, str]], bool]) -> list[str]:
+    """``argv`` without each ``flag VALUE`` pair whose parsed VALUE ``drop`` accepts."""
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == flag:
+            value = next(words, "")
+            if not drop(*_qemu_options(value)):
+                out += [word, value]
+        else:
+            out.append(word)
+    return out
+
+
 def without_unused_devices(argv: list[str]) -> list[str]:
     """``argv`` without UNUSED_DEVICES and the chardevs only they used (stdin among them)."""
-    dropped_chardevs = set()
-    out: list[str] = []
-    pairs = iter(range(len(argv)))
-    for i in pairs:
-        word = argv[i]
-        value = argv[i + 1] if i + 1 < len(argv) else ""
-        if word == "-device" and value.split(",")[0] in UNUSED_DEVICES:
-            options = dict(o.partition("=")[::2] for o in value.split(",")[1:])
-            if "chardev" in options:
-                dropped_chardevs.add(options["chardev"])
-            next(pairs, None)
-            continue
-        out.append(word)
-    result: list[str] = []
-    pairs = iter(range(len(out)))
-    for i in pairs:
-        if out[i] == "-chardev" and i + 1 < len(out):
-            options = dict(o.partition("=")[::2] for o in out[i + 1].split(",")[1:])
-            if options.get("id") in dropped_chardevs:
-                next(pairs, None)
-                continue
-        result.append(out[i])
-    return result
+    unused = [
+        options
+        for flag, value in zip(argv, argv[1:], strict=False)
+        if flag == "-device"
+        for kind, options in [_qemu_options(value)]
+        if kind in UNUSED_DEVICES
+    ]
+    chardevs = {options["chardev"] for options in unused if "chardev" in options}
+    kept = _without(argv, "-device", lambda kind, options: kind in UNUSED_DEVICES)
+    return _without(kept, "-chardev", lambda kind, options: options.get("id") in chardevs)
 
 
 GUEST_PYTHON = "/usr/bin/python3"

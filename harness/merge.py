@@ -11,12 +11,11 @@ came from.
 from __future__ import annotations
 
 import json
-import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import pipeline
+from harness import pipeline, report
 from harness.progress import say
 
 SUITE = "lifetime-harness"
@@ -48,17 +47,11 @@ class Merged:
 
     @property
     def counts(self) -> dict[str, int]:
-        return {
-            s: sum(1 for i in self.items if i["status"] == s)
-            for s in ("pass", "fail", "error", "skipped")
-        }
+        return report.status_counts([i["status"] for i in self.items])
 
     @property
     def exit_code(self) -> int:
-        statuses = [i["status"] for i in self.items]
-        if not statuses or "error" in statuses:
-            return pipeline.EXIT_NO_VERDICT
-        return pipeline.EXIT_FAIL if "fail" in statuses else pipeline.EXIT_PASS
+        return pipeline.exit_code_for_statuses([i["status"] for i in self.items])
 
 
 def read_shard(path: Path) -> ShardDir | None:
@@ -234,18 +227,14 @@ def _suite(merged: Merged) -> ET.Element:
     return suite
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write(out: Path, merged: Merged, shards: list[ShardDir], command: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     root = ET.Element("testsuites")
     root.append(_suite(merged))
     ET.indent(root)
-    _write(out / "junit.xml", ET.tostring(root, encoding="unicode", xml_declaration=True))
+    report.atomic_write(
+        out / "junit.xml", ET.tostring(root, encoding="unicode", xml_declaration=True)
+    )
     boots = [
         {**b, "shard": s.summary["shard"]["index"]}
         for s in shards
@@ -261,7 +250,7 @@ def write(out: Path, merged: Merged, shards: list[ShardDir], command: list[str])
         "items": merged.items,
         "boots": boots,
     }
-    _write(out / "summary.json", json.dumps(summary, indent=1))
+    report.atomic_write(out / "summary.json", json.dumps(summary, indent=1))
 
 
 def run_merge(dirs: list[Path], out: Path, command: list[str]) -> int:

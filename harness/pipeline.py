@@ -201,11 +201,15 @@ def not_applicable(
 
 
 def exit_code_for(results: list[ItemResult]) -> int:
+    return exit_code_for_statuses([r.status for r in results])
+
+
+def exit_code_for_statuses(statuses: list[str]) -> int:
     """Skipped items (not applicable to this tree) neither pass nor fail a run."""
-    if any(r.status == "error" for r in results) or not results:
+    if "error" in statuses or not statuses:
         return EXIT_NO_VERDICT
-    ran = [r for r in results if r.status != "skipped"]
-    return EXIT_PASS if all(r.status == "pass" for r in ran) else EXIT_FAIL
+    ran = [s for s in statuses if s != "skipped"]
+    return EXIT_PASS if all(s == "pass" for s in ran) else EXIT_FAIL
 
 
 def _sigterm(signum, frame) -> None:
@@ -328,6 +332,7 @@ def shard_items(
     request: RunRequest,
     items: list[Item],
     info: report.RunInfo,
+    times: shard.Timing,
     unfit: Mapping[str, str] | None = None,
 ) -> list[Item]:
     """This shard's items (all of them unsharded); the whole plan goes into the summary,
@@ -336,7 +341,6 @@ def shard_items(
     if request.shard is None:
         return items
     accel = shard.table_accel(request.accel)
-    times = measured_times(request)
     free = frozenset(unfit or ())
     plan = shard.assign(items, request.shard.total, times, free)
     mine = [i for i in items if plan[i.id] == request.shard.index]
@@ -387,7 +391,8 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
     source = kernel_source(request)
     info.properties.update(source.properties)
     every = not_applicable(selected, source.missing)
-    items = shard_items(request, expand(selected, request.repeat, request.seed), info, every)
+    times = measured_times(request)
+    items = shard_items(request, expand(selected, request.repeat, request.seed), info, times, every)
     names = {i.scenario.name for i in items}
     mine = [sc for sc in selected if sc.name in names]
     unfit = {name: why for name, why in every.items() if name in names}
@@ -398,9 +403,7 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
         for i in items
         if i.scenario.name in unfit
     ]
-    to_run = shard.boot_order(
-        [i for i in items if i.scenario.name not in unfit], measured_times(request)
-    )
+    to_run = shard.boot_order([i for i in items if i.scenario.name not in unfit], times)
     results: list[ItemResult] = []
     runner: Runner | None = None
     exit_code = EXIT_NO_VERDICT

@@ -124,7 +124,15 @@ def junit_suite(results: list[ItemResult], boots: list[BootRecord], info: RunInf
     return TestSuite("lifetime-harness", cases, properties=info.properties)
 
 
-def _atomic_write(path: Path, text: str) -> None:
+STATUSES = ("pass", "fail", "error", "skipped")
+
+
+def status_counts(statuses: list[str]) -> dict[str, int]:
+    """How many items have each status, every status listed (a summary's "counts")."""
+    return {s: statuses.count(s) for s in STATUSES}
+
+
+def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -133,7 +141,7 @@ def _atomic_write(path: Path, text: str) -> None:
 def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: RunInfo) -> None:
     out.mkdir(parents=True, exist_ok=True)
     suite = junit_suite(results, boots, info)
-    _atomic_write(out / "junit.xml", to_xml_report_string([suite]))
+    atomic_write(out / "junit.xml", to_xml_report_string([suite]))
     summary = {
         "command": info.command,
         "properties": info.properties,
@@ -142,10 +150,7 @@ def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: R
         "interrupted": info.interrupted,
         "harness_error": info.harness_error,
         "shard": info.shard,
-        "counts": {
-            s: sum(1 for r in results if r.status == s)
-            for s in ("pass", "fail", "error", "skipped")
-        },
+        "counts": status_counts([r.status for r in results]),
         "items": [
             {
                 "id": r.item.id,
@@ -181,7 +186,7 @@ def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: R
             for b in boots
         ],
     }
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    atomic_write(out / "summary.json", json.dumps(summary, indent=1))
 
 
 # A splat excerpt in report.md: enough lines to recognise the bug in a mail.
@@ -257,7 +262,7 @@ def write_series(out: Path, outcome: SeriesOutcome) -> None:
         skipped.add_skipped_info(message=f"--affected: {why}")
         cases.append(skipped)
     suite = TestSuite("lifetime-harness series", cases, properties=_series_properties(outcome))
-    _atomic_write(out / "junit.xml", to_xml_report_string([suite]))
+    atomic_write(out / "junit.xml", to_xml_report_string([suite]))
     summary = {
         "command": outcome.command,
         "exit_code": outcome.exit_code,
@@ -269,8 +274,8 @@ def write_series(out: Path, outcome: SeriesOutcome) -> None:
         "sides": {side.name: side.to_json() for side in outcome.sides},
         "scenarios": [c.to_json() for c in outcome.comparisons],
     }
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=1))
-    _atomic_write(out / "report.md", series_report_text(outcome))
+    atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    atomic_write(out / "report.md", series_report_text(outcome))
 
 
 def bisect_report_text(outcome: BisectOutcome) -> str:
@@ -312,7 +317,7 @@ def write_bisect(out: Path, outcome: BisectOutcome) -> None:
     if outcome.culprit:
         props.update({f"culprit_{k}": str(v) for k, v in outcome.culprit.items()})
     suite = TestSuite("lifetime-harness bisect", [case], properties=props)
-    _atomic_write(out / "junit.xml", to_xml_report_string([suite]))
+    atomic_write(out / "junit.xml", to_xml_report_string([suite]))
     summary = {
         "command": outcome.command,
         "exit_code": outcome.exit_code,
@@ -326,5 +331,5 @@ def write_bisect(out: Path, outcome: BisectOutcome) -> None:
         "duration_s": outcome.duration_s,
         "tested": [t.to_json() for t in outcome.tested],
     }
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=1))
-    _atomic_write(out / "bisect.md", bisect_report_text(outcome))
+    atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    atomic_write(out / "bisect.md", bisect_report_text(outcome))

@@ -56,11 +56,14 @@ class Timing:
     boot_s: float
     scenarios: dict[str, dict]  # name -> {"duration_s", "ends_boot", "runs"}
 
+    def ends_boot(self, scenario: str) -> bool:
+        return bool(self.scenarios.get(scenario, {}).get("ends_boot"))
+
     def cost(self, scenario: str) -> float:
         entry = self.scenarios.get(scenario)
         if entry is None:
             return UNKNOWN_SCENARIO_S
-        return float(entry["duration_s"]) + (self.boot_s if entry.get("ends_boot") else 0.0)
+        return float(entry["duration_s"]) + (self.boot_s if self.ends_boot(scenario) else 0.0)
 
 
 def table_accel(requested: str) -> str:
@@ -121,9 +124,7 @@ def boot_order(items: list[Item], times: Timing) -> list[Item]:
     """Items measured to end their boot (a crash, a taint) after the others, order kept
     otherwise: then each boot-ending item costs one boot, where one that runs first
     costs a reboot for everything behind it."""
-    return sorted(
-        items, key=lambda i: bool(times.scenarios.get(i.scenario.name, {}).get("ends_boot"))
-    )
+    return sorted(items, key=lambda i: times.ends_boot(i.scenario.name))
 
 
 def expected_seconds(items: list[Item], times: Timing, free: frozenset[str] = frozenset()) -> float:

@@ -25,7 +25,7 @@ def _write_shard(out: Path, index: int, total: int, repeat: int = 2, status: str
     info = report.RunInfo(command=["harness", "run", "--shard", f"{index}/{total}"])
     info.properties.update({"config_hash": "abc", "accelerator": f"tcg: shard {index}"})
     every = expand(load_scenarios(resolve(SCENARIOS)), repeat, None)
-    items = pipeline.shard_items(request, every, info)
+    items = pipeline.shard_items(request, every, info, pipeline.measured_times(request))
     results = [ItemResult(i, status=status, duration_s=3.0, boot=1) for i in items]
     outside = parse((LOGS / "harness-nvmem-in-kernel-consumer.log").read_text())[:1]
     boots = [BootRecord(1, "c.log", (), 20.0, "done", accel="tcg", outside_splats=outside)]
