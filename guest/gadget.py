@@ -30,7 +30,9 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+from waits import poll
 
 CONFIGFS_GADGETS = Path("/sys/kernel/config/usb_gadget")
 UDC_CLASS = Path("/sys/class/udc")
@@ -69,21 +71,6 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 class GadgetError(Exception):
     """A gadget step failed; the message names the step and the errno."""
-
-
-T = TypeVar("T")
-
-
-def poll(value: Callable[[], T], timeout: float, interval: float = 0.02) -> T | None:
-    """``value()`` as soon as it is truthy, asked every ``interval`` s; None after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = value()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(interval)
 
 
 # --- descriptors -------------------------------------------------------------------

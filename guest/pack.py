@@ -19,6 +19,8 @@ def main(out: str) -> int:
     for name in sorted(os.listdir(HERE)):  # init's main() runs only as __main__
         if name.endswith(".py") and name != "pack.py":
             importlib.import_module(name[:-3])
+    for name in ("tty", "traceback"):  # init.py imports these only when it needs them
+        importlib.import_module(name)
 
     wanted = dict(sys.modules)
     import importlib._bootstrap_external as bootstrap

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fixtures  # noqa: E402
-from gadget import poll  # noqa: E402
+from waits import poll  # noqa: E402
 from workers import Handle, Worker  # noqa: E402
 
 REMOVING = ("remove", "unbind", "unplug")

@@ -25,7 +25,8 @@ import dln2
 import fixtures
 import gpio
 from fixtures import FixtureError
-from gadget import GadgetError, poll
+from gadget import GadgetError
+from waits import poll
 
 I2C_DRIVERS = Path("/sys/bus/i2c/drivers")
 I2C_DEVICES = Path("/sys/bus/i2c/devices")

@@ -20,7 +20,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-import chipmodels
 import gpio
 
 # read-file asks for block_size bytes per read() (default 128 KiB, what `cat` asks):
@@ -212,6 +211,8 @@ class Worker:
 
     def _compare(self, want: bytes, got: bytes, offset: int, what: str) -> None:
         """Record and raise (EBADMSG) the first differing byte, as a device offset."""
+        import chipmodels  # loaded already with the fixture whose model gave ``want``
+
         at = chipmodels.first_mismatch(want, got)
         if at is None:
             return

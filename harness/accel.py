@@ -15,9 +15,13 @@ once. Boots that still print nothing under KVM are caught by the runner
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import json
+import mmap
 import os
+import platform
 import re
 import select
 import shutil
@@ -38,8 +42,82 @@ QBOOT = Path("/usr/share/qemu/qboot.rom")
 
 
 def firmware_args() -> list[str]:
-    """QEMU options for the firmware every boot uses (SeaBIOS, QEMU's default, without qboot)."""
+    """QEMU options for the firmware of virtme-ng's own boots (SeaBIOS without qboot)."""
     return ["-bios", str(QBOOT)] if QBOOT.exists() else []
+
+
+# The machine of every harness boot: QEMU's microvm (virtio over MMIO, no PCI bus, a
+# few lines of ACPI for the CPUs and devices, qboot as its firmware) instead of
+# virtme-ng's q35. Under TCG the kernel reached init 1.1 s sooner: no PCI
+# enumeration, no q35 DSDT to interpret. acpi=on: without ACPI the kernel has no
+# table listing the second CPU and boots with one, and the races need two.
+MACHINE = "microvm,acpi=on"
+
+
+def machine_args(accel: str) -> list[str]:
+    """``-machine`` for a harness boot under ``accel`` ("kvm" or "tcg"), no fallback."""
+    return ["-machine", f"{MACHINE},accel={accel}"]
+
+
+# rdtsc; shl rdx, 32; or rax, rdx; ret  (x86-64 System V: the 64-bit TSC in rax)
+_RDTSC = bytes([0x0F, 0x31, 0x48, 0xC1, 0xE2, 0x20, 0x48, 0x09, 0xD0, 0xC3])
+
+
+@functools.cache
+def host_tsc_khz() -> int | None:
+    """The host's TSC frequency, measured once per host boot (kept in the cache); None if unknown.
+
+    Under TCG the guest's TSC is the host's (QEMU reads the host counter), and
+    microvm has no HPET or ACPI PM timer: the kernel can calibrate the TSC only
+    against the PIT, which fails when a vCPU thread is descheduled in its
+    window (2 boots in 10 here), and such a boot hangs in "Calibrating delay
+    loop". ``tsc_early_khz=`` hands the kernel the frequency instead.
+    """
+    if platform.machine() != "x86_64":
+        return None
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return _measure_tsc_khz()
+    kept = paths.cache_dir() / "accel" / f"tsc-khz-{boot_id}"
+    try:
+        return int(kept.read_text())
+    except (OSError, ValueError):
+        pass
+    khz = _measure_tsc_khz()
+    if khz:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_name(f"{kept.name}.{os.getpid()}.tmp")
+        partial.write_text(str(khz))
+        os.replace(partial, kept)
+    return khz
+
+
+def _measure_tsc_khz() -> int | None:
+    """TSC ticks per ms against CLOCK_MONOTONIC over 0.2 s (within 50 ppm here)."""
+    try:
+        page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    except OSError:  # no executable anonymous memory (a W^X policy)
+        return None
+    page.write(_RDTSC)
+    rdtsc = ctypes.CFUNCTYPE(ctypes.c_uint64)(ctypes.addressof(ctypes.c_char.from_buffer(page)))
+
+    def sample() -> tuple[float, int]:
+        before = rdtsc()
+        now = time.monotonic_ns()
+        return now, (before + rdtsc()) // 2
+
+    start_ns, start_tsc = sample()
+    time.sleep(0.2)
+    end_ns, end_tsc = sample()
+    khz = (end_tsc - start_tsc) * 1_000_000 // (end_ns - start_ns)
+    return khz if khz > 0 else None
+
+
+def guest_cmdline(accel: str) -> tuple[str, ...]:
+    """Kernel parameters a harness boot needs under ``accel`` on this host."""
+    khz = host_tsc_khz() if accel == "tcg" else None  # KVM guests read it from kvm-clock
+    return (f"tsc_early_khz={khz}",) if khz else ()
 
 
 # Seconds the probe gives the kernel under KVM to reach its "no root" panic
@@ -110,15 +188,14 @@ def _host_identity() -> str:
 def verdict_path(image: Path, timeout: float) -> Path:
     digest = hashlib.sha256()
     digest.update(image.read_bytes())
-    digest.update(f"{_host_identity()}/{timeout:g}".encode())
+    digest.update(f"{_host_identity()}/{MACHINE}/{timeout:g}".encode())
     return paths.cache_dir() / "accel" / f"kvm-{digest.hexdigest()[:20]}.json"
 
 
 def probe_command(image: Path) -> list[str]:
     return [
         QEMU,
-        "-machine",
-        "q35,accel=kvm",
+        *machine_args("kvm"),
         "-cpu",
         "host",
         "-smp",
@@ -131,7 +208,6 @@ def probe_command(image: Path) -> list[str]:
         "-no-reboot",
         "-serial",
         "stdio",
-        *firmware_args(),
         "-kernel",
         str(image),
         "-append",

@@ -10,6 +10,7 @@ harness.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -29,7 +30,15 @@ import pexpect
 import pexpect.fdpexpect
 
 from harness import paths
-from harness.accel import BANNER, KVM_FAILED, Accel, firmware_args
+from harness.accel import (
+    BANNER,
+    KVM_FAILED,
+    QEMU,
+    Accel,
+    firmware_args,
+    guest_cmdline,
+    machine_args,
+)
 
 LINE = re.compile(rb"[^\n]*\n")
 # A printk record on the console: the kernel itself is running (not just firmware).
@@ -67,14 +76,14 @@ class BootSpec:
     cpus: int = 2
     exec_command: str = "true"
 
-    def vng_args(self) -> list[str]:
+    def vng_args(self, rwdirs: tuple[Path, ...] | None = None) -> list[str]:
         vng = str(Path(sys.executable).parent / "vng")
         if not Path(vng).exists():
             vng = "vng"
         args = [vng, "--verbose", "--force-9p", "--memory", self.memory, "--cpus", str(self.cpus)]
         if self.accel.name == "tcg":
             args.append("--disable-kvm")
-        for rw in self.rwdirs:
+        for rw in self.rwdirs if rwdirs is None else rwdirs:
             args.append(f"--rwdir={rw}")
         append = " ".join((*BASE_CMDLINE, *self.cmdline))
         args += ["--append", append, "--run", str(self.kernel_image), "--exec", self.exec_command]
@@ -88,35 +97,18 @@ class BootSpec:
         short directory: unix socket paths are limited to 108 bytes) QEMU also
         gets the sysrq serial port's socket there.
         """
-        try:
-            out = subprocess.run(
-                [*self.vng_args(), "--dry-run"],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                env=_vng_env(),
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BootError(f"vng --dry-run failed: {exc}") from exc
-        lines = [ln for ln in out.stdout.splitlines() if "qemu-system" in ln]
-        if not lines:
-            raise BootError(
-                f"vng --dry-run printed no QEMU command:\n{out.stdout[-500:]}{out.stderr[-1000:]}"
-            )
-        argv = shlex.split(lines[-1])
-        if self.accel.name == "kvm":
-            # vng asks for accel=kvm:tcg; a boot the harness runs as KVM must not
-            # silently become a TCG boot held to KVM's timeouts
-            argv = [a.replace("accel=kvm:tcg", "accel=kvm") for a in argv]
-        if "-bios" not in argv:
-            argv += firmware_args()
         if self.plan is None:
-            return argv
-        argv = without_unused_devices(argv)
+            argv = shlex.split(vng_dry_run(self.vng_args()))
+            if self.accel.name == "kvm":
+                # vng asks for accel=kvm:tcg; a boot the harness runs as KVM must not
+                # silently become a TCG boot held to KVM's timeouts
+                argv = [a.replace("accel=kvm:tcg", "accel=kvm") for a in argv]
+            return argv if "-bios" in argv else argv + firmware_args()
+        argv = on_microvm(without_unused_devices(self._cached_vng_argv()), self.accel.name)
         index = argv.index("-append") + 1
         words = [w for w in argv[index].split() if not w.startswith(("init=", "virtme.exec="))]
         init = paths.GUEST_DIR / "init.py"
-        extra = [f"harness_plan={self.plan}", ROOTFLAGS]
+        extra = [*guest_cmdline(self.accel.name), f"harness_plan={self.plan}", ROOTFLAGS]
         if (packed := guest_zip()) is not None:
             extra.append(f"harness_zip={packed}")
         if control is not None:
@@ -124,11 +116,73 @@ class BootSpec:
             argv += [
                 "-chardev",
                 f"socket,id={SYSRQ_CHARDEV},path={control / 'sysrq.sock'},server=on,wait=off",
-                "-serial",
-                f"chardev:{SYSRQ_CHARDEV}",
+                "-device",  # microvm instantiates one ISA port itself, for -serial's first
+                f"isa-serial,index=1,chardev={SYSRQ_CHARDEV}",
             ]
         argv[index] = " ".join([*words, *extra, f"init={init}"])
         return argv
+
+    def _cached_vng_argv(self) -> list[str]:
+        """vng's QEMU command for this spec, from the cache when vng already gave it once.
+
+        vng --dry-run costs 0.22 s of every boot and its answer depends only on
+        its arguments, its version, the working directory and the kernel image;
+        the one part that changes from boot to boot, the --rwdir paths, is
+        asked with fixed placeholder directories and substituted per argument.
+        """
+        holders = tuple(
+            paths.cache_dir() / "vng" / f"rwdir-{n}.placeholder" for n in range(len(self.rwdirs))
+        )
+        for holder in holders:
+            holder.mkdir(parents=True, exist_ok=True)
+        args = self.vng_args(holders)
+        image = self.kernel_image.stat()
+        key = json.dumps(
+            [
+                args,
+                os.getcwd(),
+                image.st_mtime_ns,
+                image.st_size,
+                _vng_version(),
+                shutil.which(QEMU),
+            ]
+        )
+        cached = paths.cache_dir() / "vng" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.cmd"
+        try:
+            line = cached.read_text()
+        except OSError:
+            line = vng_dry_run(args)
+            partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+            partial.write_text(line)
+            os.replace(partial, cached)
+        argv = shlex.split(line)
+        for holder, real in zip(holders, self.rwdirs, strict=True):
+            # vng writes a share both as a path and without its leading slash
+            argv = [a.replace(str(holder).lstrip("/"), str(real).lstrip("/")) for a in argv]
+        return argv
+
+
+def _vng_version() -> str:
+    try:
+        return importlib.metadata.version("virtme-ng")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def vng_dry_run(args: list[str]) -> str:
+    """The QEMU command line ``vng ARGS --dry-run`` prints (shell-quoted)."""
+    try:
+        out = subprocess.run(
+            [*args, "--dry-run"], capture_output=True, text=True, timeout=120, env=_vng_env()
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BootError(f"vng --dry-run failed: {exc}") from exc
+    lines = [ln for ln in out.stdout.splitlines() if "qemu-system" in ln]
+    if not lines:
+        raise BootError(
+            f"vng --dry-run printed no QEMU command:\n{out.stdout[-500:]}{out.stderr[-1000:]}"
+        )
+    return lines[-1]
 
 
 # PCI devices virtme-ng adds for its own init (script I/O over virtio-serial ports, a
@@ -170,6 +224,19 @@ def without_unused_devices(argv: list[str]) -> list[str]:
     chardevs = {options["chardev"] for options in unused if "chardev" in options}
     kept = _without(argv, "-device", lambda kind, options: kind in UNUSED_DEVICES)
     return _without(kept, "-chardev", lambda kind, options: options.get("id") in chardevs)
+
+
+def on_microvm(argv: list[str], accel: str) -> list[str]:
+    """virtme-ng's q35 (or default) machine swapped for MACHINE, its 9p shares moved to MMIO."""
+    argv = _without(argv, "-machine", lambda kind, options: True)
+    argv = _without(argv, "-bios", lambda kind, options: True)  # microvm's own is qboot
+    devices = [
+        "virtio-9p-device" + value[len("virtio-9p-pci") :]
+        if value.startswith("virtio-9p-pci,")
+        else value
+        for value in argv
+    ]
+    return [*devices, *machine_args(accel)]
 
 
 GUEST_PYTHON = "/usr/bin/python3"

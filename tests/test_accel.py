@@ -57,3 +57,17 @@ def test_the_probe_needs_the_kernel_to_get_past_early_boot():
     )
     assert accel.BANNER.search(booted) and accel.REACHED_ROOT.search(booted)
     assert not accel.BANNER.search(b"SeaBIOS (version 1.16.2)\nBooting from ROM...\n")
+
+
+def test_the_host_tsc_is_measured_alike_twice_and_kept_per_host_boot(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    first, second = accel._measure_tsc_khz(), accel._measure_tsc_khz()
+    assert first and second and first > 100_000  # a TSC of at least 100 MHz
+    assert abs(first - second) / first < 0.001
+    accel.host_tsc_khz.cache_clear()
+    kept = accel.host_tsc_khz()
+    assert abs(kept - first) / first < 0.001
+    assert [p.name for p in (tmp_path / "accel").iterdir()][0].startswith("tsc-khz-")
+    assert accel.guest_cmdline("tcg") == (f"tsc_early_khz={kept}",)
+    assert accel.guest_cmdline("kvm") == ()
+    accel.host_tsc_khz.cache_clear()

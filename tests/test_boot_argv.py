@@ -1,11 +1,18 @@
 """The QEMU command line a harness boot uses, from a real one (virtme-ng 1.42, harness boot
-of 2026-12-02): virtme-ng's script-I/O devices and watchdog go, everything the guest uses
-stays."""
+of 2026-12-02): virtme-ng's script-I/O devices and watchdog go, the machine becomes
+microvm, everything the guest uses stays; vng's answer is reused across boots."""
 
 import shlex
 from pathlib import Path
 
-from harness.boot import UNUSED_DEVICES, without_unused_devices
+from harness.accel import Accel
+from harness.boot import (
+    UNUSED_DEVICES,
+    BootSpec,
+    on_microvm,
+    vng_dry_run,
+    without_unused_devices,
+)
 
 REAL = Path(__file__).parent / "data" / "qemu" / "vng-1.42-harness-boot.txt"
 
@@ -41,3 +48,41 @@ def test_everything_else_is_kept_in_order():
     removed_chardevs = len(_chardev_ids(argv)) - len(_chardev_ids(kept))
     assert len(argv) - len(kept) == 2 * (removed_devices + removed_chardevs)
     assert kept[kept.index("-append") + 1] == argv[argv.index("-append") + 1]
+
+
+def test_the_machine_becomes_microvm_with_its_shares_on_mmio():
+    argv = shlex.split(REAL.read_text())
+    assert argv[argv.index("-machine") + 1] == "q35"
+    moved = on_microvm(without_unused_devices(argv), "kvm")
+    assert [moved[i + 1] for i, w in enumerate(moved) if w == "-machine"] == [
+        "microvm,acpi=on,accel=kvm"
+    ]
+    assert _devices(moved) == ["virtio-9p-device", "virtio-9p-device"]
+    shares = [moved[i + 1] for i, w in enumerate(moved) if w == "-device"]
+    assert shares[0] == "virtio-9p-device,fsdev=virtfs5,mount_tag=/dev/root"
+    assert "-bios" not in moved  # microvm's own firmware is qboot
+
+
+def _spec(tmp_path: Path, rwdirs: tuple[Path, ...]) -> BootSpec:
+    image = tmp_path / "bzImage"
+    if not image.exists():
+        image.write_bytes(b"not booted: vng only names it")
+    tcg = Accel("tcg", "test")
+    return BootSpec(image, tcg, ("fw_devlink=off",), plan=tmp_path / "plan.json", rwdirs=rwdirs)
+
+
+def test_a_cached_vng_answer_is_the_one_vng_gives_for_other_shares(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    first, second = (tmp_path / "boot-1",), (tmp_path / "run-2" / "boots" / "boot-1",)
+    for share in (*first, *second):
+        share.mkdir(parents=True)
+    _spec(tmp_path, first)._cached_vng_argv()  # asks vng, fills the cache
+    assert len(list((tmp_path / "cache" / "vng").glob("*.cmd"))) == 1
+    cached = _spec(tmp_path, second)._cached_vng_argv()
+    assert len(list((tmp_path / "cache" / "vng").glob("*.cmd"))) == 1  # no second entry
+    fresh = shlex.split(vng_dry_run(_spec(tmp_path, second).vng_args()))
+    # vng's script-I/O return file is a new temporary per call and never used by harness boots
+    assert without_unused_devices(cached) == without_unused_devices(fresh)
+    assert f"path={second[0]}," in " ".join(cached)
+    assert f"virtme_initmount0={str(second[0]).lstrip('/')} " in " ".join(cached)
+    assert "placeholder" not in " ".join(cached)
