@@ -75,9 +75,7 @@ def host_tsc_khz() -> int | None:
     """
     if platform.machine() != "x86_64":
         return None
-    try:
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
+    if (boot_id := _boot_id()) is None:
         return _measure_tsc_khz()
     kept = paths.cache_dir() / "accel" / f"tsc-khz-{boot_id}"
     try:
@@ -86,10 +84,7 @@ def host_tsc_khz() -> int | None:
         pass
     khz = _measure_tsc_khz()
     if khz:
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        partial = kept.with_name(f"{kept.name}.{os.getpid()}.tmp")
-        partial.write_text(str(khz))
-        os.replace(partial, kept)
+        paths.atomic_write(kept, str(khz))
     return khz
 
 
@@ -172,11 +167,16 @@ def requested_from_env(flag: str | None) -> str:
     return flag or os.environ.get("HARNESS_ACCEL") or "auto"
 
 
-def _host_identity() -> str:
+def _boot_id() -> str | None:
+    """This host boot's id: what a measurement of the host holds for."""
     try:
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
-        boot_id = "unknown-boot"
+        return None
+
+
+def _host_identity() -> str:
+    boot_id = _boot_id() or "unknown-boot"
     try:
         qemu = subprocess.run([QEMU, "--version"], capture_output=True, text=True, timeout=30)
         version = qemu.stdout.splitlines()[0] if qemu.stdout else ""
@@ -290,10 +290,7 @@ def choose(requested: str, image: Path) -> Accel:
         works, evidence = bool(cached["works"]), f"{cached.get('evidence')} (probed earlier)"
     else:
         works, evidence = probe_kernel(image, timeout)
-        record.parent.mkdir(parents=True, exist_ok=True)
-        partial = record.with_name(f"{record.name}.{os.getpid()}.tmp")
-        partial.write_text(json.dumps({"works": works, "evidence": evidence}))
-        os.replace(partial, record)
+        paths.atomic_write(record, json.dumps({"works": works, "evidence": evidence}))
     if works:
         return Accel("kvm", f"KVM probe passed: {evidence}")
     return Accel("tcg", f"KVM probe failed: {evidence}; using TCG (slow)")

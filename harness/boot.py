@@ -152,9 +152,7 @@ class BootSpec:
             line = cached.read_text()
         except OSError:
             line = vng_dry_run(args)
-            partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-            partial.write_text(line)
-            os.replace(partial, cached)
+            paths.atomic_write(cached, line)
         argv = shlex.split(line)
         for holder, real in zip(holders, self.rwdirs, strict=True):
             # vng writes a share both as a path and without its leading slash

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import pipeline, report
+from harness import paths, pipeline, report
 from harness.progress import say
 
 SUITE = "lifetime-harness"
@@ -232,7 +232,7 @@ def write(out: Path, merged: Merged, shards: list[ShardDir], command: list[str])
     root = ET.Element("testsuites")
     root.append(_suite(merged))
     ET.indent(root)
-    report.atomic_write(
+    paths.atomic_write(
         out / "junit.xml", ET.tostring(root, encoding="unicode", xml_declaration=True)
     )
     boots = [
@@ -250,7 +250,7 @@ def write(out: Path, merged: Merged, shards: list[ShardDir], command: list[str])
         "items": merged.items,
         "boots": boots,
     }
-    report.atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    paths.atomic_write(out / "summary.json", json.dumps(summary, indent=1))
 
 
 def run_merge(dirs: list[Path], out: Path, command: list[str]) -> int:

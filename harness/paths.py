@@ -18,6 +18,18 @@ BASE_FRAGMENTS = ("base", "debug", "lkdtm")
 DEFAULT_SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 
 
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a run sharing the cache or a reader never sees half.
+
+    The partial file is per process, so two runs writing the same entry do not
+    write into one partial file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
 def cache_dir() -> Path:
     """$HARNESS_CACHE, else $XDG_CACHE_HOME/lifetime-harness, else ~/.cache/lifetime-harness."""
     explicit = os.environ.get("HARNESS_CACHE")

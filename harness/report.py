@@ -7,7 +7,6 @@ still leaves them, with the items that did not run marked as errors.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
+from harness import paths
 from harness.compare import Comparison, table
 from harness.run import BootRecord, ItemResult
 
@@ -132,16 +132,10 @@ def status_counts(statuses: list[str]) -> dict[str, int]:
     return {s: statuses.count(s) for s in STATUSES}
 
 
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: RunInfo) -> None:
     out.mkdir(parents=True, exist_ok=True)
     suite = junit_suite(results, boots, info)
-    atomic_write(out / "junit.xml", to_xml_report_string([suite]))
+    paths.atomic_write(out / "junit.xml", to_xml_report_string([suite]))
     summary = {
         "command": info.command,
         "properties": info.properties,
@@ -186,7 +180,7 @@ def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: R
             for b in boots
         ],
     }
-    atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    paths.atomic_write(out / "summary.json", json.dumps(summary, indent=1))
 
 
 # A splat excerpt in report.md: enough lines to recognise the bug in a mail.
@@ -262,7 +256,7 @@ def write_series(out: Path, outcome: SeriesOutcome) -> None:
         skipped.add_skipped_info(message=f"--affected: {why}")
         cases.append(skipped)
     suite = TestSuite("lifetime-harness series", cases, properties=_series_properties(outcome))
-    atomic_write(out / "junit.xml", to_xml_report_string([suite]))
+    paths.atomic_write(out / "junit.xml", to_xml_report_string([suite]))
     summary = {
         "command": outcome.command,
         "exit_code": outcome.exit_code,
@@ -274,8 +268,8 @@ def write_series(out: Path, outcome: SeriesOutcome) -> None:
         "sides": {side.name: side.to_json() for side in outcome.sides},
         "scenarios": [c.to_json() for c in outcome.comparisons],
     }
-    atomic_write(out / "summary.json", json.dumps(summary, indent=1))
-    atomic_write(out / "report.md", series_report_text(outcome))
+    paths.atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    paths.atomic_write(out / "report.md", series_report_text(outcome))
 
 
 def bisect_report_text(outcome: BisectOutcome) -> str:
@@ -317,7 +311,7 @@ def write_bisect(out: Path, outcome: BisectOutcome) -> None:
     if outcome.culprit:
         props.update({f"culprit_{k}": str(v) for k, v in outcome.culprit.items()})
     suite = TestSuite("lifetime-harness bisect", [case], properties=props)
-    atomic_write(out / "junit.xml", to_xml_report_string([suite]))
+    paths.atomic_write(out / "junit.xml", to_xml_report_string([suite]))
     summary = {
         "command": outcome.command,
         "exit_code": outcome.exit_code,
@@ -331,5 +325,5 @@ def write_bisect(out: Path, outcome: BisectOutcome) -> None:
         "duration_s": outcome.duration_s,
         "tested": [t.to_json() for t in outcome.tested],
     }
-    atomic_write(out / "summary.json", json.dumps(summary, indent=1))
-    atomic_write(out / "bisect.md", bisect_report_text(outcome))
+    paths.atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    paths.atomic_write(out / "bisect.md", bisect_report_text(outcome))
