@@ -6,9 +6,10 @@ bytearray and answer bulk transfers with slices, because the emulator thread
 must reply within the host driver's 200 ms timeout even under TCG.
 
 Anything a host does that a real chip would ignore or reject (a command while
-busy, a program without write enable, an unknown opcode) still behaves the way
-the chip would, and is also reported through ``report`` so the emulator can
-count it as an anomaly.
+busy, a program without write enable) still behaves the way the chip would,
+and is also reported through ``report`` so the emulator can count it as an
+anomaly. An opcode outside the part's instruction set is not an anomaly: the
+chip ignores it, as the real one does, and the model only counts it.
 """
 
 from __future__ import annotations
@@ -284,6 +285,7 @@ class SpiNorFlash(_Memory):
         self._busy_until = 0.0
         self.selected = False
         self.commands = 0
+        self.ignored_opcodes: dict[int, int] = {}  # opcodes outside the W25X set, counted
         self.read_position = 0  # address after the last byte a READ clocked out
         self._reset_command()
 
@@ -372,8 +374,12 @@ class SpiNorFlash(_Memory):
             self.report(f"flash: opcode {opcode:#04x} while busy, ignored")
             return
         if opcode not in _HEADER:
+            # A W25X decodes only its own instruction set; any other opcode is ignored
+            # and DO stays high-impedance, which the bus reads as 1s (MISO pulled up).
+            # Drivers are entitled to send them (spi-nor reads the configuration
+            # register, 0x35, of parts it cannot tell lack one), so it is no anomaly.
             self._ignored = True
-            self.report(f"flash: unsupported opcode {opcode:#04x}")
+            self.ignored_opcodes[opcode] = self.ignored_opcodes.get(opcode, 0) + 1
             return
         self._need = _HEADER[opcode]
 

@@ -50,6 +50,18 @@ class Fixture(Protocol):
         """Remove everything the fixture created, also after a failed setup."""
 
 
+def kmsg(text: str) -> None:
+    """One line into the kernel log, printed whole on the serial console.
+
+    Events travel this way too: without udev, virtme-ng-init finds no
+    virtio-serial script ports and runs the script on the console, where
+    user-space writes could be split by kernel messages; printk records are not.
+    Fixtures note there what they changed in the kernel's defaults.
+    """
+    with open("/dev/kmsg", "w") as sink:
+        sink.write(f"<2>{text}\n")
+
+
 def insmod(modules: dict[str, str], name: str, loaded: Path) -> None:
     """Load one of the harness's helper modules unless ``loaded`` (a file it creates) exists."""
     if loaded.exists():

@@ -46,15 +46,7 @@ DEADLINE_MARGIN = 0.1
 DEADLINE_MARGIN_MAX = 30.0
 
 
-def kmsg(text: str) -> None:
-    """One line into the kernel log, printed whole on the serial console.
-
-    Events travel this way too: without udev, virtme-ng-init finds no
-    virtio-serial script ports and runs the script on the console, where
-    user-space writes could be split by kernel messages; printk records are not.
-    """
-    with open("/dev/kmsg", "w") as sink:
-        sink.write(f"<2>{text}\n")
+kmsg = fixtures.kmsg
 
 
 def event(kind: str, **fields) -> None:

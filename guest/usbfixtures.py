@@ -303,6 +303,7 @@ class UsbI2cEeprom(UsbAdapterFixture):
         self.address = spec["address"]
         self.adapter: str | None = None
         self.client: str | None = None
+        self.force_ro_cleared = 0  # probes whose nvmem came up read-only and was made writable
         super().__init__(spec, instance, udc, modules)
 
     def _device(self) -> Any:
@@ -326,10 +327,29 @@ class UsbI2cEeprom(UsbAdapterFixture):
             f"at24 eeprom file of {client}",
         )
         _check_content(self.name, str(eeprom), self.eeprom)
+        self._writable()
         if self.spec.get("wp_label"):
             self._check_wp()
         if self.spec.get("kernel_consumer"):
             self._attach_consumer()
+
+    def _writable(self) -> None:
+        """Undo a read-only default the scenario did not ask for, where the tree has one.
+
+        Trees with an nvmem ``force_ro`` attribute make a device with a write-protect
+        GPIO read-only at registration; the EEPROM itself is writable and the
+        scenarios write it, so the fixture writes 0 there, as a user would, and
+        says so in the kernel log.
+        """
+        nvmem = self.values()["nvmem"]
+        force_ro = Path(nvmem).parent / "force_ro" if nvmem else None
+        if force_ro is None or not force_ro.exists() or force_ro.read_text().strip() != "1":
+            return
+        force_ro.write_text("0")
+        self.force_ro_cleared += 1
+        fixtures.kmsg(
+            f"harness: fixture {self.name}: {force_ro} was 1 (read-only by default); wrote 0"
+        )
 
     def _check_wp(self) -> None:
         """nvmem took the write-protect line at probe (else the scenario tests nothing)."""
@@ -347,7 +367,9 @@ class UsbI2cEeprom(UsbAdapterFixture):
         nvmem = self.values()["nvmem"]
         if not nvmem:
             raise FixtureError(f"fixture {self.name}: no nvmem device for {self.client}")
-        (CONSUMER / "attach").write_text(Path(nvmem).parent.name)
+        # the size as the provider's sysfs file gives it (nvmem->size): the module
+        # builds on trees without nvmem_dev_size()
+        (CONSUMER / "attach").write_text(f"{Path(nvmem).parent.name} {os.stat(nvmem).st_size}")
         _check_content(self.name, str(CONSUMER / "read"), self.eeprom)
 
     def teardown(self) -> None:

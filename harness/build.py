@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness import kapi, kconfig, locks, paths
-from harness.kconfig import FragmentSet, Mismatch
+from harness.kconfig import FragmentSet, Mismatch, Prerequisite, Request
 from harness.progress import Ticker, say
 from harness.tree import KernelTree
 
@@ -42,10 +42,20 @@ class ConfigResult:
     config_hash: str
     mismatches: tuple[Mismatch, ...]
     fragments_digest: str = ""
+    prerequisites: tuple[Prerequisite, ...] = ()  # what this tree made requests depend on
+    undefined: tuple[Request, ...] = ()  # if-defined requests this tree has no symbol for
 
     def report(self) -> str:
         lines = ["fragments (merged in this order, later wins):"]
         lines += [f"  {p}" for p in self.fragments]
+        if self.prerequisites:
+            lines.append("enabled because this tree makes a requested option depend on it:")
+            lines += [f"  {p.explain()}" for p in self.prerequisites]
+        for request in self.undefined:
+            lines.append(
+                f"not in this tree's Kconfig, so not required here: CONFIG_{request.symbol} "
+                f"(if-defined, {request.fragment}:{request.line})"
+            )
         if self.mismatches:
             lines.append(
                 f"config check FAILED: {len(self.mismatches)} requested option(s) did not stick:"
@@ -54,6 +64,14 @@ class ConfigResult:
         else:
             lines.append(f"config check passed (config {self.config_hash})")
         return "\n".join(lines)
+
+    def summary(self) -> str:
+        """One line: the first option that did not stick, and how many more."""
+        if not self.mismatches:
+            return f"config check passed (config {self.config_hash})"
+        first = self.mismatches[0].explain().splitlines()[0]
+        more = len(self.mismatches) - 1
+        return f"config check failed: {first}" + (f" (and {more} more)" if more else "")
 
 
 @dataclass(frozen=True)
@@ -150,21 +168,21 @@ def _configure(
     log = scratch / "config.log"
     log.write_text("")
     say(f"config: merging {len(fragments.files)} fragments on allnoconfig ({tree.path})")
-    merge = tree.path / "scripts" / "kconfig" / "merge_config.sh"
-    rc = _run(
-        ["bash", str(merge), "-n", "-O", str(scratch), *map(str, fragments.files)],
-        cwd=tree.path,
-        log=log,
-    )
-    if rc == 0:
-        rc = _run(["make", "-s", f"O={scratch}", "olddefconfig"], cwd=tree.path, log=log)
-    if rc != 0:
-        raise BuildError(f"configuration failed (exit {rc}); log: {log}\n{_tail(log)}")
-    dotconfig = scratch / ".config"
-    values = kconfig.parse_dotconfig(dotconfig.read_text())
-    mismatches = kconfig.check(requests, values)
+    added: list[Prerequisite] = []
+    undefined = kconfig.undefined_if_defined(requests, tree.path)
+    names = {r.symbol for r in undefined}
+    wanted = dict(requests)
+    while True:
+        values = _merge(tree, [*fragments.files, *_prerequisite_fragment(scratch, added)], log)
+        mismatches = kconfig.check(wanted, values, lambda symbol: symbol not in names)
+        found = kconfig.prerequisites(mismatches, tree.path, values, wanted) if mismatches else []
+        if not found:
+            break
+        added += found  # each round adds symbols no earlier round had: the loop ends
+        wanted.update((p.symbol, Request(p.symbol, "y", scratch / PREREQUISITES, 0)) for p in found)
     if mismatches:
         mismatches = kconfig.explain(mismatches, tree.path, values)
+    dotconfig = scratch / ".config"
     return ConfigResult(
         tree,
         fragments.files,
@@ -172,7 +190,36 @@ def _configure(
         _file_hash(dotconfig),
         tuple(mismatches),
         fragments.digest(),
+        tuple(added),
+        tuple(undefined),
     )
+
+
+PREREQUISITES = "prerequisites.config"
+
+
+def _prerequisite_fragment(scratch: Path, added: list[Prerequisite]) -> list[Path]:
+    """The symbols this tree's Kconfig makes the requests depend on, as one more fragment."""
+    if not added:
+        return []
+    path = scratch / PREREQUISITES
+    path.write_text(
+        "# written by the harness: what this tree makes requested options depend on\n"
+        + "".join(f"# {p.explain()}\n{p.line()}\n" for p in added)
+    )
+    return [path]
+
+
+def _merge(tree: KernelTree, files: list[Path], log: Path) -> dict[str, str]:
+    """merge_config.sh on allnoconfig, then olddefconfig; the resulting values."""
+    scratch = log.parent
+    merge = tree.path / "scripts" / "kconfig" / "merge_config.sh"
+    rc = _run(["bash", str(merge), "-n", "-O", str(scratch), *map(str, files)], tree.path, log)
+    if rc == 0:
+        rc = _run(["make", "-s", f"O={scratch}", "olddefconfig"], cwd=tree.path, log=log)
+    if rc != 0:
+        raise BuildError(f"configuration failed (exit {rc}); log: {log}\n{_tail(log)}")
+    return kconfig.parse_dotconfig((scratch / ".config").read_text())
 
 
 def build_dir_for(config: ConfigResult) -> Path:

@@ -40,6 +40,20 @@ KERNEL_APIS = {
         ),
         "revocable resource management (revocable_provider_revoke(), revocable_try_access())",
     ),
+    # gpiod_set_value*() return an errno in newer trees and void in older ones (6.1)
+    "gpiod-set-value": Api(
+        "gpiod-set-value",
+        "include/linux/gpio/consumer.h",
+        (
+            Form("returns-int", r"\bint\s+gpiod_set_value_cansleep\s*\(", ""),
+            Form(
+                "returns-void",
+                r"\bvoid\s+gpiod_set_value_cansleep\s*\(",
+                "-DGPIOD_SET_RETURNS_VOID",
+            ),
+        ),
+        "gpiod_set_value_cansleep() (guest/modules/gpio_consumer)",
+    ),
 }
 
 

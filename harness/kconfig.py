@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,12 @@ class Request:
     value: str  # 'y', 'm', 'n', or the literal for int/hex/string symbols
     fragment: Path
     line: int
+    # '# harness: if-defined' above the line: required only where the tree's Kconfig
+    # defines the symbol (a menu symbol older trees lack), not a typo to stop on
+    if_defined: bool = False
+
+
+IF_DEFINED = "# harness: if-defined"
 
 
 @dataclass(frozen=True)
@@ -52,19 +59,24 @@ class FragmentError(Exception):
 def parse_fragment(text: str, path: Path) -> list[Request]:
     """Requests in one fragment, in file order. Comments and blank lines are skipped."""
     out = []
+    marked = False
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line:
             continue
         if m := _UNSET.match(line):
-            out.append(Request(m.group(1).removeprefix("CONFIG_"), "n", path, number))
+            out.append(Request(m.group(1).removeprefix("CONFIG_"), "n", path, number, marked))
         elif m := _SET.match(line):
             value = m.group(2).strip()
-            out.append(Request(m.group(1).removeprefix("CONFIG_"), value, path, number))
+            out.append(Request(m.group(1).removeprefix("CONFIG_"), value, path, number, marked))
+        elif line == IF_DEFINED:
+            marked = True
+            continue
         elif line.startswith("#"):
             continue
         else:
             raise FragmentError(path, number, line)
+        marked = False
     return out
 
 
@@ -144,14 +156,88 @@ def _normal(value: str) -> str:
     return value.strip().strip('"')
 
 
-def check(requests: dict[str, Request], dotconfig: dict[str, str]) -> list[Mismatch]:
-    """Every request whose value did not survive olddefconfig."""
+def check(
+    requests: dict[str, Request],
+    dotconfig: dict[str, str],
+    defined: Callable[[str], bool] | None = None,
+) -> list[Mismatch]:
+    """Every request whose value did not survive olddefconfig.
+
+    An if-defined request counts only where ``defined`` says the tree has the
+    symbol (default: the .config names it, set or not, as it does every symbol
+    of the tree whose dependencies are met).
+    """
+    is_defined = defined or (lambda symbol: symbol in dotconfig)
     out = []
     for symbol, request in requests.items():
         got = dotconfig.get(symbol, "n")
         if _normal(got) != _normal(request.value):
+            if request.if_defined and not is_defined(symbol):
+                continue
             out.append(Mismatch(request, got))
     return out
+
+
+def undefined_if_defined(requests: dict[str, Request], srctree: Path) -> list[Request]:
+    """The if-defined requests whose symbol this tree's Kconfig does not define."""
+    marked = {s: r for s, r in requests.items() if r.if_defined}
+    entries = scan_kconfig(srctree, set(marked)) if marked else {}
+    return [r for s, r in marked.items() if not entries.get(s)]
+
+
+@dataclass(frozen=True)
+class Prerequisite:
+    """A symbol the tree makes a requested option depend on, which no fragment names.
+
+    Trees differ in what an option needs (9P_FS depends on INET in some, not in
+    others): the requested option is the requirement, and what it depends on
+    there is enabled for it, and said so.
+    """
+
+    symbol: str
+    needed_by: Request
+    where: str  # the Kconfig entry with the dependency, 'fs/9p/Kconfig:2'
+
+    def line(self) -> str:
+        return f"CONFIG_{self.symbol}=y"
+
+    def explain(self) -> str:
+        return (
+            f"{self.line()}: CONFIG_{self.needed_by.symbol} "
+            f"(from {self.needed_by.fragment}:{self.needed_by.line}) depends on it in this tree "
+            f"[{self.where}]"
+        )
+
+
+_PLAIN = re.compile(r"^[A-Z0-9_]+$")
+
+
+def prerequisites(
+    mismatches: list[Mismatch],
+    srctree: Path,
+    dotconfig: dict[str, str],
+    requests: dict[str, Request],
+) -> list[Prerequisite]:
+    """Unset symbols a dropped y/m request depends on by plain conjunction.
+
+    Only ``depends on A && B`` terms that are a bare symbol the tree defines and
+    no fragment asks to be unset: anything with ``||``, ``!`` or a comparison is
+    left to the config check's explanation.
+    """
+    wanted = [m for m in mismatches if m.request.value in ("y", "m") and m.got == "n"]
+    entries = scan_kconfig(srctree, {m.request.symbol for m in wanted})
+    candidates: dict[str, Prerequisite] = {}
+    for mismatch in wanted:
+        for entry in entries.get(mismatch.request.symbol, []):
+            for condition in entry.conditions:
+                for term in (t.strip() for t in condition.split("&&")):
+                    if not _PLAIN.match(term) or dotconfig.get(term, "n") != "n":
+                        continue
+                    if term in requests or term in candidates:
+                        continue
+                    candidates[term] = Prerequisite(term, mismatch.request, entry.where)
+    defined = scan_kconfig(srctree, set(candidates)) if candidates else {}
+    return [p for s, p in candidates.items() if defined.get(s)]
 
 
 # --- Kconfig dependency scanner ---------------------------------------------

@@ -37,10 +37,17 @@ EXIT_INTERRUPTED = 130
 
 
 class PipelineError(Exception):
-    def __init__(self, message: str, code: int = EXIT_BAD_INPUT, build_s: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        code: int = EXIT_BAD_INPUT,
+        build_s: float | None = None,
+        summary: str | None = None,
+    ):
         super().__init__(message)
         self.code = code
         self.build_s = build_s  # seconds a failed build ran, when it got that far
+        self.summary = summary or message.splitlines()[0]  # one line for each 'no verdict'
 
 
 @dataclass(frozen=True)
@@ -158,7 +165,7 @@ def build_kernel(
 ) -> tuple[ConfigResult, BuildRecord]:
     result = config_kernel(request, tree, scenarios)
     if result.mismatches:
-        raise PipelineError(result.report(), EXIT_BUILD)
+        raise PipelineError(result.report(), EXIT_BUILD, summary=result.summary())
     try:
         return result, build(result, use_ccache=request.use_ccache)
     except BuildError as exc:
@@ -436,7 +443,7 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
         if exc.build_s is not None:
             info.build = {"failed": True, "duration_s": exc.build_s}
         exit_code = exc.code
-        why_none = f"not run: {str(exc).splitlines()[0]}"
+        why_none = f"not run: {exc.summary}"
     except KeyboardInterrupt:
         info.interrupted = True
         exit_code = EXIT_INTERRUPTED

@@ -297,9 +297,17 @@ PATTERNS: tuple[Pattern, ...] = (
         re.compile(r"^WARNING: CPU: \d+ PID: \d+ at (\S+)()"),
         _warning,
     ),
+    # newer trees' __warn() (kernel/panic.c): "WARNING: drivers/x.c:123 at f+0x2a/0x60,
+    # CPU#0: comm/44", or "WARNING: at f+0x2a/0x60, CPU#0: ..." when no file is known
+    Pattern(
+        "warning",
+        re.compile(r"^WARNING: (\S+:\d+|) ?at ([A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+, CPU#"),
+        _warning,
+    ),
     Pattern(
         "hung-task",
-        re.compile(r"^INFO: task (\S+):\d+ blocked for more than \d+ seconds"),
+        # " in I/O wait" stands between in trees that say why the task is blocked
+        re.compile(r"^INFO: task (\S+):\d+ blocked(?: in I/O wait)? for more than \d+ seconds"),
         lambda m, ls: f"INFO: task hung in {_func(ls, keep_sync=False)}",
     ),
     # the guest runner's or the host's note, then the dump (guest/runner.py dump_blocked,
@@ -399,7 +407,9 @@ _CONTINUES = (
 )
 EVENT_PREFIX = "harness-event "  # guest progress lines (boot.EVENT), not kernel output
 _CUT_HERE = re.compile(r"^-+\[ cut here \]-+$")
-_CUT_HEADER = re.compile(r"^(?:WARNING: CPU: \d+ PID: \d+ at |kernel BUG at )")
+_CUT_HEADER = re.compile(
+    r"^(?:WARNING: CPU: \d+ PID: \d+ at |WARNING: (?:\S+:\d+ )?at \S+, CPU#|kernel BUG at )"
+)
 _CUT_LOOKAHEAD = 6
 _MAX_LINES = 160
 _GAP_SECONDS = 1.0

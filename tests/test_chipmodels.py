@@ -274,11 +274,14 @@ def test_wip_clears_after_simulated_time():
     assert flash.status == 0
 
 
-def test_unsupported_opcode_reads_high_and_is_reported():
-    # SFDP (0x5a): spi-nor 6.12 never asks a w25x05 for it (no_sfdp_flags = SECT_4K only)
+def test_opcodes_outside_the_w25x_set_are_ignored_like_the_real_part():
+    # SFDP (0x5a) and READ CONFIGURATION REGISTER (0x35, which spi-nor in 7.3 sends
+    # to lock-capable parts): a W25X ignores both and leaves MISO undriven (reads 1s)
     flash = SpiNorFlash()
     assert command(flash, b"\x5a\x00\x00\x00\x00", bytes(4))[1] == b"\xff" * 4
-    assert flash.anomalies == 1 and "0x5a" in flash.recent[-1]
+    assert command(flash, b"\x35", bytes(1))[1] == b"\xff"
+    assert flash.anomalies == 0 and flash.ignored_opcodes == {0x5A: 1, 0x35: 1}
+    assert command(flash, b"\x9f", bytes(3))[1] == flash.jedec_id  # the next command is served
 
 
 def test_power_cycle_drops_command_and_latches():

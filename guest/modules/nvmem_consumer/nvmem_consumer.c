@@ -6,12 +6,14 @@
  * the provider is unbound or unplugged; reads then go through the consumer
  * API (nvmem_device_read) with that reference.
  *
- *   echo 0-00500 > /sys/kernel/debug/nvmem_consumer/attach
+ *   echo "0-00500 4096" > /sys/kernel/debug/nvmem_consumer/attach
  *   dd if=/sys/kernel/debug/nvmem_consumer/read bs=4096 skip=3 count=1
  *   echo > /sys/kernel/debug/nvmem_consumer/detach
  *
- * A read of "read" at offset N returns the device's bytes at N (EOF at its
- * size, as it was at attach), or the errno nvmem_device_read gave: a kernel
+ * A read of "read" at offset N returns the device's bytes at N (EOF at the
+ * size given at attach: the size of the provider's sysfs nvmem file, since
+ * nvmem_dev_size() exists only on newer trees and the module builds on every
+ * tree the harness supports), or the errno nvmem_device_read gave: a kernel
  * with the fix answers -ENODEV once the provider is gone; one without it
  * calls into the freed provider, which KASAN reports.
  */
@@ -47,17 +49,21 @@ static ssize_t attach_write(struct file *file, const char __user *ubuf,
 			    size_t count, loff_t *ppos)
 {
 	struct nvmem_device *nvmem;
+	char text[96] = {};
 	char name[64] = {};
+	size_t size;
 
-	if (count >= sizeof(name) || copy_from_user(name, ubuf, count))
+	if (count >= sizeof(text) || copy_from_user(text, ubuf, count))
 		return -EINVAL;
-	nvmem = nvmem_device_find(strim(name), device_match_name);
+	if (sscanf(text, "%63s %zu", name, &size) != 2 || !size)
+		return -EINVAL;
+	nvmem = nvmem_device_find(name, device_match_name);
 	if (IS_ERR(nvmem))
 		return PTR_ERR(nvmem) == -EPROBE_DEFER ? -ENODEV : PTR_ERR(nvmem);
 	down_write(&consumer_lock);
 	consumer_detach_locked();
 	consumer_nvmem = nvmem;
-	consumer_size = nvmem_dev_size(nvmem);
+	consumer_size = size;
 	up_write(&consumer_lock);
 	return count;
 }
