@@ -1,5 +1,5 @@
 """Command line: harness run | series | bisect | build | merge | durations | config | check |
-list | log."""
+list | log | fetch."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from pathlib import Path
 
 import click
 
-from harness import accel, kapi, pipeline, shard, splats, textfile
+from harness import accel, debsource, kapi, pipeline, shard, splats, textfile
 from harness import artifact as artifact_mod
 from harness import bisect as bisect_mod
 from harness import merge as merge_mod
 from harness import series as series_mod
+from harness import tree as tree_mod
 
 TREE_HELP = (
     "kernel source tree (git or plain); "
@@ -207,6 +208,26 @@ def log_cmd(logfile: str, as_json: bool) -> None:
             click.echo(f"{logfile}:{s.first_line}: {s.kind}: {s.title}{count}{where}")
         click.echo(f"{len(found)} splat(s)")
     sys.exit(1 if found else 0)
+
+
+@main.command(name="fetch")
+@click.argument("kernel", type=click.Choice(list(debsource.MATRIX)))
+def fetch_cmd(kernel: str) -> None:
+    """Fetch Debian's linux-source package of KERNEL once and unpack it as a tree; print
+    its path (for --tree).
+
+    The package comes through a private apt setup in the cache (the host's apt
+    configuration is not changed); the tree is a git repository with one commit,
+    like the default tree, so series and bisection work on it.
+
+    \b
+    Example: harness run --tree "$(harness fetch 7.3)"
+    """
+    try:
+        found = tree_mod.default_tree(debsource.tarball(debsource.package(kernel)))
+    except (debsource.SourceError, tree_mod.TreeError) as exc:
+        _fail(str(exc), pipeline.EXIT_BUILD)
+    click.echo(found.path)
 
 
 ACCEL_OPTION = click.option(

@@ -136,4 +136,4 @@ def _unpack_once(tarball: Path, dest_root: Path, dest: Path) -> None:
             raise TreeError(f"{tarball} did not unpack into {dest}")
         stamp.write_text(want)
     else:
-        say(f"tree: using the default tree {dest} (unpacked from {tarball})")
+        say(f"tree: using {dest} (unpacked from {tarball})")

@@ -112,3 +112,67 @@ def test_one_kernel_serves_every_builtin_scenario():
     everything = kconfig.FragmentSet.for_scenarios([], [])
     assert kconfig.FragmentSet.for_scenarios(["gpio-sim"], []).digest() == everything.digest()
     assert {p.stem for p in everything.files} >= {"base", "debug", "gpio-sim", "dln2", "cp2112"}
+
+
+def test_if_defined_marks_only_the_next_request(tmp_path):
+    frag = tmp_path / "hid.config"
+    text = "# why\n# harness: if-defined\nCONFIG_HID_SUPPORT=y\nCONFIG_HID=y\n"
+    first, second = kconfig.parse_fragment(text, frag)
+    assert (first.symbol, first.if_defined) == ("HID_SUPPORT", True)
+    assert (second.symbol, second.if_defined) == ("HID", False)
+
+
+def test_if_defined_request_is_required_only_where_the_tree_defines_it(tmp_path):
+    frag = tmp_path / "hid.config"
+    reqs = {
+        r.symbol: r
+        for r in kconfig.parse_fragment(
+            "# harness: if-defined\nCONFIG_HID_SUPPORT=y\nCONFIG_HID=y\nCONFIG_TYPO=y\n", frag
+        )
+    }
+    older = kconfig.parse_dotconfig("CONFIG_HID=y\n")  # a tree without the menu symbol
+    assert [m.request.symbol for m in kconfig.check(reqs, older)] == ["TYPO"]
+    newer = kconfig.parse_dotconfig("# CONFIG_HID_SUPPORT is not set\nCONFIG_HID=y\n")
+    assert [m.request.symbol for m in kconfig.check(reqs, newer)] == ["HID_SUPPORT", "TYPO"]
+    # with the tree's Kconfig as the judge (what a build does)
+    assert kconfig.check(reqs, older, lambda s: s != "HID_SUPPORT")[0].request.symbol == "TYPO"
+    root = write_tree(tmp_path / "tree")
+    assert kconfig.undefined_if_defined(reqs, root) == [reqs["HID_SUPPORT"]]
+
+
+def test_prerequisites_a_tree_adds_by_plain_conjunction(tmp_path):
+    """6.1's fs/9p/Kconfig: 9P_FS depends on INET && NET_9P (later trees: NET_9P only)."""
+    root = write_tree(tmp_path)
+    (root / "fs" / "9p").mkdir(parents=True)
+    (root / "net").mkdir()
+    (root / "Kconfig").write_text(
+        (root / "Kconfig").read_text() + 'source "fs/9p/Kconfig"\nsource "net/Kconfig"\n'
+    )
+    (root / "fs" / "9p" / "Kconfig").write_text(
+        'config 9P_FS\n\ttristate "Plan 9"\n\tdepends on INET && NET_9P\n'
+        'config 9P_FS_POSIX_ACL\n\tbool "ACL"\n\tdepends on 9P_FS && (NOT_THERE || !ARCH_NO)\n'
+    )
+    (root / "net" / "Kconfig").write_text(
+        'config INET\n\tbool "TCP/IP"\nconfig NET_9P\n\ttristate "9P"\n'
+    )
+    frag = tmp_path / "base.config"
+    reqs = {
+        r.symbol: r
+        for r in kconfig.parse_fragment(
+            "CONFIG_NET_9P=y\nCONFIG_9P_FS=y\nCONFIG_9P_FS_POSIX_ACL=y\n", frag
+        )
+    }
+    values = {"NET_9P": "y"}
+    mismatches = kconfig.check(reqs, values)
+    (added,) = kconfig.prerequisites(mismatches, root, values, reqs)
+    assert (added.symbol, added.needed_by.symbol, added.where) == (
+        "INET",
+        "9P_FS",
+        "fs/9p/Kconfig:1",
+    )
+    assert added.explain() == (
+        f"CONFIG_INET=y: CONFIG_9P_FS (from {frag}:2) depends on it in this tree [fs/9p/Kconfig:1]"
+    )
+    # a symbol some fragment asks to be unset is never added behind its back
+    reqs["INET"] = kconfig.Request("INET", "n", frag, 9)
+    assert kconfig.prerequisites(mismatches, root, values, reqs) == []
