@@ -100,6 +100,9 @@ def import_tree(path: Path, message: str) -> str:
             return root
     say(f"tree: making {path} a git repository (once; about 30 s)")
     git(path, "init", "-q")
+    # no automatic gc: after the import commit it would repack ~80,000 loose objects in
+    # the background for minutes, on the cores the kernel build needs
+    git(path, "config", "gc.auto", "0")
     git(path, "add", "-A", "--force", ".")  # Debian's .gitignore ignores the top level
     git(path, "commit", "-q", "--no-verify", "-m", message, identity=True)
     commit = git(path, "rev-parse", "HEAD")

@@ -165,6 +165,8 @@ def test_import_tree_makes_one_commit_of_everything_even_what_gitignore_hides(tm
     commit = vcs.import_tree(tree, "Linux 6")
     assert git(tree, "ls-files") == ".gitignore\nMakefile"
     assert vcs.import_tree(tree, "again") == commit
+    # a kernel's ~80,000 loose objects must not start a background repack beside the build
+    assert git(tree, "config", "gc.auto") == "0"
 
 
 def test_series_cli_exit_3_for_a_patch_that_does_not_apply(repo, tmp_path, cache):

@@ -5,13 +5,16 @@ LKDTM (provoke-crash/DIRECT) or with splat_module (lockdep and might_sleep
 reports LKDTM cannot make). Writes tests/data/logs/<case>.log.
 
     .venv/bin/python tests/corpus/collect.py [CASE...]
+    .venv/bin/python tests/corpus/collect.py --tree "$(harness fetch 7.3)" --out tests/data/logs/7.3
 
-The expected titles live in tests/data/logs/expected.json and are reviewed by
-hand when the corpus changes: that review is the point of the corpus.
+The expected titles live in tests/data/logs/expected.json (and in each other
+kernel's directory beside it) and are reviewed by hand when the corpus
+changes: that review is the point of the corpus.
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -24,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from harness import accel, kconfig  # noqa: E402
 from harness.boot import BootSpec, Guest  # noqa: E402
 from harness.build import build, configure  # noqa: E402
-from harness.tree import default_tree  # noqa: E402
+from harness.tree import default_tree, open_tree  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "data" / "logs"
@@ -50,7 +53,7 @@ LKDTM = [
 ]
 # Reports that need the detector's timeout to pass: trigger in the background, then wait.
 SLOW = {"HUNG_TASK": 45, "SOFTLOCKUP": 45}
-MODULE_CASES = ["abba", "recursive", "unlock", "atomic-sleep"]
+MODULE_CASES = ["abba", "recursive", "unlock", "atomic-sleep", "odebug"]
 
 
 def build_module(tree: Path, build_dir: Path) -> Path:
@@ -74,20 +77,26 @@ def cases(module: Path) -> dict[str, tuple[str, float]]:
     return out
 
 
-def main(selected: list[str]) -> int:
-    tree = default_tree()
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", nargs="*", help="case names (default: all)")
+    parser.add_argument("--tree", help="kernel tree (default: the default tree)")
+    parser.add_argument("--out", default=str(OUT), help=f"log directory (default {OUT})")
+    args = parser.parse_args()
+    tree = open_tree(Path(args.tree)) if args.tree else default_tree()
+    out = Path(args.out)
     config = configure(tree, kconfig.FragmentSet.for_scenarios(["gpio-sim"], []))
     record = build(config)
     module = build_module(tree.path, Path(record.build_dir))
-    chosen = accel.choose("auto")
-    OUT.mkdir(parents=True, exist_ok=True)
+    chosen = accel.choose("auto", Path(record.kernel_image))
+    out.mkdir(parents=True, exist_ok=True)
     for name, (command, timeout) in cases(module).items():
-        if selected and name not in selected:
+        if args.cases and name not in args.cases:
             continue
         spec = BootSpec(
             Path(record.kernel_image), chosen, (), plan=None, rwdirs=(), exec_command=command
         )
-        raw = OUT / f"{name}.raw"
+        raw = out / f"{name}.raw"
         guest = Guest(spec, raw)
         guest.start()
         deadline = time.monotonic() + timeout
@@ -96,11 +105,11 @@ def main(selected: list[str]) -> int:
         guest.stop()
         # keep the kernel's lines only: the first line is the host's vng command
         text = raw.read_text(errors="replace").split("\n", 1)[1]
-        (OUT / f"{name}.log").write_text(text)
+        (out / f"{name}.log").write_text(text)
         raw.unlink()
         print(f"{name}: {len(text.splitlines())} lines")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

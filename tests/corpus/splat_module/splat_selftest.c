@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Provokes the lockdep and might_sleep reports that LKDTM has no trigger for,
- * so the harness's splat parser is tested on real kernel output.
- * Write one of: abba, recursive, unlock, atomic-sleep  to
+ * Provokes the lockdep, might_sleep and debugobjects reports that LKDTM has
+ * no trigger for, so the harness's splat parser is tested on real kernel output.
+ * Write one of: abba, recursive, unlock, atomic-sleep, odebug  to
  * /sys/kernel/debug/splat_selftest/trigger
  */
 #include <linux/debugfs.h>
@@ -10,7 +10,9 @@
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
+#include <linux/slab.h>
 #include <linux/string.h>
+#include <linux/timer.h>
 
 static DEFINE_MUTEX(selftest_lock_a);
 static DEFINE_MUTEX(selftest_lock_b);
@@ -51,6 +53,26 @@ static noinline void selftest_atomic_sleep(void)
 	spin_unlock(&selftest_spin);
 }
 
+struct selftest_timed {
+	struct timer_list timer;
+};
+
+static void selftest_timer_fn(struct timer_list *timer)
+{
+}
+
+/* Frees an object whose timer is pending: ODEBUG reports it (and deactivates the timer). */
+static noinline void selftest_free_active_timer(void)
+{
+	struct selftest_timed *obj = kzalloc(sizeof(*obj), GFP_KERNEL);
+
+	if (!obj)
+		return;
+	timer_setup(&obj->timer, selftest_timer_fn, 0);
+	mod_timer(&obj->timer, jiffies + 3600 * HZ);
+	kfree(obj);
+}
+
 static ssize_t trigger_write(struct file *file, const char __user *ubuf,
 			     size_t count, loff_t *ppos)
 {
@@ -68,6 +90,8 @@ static ssize_t trigger_write(struct file *file, const char __user *ubuf,
 		selftest_bad_unlock();
 	} else if (!strcmp(buf, "atomic-sleep")) {
 		selftest_atomic_sleep();
+	} else if (!strcmp(buf, "odebug")) {
+		selftest_free_active_timer();
 	} else {
 		return -EINVAL;
 	}
