@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HARNESS := $(VENV)/bin/harness
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run deps apt venv test test-fast test-boot lint bench clean
+.PHONY: run deps apt venv test test-fast test-boot lint bench kernels clean
 
 # Exit 1 = every scenario got a verdict and some failed (6.12 has bugs the
 # scenarios target): that is a result, in results/junit.xml, not a failure of
@@ -52,6 +52,11 @@ lint: venv
 
 bench: deps
 	$(PY) benchmarks/bench.py
+
+# The kernel matrix: Debian's linux-source 6.1, 6.12 and 7.3, each fetched once (private
+# apt setup), built and run with every scenario; writes benchmarks/kernels.json
+kernels: deps
+	$(PY) benchmarks/kernels.py
 
 clean:
 	rm -rf results

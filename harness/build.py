@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness import kapi, kconfig, locks, paths
@@ -95,6 +95,9 @@ class BuildRecord:
     duration_s: float
     log: str
     modules: dict[str, str]  # helper kernel modules built against this kernel
+    # helper modules that did not compile against this tree -> why: only the scenarios
+    # that load one are lost (skipped with the reason), not the whole run
+    module_errors: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -284,7 +287,7 @@ def _build(config: ConfigResult, out: Path, use_ccache: bool) -> BuildRecord:
         raise BuildError(
             f"kernel build failed (exit {rc}); full log: {log}\n{_tail(log)}", round(duration, 1)
         )
-    modules = build_helper_modules(config.tree.path, out, log, env)
+    modules, module_errors = build_helper_modules(config.tree.path, out, log, env)
     image = out / "arch" / "x86" / "boot" / "bzImage"
     release = subprocess.run(
         ["make", "-s", f"O={out}", "kernelrelease"],
@@ -315,6 +318,7 @@ def _build(config: ConfigResult, out: Path, use_ccache: bool) -> BuildRecord:
         duration_s=round(duration, 1),
         log=str(log),
         modules=modules,
+        module_errors=module_errors,
     )
 
 
@@ -327,13 +331,17 @@ def _kbuild_header(source: Path, key: str) -> list[str]:
     return []
 
 
-def build_helper_modules(tree: Path, out: Path, log: Path, env: dict[str, str]) -> dict[str, str]:
-    """Build guest/modules/* out of tree against this kernel; return name -> .ko path.
+def build_helper_modules(
+    tree: Path, out: Path, log: Path, env: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Build guest/modules/* out of tree against this kernel.
 
+    Returns name -> .ko path, and name -> why for the modules that failed to
+    compile (a tree whose API moved): those cost the scenarios that load them.
     Sources are copied next to the kernel build (kbuild writes objects beside
     them), so the project checkout stays clean and each kernel gets its own.
     """
-    built = {}
+    built, failed = {}, {}
     values = kconfig.parse_dotconfig((out / ".config").read_text())
     for source in sorted(p for p in paths.HELPER_MODULES_DIR.iterdir() if p.is_dir()):
         missing = [
@@ -348,11 +356,22 @@ def build_helper_modules(tree: Path, out: Path, log: Path, env: dict[str, str]) 
         shutil.copytree(source, target, dirs_exist_ok=True)
         cflags = " ".join(a.cflags for a in apis if a.cflags)
         make = ["make", f"O={out}", f"M={target}", f"HARNESS_CFLAGS={cflags}", "modules"]
-        rc = _run(make, cwd=tree, log=log, env=env)
+        module_log = out / "harness-modules" / f"{source.name}.log"
+        module_log.write_text("")
+        rc = _run(make, cwd=tree, log=module_log, env=env)
+        with log.open("a") as sink:
+            sink.write(module_log.read_text(errors="replace"))
         ko = target / f"{source.name}.ko"
         if rc != 0 or not ko.exists():
-            raise BuildError(
-                f"helper module {source.name} failed to build; log: {log}\n{_tail(log)}"
-            )
+            failed[source.name] = f"{_first_error(module_log)} (log: {module_log})"
+            say(f"build: helper module {source.name} failed to build: {failed[source.name]}")
+            continue
         built[source.name] = str(ko)
-    return built
+    return built, failed
+
+
+def _first_error(log: Path) -> str:
+    """The compiler's first 'error:' line, else the log's last line."""
+    lines = log.read_text(errors="replace").splitlines()
+    found = next((line for line in lines if " error: " in line or line.startswith("error:")), "")
+    return (found or (lines[-1] if lines else "no output")).strip()

@@ -200,6 +200,16 @@ class _NothingToRun(Exception):
     """Every selected scenario needs a kernel API the tree lacks: no build, no boot."""
 
 
+def modules_lost(scenarios: list[Scenario], errors: dict[str, str]) -> dict[str, str]:
+    """Scenario name -> why: a helper module it loads did not build against this tree."""
+    return {
+        sc.name: f"helper module {module} did not build against this tree: {errors[module]}"
+        for sc in scenarios
+        for module in sc.helper_modules
+        if module in errors
+    }
+
+
 def not_applicable(
     scenarios: list[Scenario], missing: Callable[[tuple[str, ...]], str | None]
 ) -> dict[str, str]:
@@ -429,6 +439,17 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
                 "build_dir": record.build_dir,
             }
         )
+        lost = modules_lost(runnable, record.module_errors)
+        for name, why in lost.items():
+            say(f"skipped: {name}: {why}")
+        skipped += [
+            ItemResult(i, status="skipped", error=f"skipped: {lost[i.scenario.name]}")
+            for i in to_run
+            if i.scenario.name in lost
+        ]
+        to_run = [i for i in to_run if i.scenario.name not in lost]
+        if not to_run:
+            raise _NothingToRun
         runner = exec_runner(request, record, out, info)
         results = runner.run(to_run)
         exit_code = exit_code_for(results + skipped)

@@ -50,6 +50,16 @@ def fixture_fragments(fixture: Fixture) -> tuple[str, ...]:
 FIXTURE_APIS = {"revocable": ("revocable",)}
 
 
+def fixture_modules(fixture: Fixture) -> tuple[str, ...]:
+    """The helper modules (guest/modules) the guest loads for this fixture."""
+    needed = {"revocable": ["revocable_test"], "spi-nor": ["spi_nor_attach"]}.get(fixture.type, [])
+    if fixture.kernel_consumer:
+        needed.append("gpio_consumer" if fixture.type == "gpio-sim" else "nvmem_consumer")
+    if fixture.wp_label:  # the "wp" lookup nvmem_register() finds
+        needed.append("gpio_consumer")
+    return tuple(needed)
+
+
 EEPROMS = ("24c32", "24c64", "24c128", "24c256", "24c512")
 FLASHES = ("w25x05", "w25x10", "w25x20", "w25x40", "w25x80", "w25x16")
 CONTENTS = ("counter", "zero", "erased", "random")
@@ -230,6 +240,10 @@ class Scenario:
     seed: int
     covers: tuple[str, ...] = ()  # kernel source paths this scenario exercises (dir/ or file)
     needs: tuple[str, ...] = ()  # kernel APIs (harness/kapi.py) the tree must have, else skipped
+
+    @property
+    def helper_modules(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m for f in self.fixtures for m in fixture_modules(f)))
 
     def touched_by(self, files: list[str]) -> list[str]:
         """The ``files`` (paths relative to the tree) that lie in what this scenario covers."""
