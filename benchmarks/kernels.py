@@ -61,7 +61,7 @@ def classify(item: dict) -> dict:
         cell["class"] = "pass"
     elif status == "skipped":
         cell["class"] = "skipped"
-        cell["why"] = item.get("error") or ""
+        cell["why"] = (item.get("error") or "").removeprefix("skipped: ")
     elif status == "fail" and titles:
         cell["class"] = "kernel bug"
         cell["bug"] = "; ".join(titles)

@@ -192,12 +192,19 @@ class Pattern:
 
 def _kasan(m: re.Match, lines: list[Line]) -> str:
     bug, where = m.group(1), m.group(2)
+    if bug == "use-after-free" and any(_SLAB_OBJECT.search(line.text) for line in lines):
+        # older trees (6.1) call a freed slab object "use-after-free"; newer ones say
+        # "slab-use-after-free" and keep the plain name for freed pages: one bug, one title
+        bug = "slab-use-after-free"
     access = ""
     for line in lines[1:8]:
         if a := re.match(r"^(Read|Write) of size \d+", line.text):
             access = f" {a.group(1)}"
             break
     return f"KASAN: {bug}{access} in {_func(lines, where)}"
+
+
+_SLAB_OBJECT = re.compile(r"\bwhich belongs to the cache ")  # after "...belongs to the object at"
 
 
 def _warning(m: re.Match, lines: list[Line]) -> str | tuple[str, str]:

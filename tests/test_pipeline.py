@@ -49,3 +49,25 @@ def test_each_item_without_verdict_says_why_and_where_its_console_is():
         "no verdict: gpio-sim-plug-cycle#1: the kernel did not reach the guest runner "
         "(timeout) (console: /r/boot-2.log)"
     )
+
+
+def test_a_helper_module_that_did_not_build_costs_only_the_scenarios_that_load_it():
+    scenarios = [
+        load_scenario(SCENARIOS / f"{name}.yaml")
+        for name in (
+            "gpio-sim-remove-under-kernel-consumer",  # gpio_consumer holds a line
+            "nvmem-wp-gpio-removed-under-writers",  # gpio_consumer registers the wp lookup
+            "nvmem-in-kernel-consumer-unbind",  # nvmem_consumer
+            "gpio-sim-plug-cycle",  # loads none
+        )
+    ]
+    error = "gpio_consumer.c:147:13: error: void value not ignored as it ought to be (log: x)"
+    lost = pipeline.modules_lost(scenarios, {"gpio_consumer": error})
+    assert sorted(lost) == [
+        "gpio-sim-remove-under-kernel-consumer",
+        "nvmem-wp-gpio-removed-under-writers",
+    ]
+    assert lost["nvmem-wp-gpio-removed-under-writers"] == (
+        f"helper module gpio_consumer did not build against this tree: {error}"
+    )
+    assert pipeline.modules_lost(scenarios, {}) == {}
