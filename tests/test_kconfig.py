@@ -176,3 +176,23 @@ def test_prerequisites_a_tree_adds_by_plain_conjunction(tmp_path):
     # a symbol some fragment asks to be unset is never added behind its back
     reqs["INET"] = kconfig.Request("INET", "n", frag, 9)
     assert kconfig.prerequisites(mismatches, root, values, reqs) == []
+
+
+def test_a_failed_check_gives_each_no_verdict_line_its_first_option(tmp_path):
+    from harness.build import ConfigResult
+    from harness.tree import KernelTree
+
+    root = write_tree(tmp_path)
+    frag = tmp_path / "lkdtm.config"
+    reqs = {
+        r.symbol: r
+        for r in kconfig.parse_fragment("CONFIG_LKDTM=y\nCONFIG_RUNTIME_TESTING_MENU=y\n", frag)
+    }
+    values = {"X86": "y", "DEBUG_FS": "y"}
+    mismatches = kconfig.explain(kconfig.check(reqs, values), root, values)
+    tree = KernelTree(root, "6.1.176", None, None, False, "user")
+    result = ConfigResult(tree, (frag,), tmp_path / ".config", "h", tuple(mismatches))
+    assert result.summary() == (
+        f"config check failed: CONFIG_LKDTM: asked y, got unset (from {frag}:1) (and 1 more)"
+    )
+    assert result.report().splitlines()[0] == "fragments (merged in this order, later wins):"
