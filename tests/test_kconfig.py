@@ -9,6 +9,10 @@ from harness import kconfig, paths
 DATA = Path(__file__).parent / "data"
 
 
+def requests(text: str, frag: Path) -> dict[str, kconfig.Request]:
+    return {r.symbol: r for r in kconfig.parse_fragment(text, frag)}
+
+
 def write_tree(root: Path) -> Path:
     """A miniature Kconfig tree with the constructs the scanner must follow."""
     (root / "arch" / "x86").mkdir(parents=True)
@@ -58,12 +62,9 @@ def test_parse_fragment_and_errors(tmp_path):
 
 def test_check_finds_dropped_and_downgraded(tmp_path):
     frag = tmp_path / "x.config"
-    reqs = {
-        r.symbol: r
-        for r in kconfig.parse_fragment(
-            "CONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\nCONFIG_D=20\nCONFIG_E=y\n", frag
-        )
-    }
+    reqs = requests(
+        "CONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\nCONFIG_D=20\nCONFIG_E=y\n", frag
+    )
     dotconfig = kconfig.parse_dotconfig(
         "CONFIG_A=y\nCONFIG_B=m\nCONFIG_D=20\n# CONFIG_E is not set\n"
     )
@@ -84,7 +85,7 @@ def test_scanner_collects_enclosing_conditions(tmp_path):
 def test_explain_annotates_values(tmp_path):
     root = write_tree(tmp_path)
     frag = tmp_path / "lkdtm.config"
-    reqs = {r.symbol: r for r in kconfig.parse_fragment("CONFIG_LKDTM=y\n", frag)}
+    reqs = requests("CONFIG_LKDTM=y\n", frag)
     values = {"X86": "y", "DEBUG_FS": "y"}
     (mismatch,) = kconfig.explain(kconfig.check(reqs, values), root, values)
     text = mismatch.explain()
@@ -124,12 +125,9 @@ def test_if_defined_marks_only_the_next_request(tmp_path):
 
 def test_if_defined_request_is_required_only_where_the_tree_defines_it(tmp_path):
     frag = tmp_path / "hid.config"
-    reqs = {
-        r.symbol: r
-        for r in kconfig.parse_fragment(
-            "# harness: if-defined\nCONFIG_HID_SUPPORT=y\nCONFIG_HID=y\nCONFIG_TYPO=y\n", frag
-        )
-    }
+    reqs = requests(
+        "# harness: if-defined\nCONFIG_HID_SUPPORT=y\nCONFIG_HID=y\nCONFIG_TYPO=y\n", frag
+    )
     older = kconfig.parse_dotconfig("CONFIG_HID=y\n")  # a tree without the menu symbol
     assert [m.request.symbol for m in kconfig.check(reqs, older)] == ["TYPO"]
     newer = kconfig.parse_dotconfig("# CONFIG_HID_SUPPORT is not set\nCONFIG_HID=y\n")
@@ -156,12 +154,7 @@ def test_prerequisites_a_tree_adds_by_plain_conjunction(tmp_path):
         'config INET\n\tbool "TCP/IP"\nconfig NET_9P\n\ttristate "9P"\n'
     )
     frag = tmp_path / "base.config"
-    reqs = {
-        r.symbol: r
-        for r in kconfig.parse_fragment(
-            "CONFIG_NET_9P=y\nCONFIG_9P_FS=y\nCONFIG_9P_FS_POSIX_ACL=y\n", frag
-        )
-    }
+    reqs = requests("CONFIG_NET_9P=y\nCONFIG_9P_FS=y\nCONFIG_9P_FS_POSIX_ACL=y\n", frag)
     values = {"NET_9P": "y"}
     mismatches = kconfig.check(reqs, values)
     (added,) = kconfig.prerequisites(mismatches, root, values, reqs)
@@ -184,10 +177,7 @@ def test_a_failed_check_gives_each_no_verdict_line_its_first_option(tmp_path):
 
     root = write_tree(tmp_path)
     frag = tmp_path / "lkdtm.config"
-    reqs = {
-        r.symbol: r
-        for r in kconfig.parse_fragment("CONFIG_LKDTM=y\nCONFIG_RUNTIME_TESTING_MENU=y\n", frag)
-    }
+    reqs = requests("CONFIG_LKDTM=y\nCONFIG_RUNTIME_TESTING_MENU=y\n", frag)
     values = {"X86": "y", "DEBUG_FS": "y"}
     mismatches = kconfig.explain(kconfig.check(reqs, values), root, values)
     tree = KernelTree(root, "6.1.176", None, None, False, "user")
