@@ -51,9 +51,11 @@ LKDTM = [
     "ARRAY_BOUNDS",
     "PANIC",
 ]
-# Reports that need the detector's timeout to pass: trigger in the background, then wait.
-SLOW = {"HUNG_TASK": 45, "SOFTLOCKUP": 45}
+# Reports that need the detector's timeout to pass: trigger in the background, then
+# wait (up to 90 s) until the kernel log shows the report, and 2 s more for its trace.
+SLOW = {"HUNG_TASK": "blocked", "SOFTLOCKUP": "soft lockup"}
 MODULE_CASES = ["abba", "recursive", "unlock", "atomic-sleep", "odebug"]
+MODULE_SLOW = {"hung-io": "blocked"}
 
 
 def build_module(tree: Path, build_dir: Path) -> Path:
@@ -68,12 +70,22 @@ def build_module(tree: Path, build_dir: Path) -> Path:
     return work / "splat_selftest.ko"
 
 
+def _until(text: str) -> str:
+    """Shell: wait for ``text`` in the kernel log (bounded), then for the rest of the report."""
+    return f"for i in $(seq 90); do dmesg | grep -q '{text}' && break; sleep 1; done; sleep 2"
+
+
 def cases(module: Path) -> dict[str, tuple[str, float]]:
     out = {f"lkdtm-{c.lower()}": (f"echo {c} > {DIRECT}; sleep 2", 120.0) for c in LKDTM}
-    for crash, wait in SLOW.items():
-        out[f"lkdtm-{crash.lower()}"] = (f"(echo {crash} > {DIRECT} &); sleep {wait}", 180.0)
+    for crash, text in SLOW.items():
+        out[f"lkdtm-{crash.lower()}"] = (f"(echo {crash} > {DIRECT} &); {_until(text)}", 180.0)
     for case in MODULE_CASES:
         out[f"module-{case}"] = (f"insmod {module}; echo {case} > {TRIGGER}; sleep 2", 120.0)
+    for case, text in MODULE_SLOW.items():
+        out[f"module-{case}"] = (
+            f"insmod {module}; (echo {case} > {TRIGGER} &); {_until(text)}",
+            180.0,
+        )
     return out
 
 

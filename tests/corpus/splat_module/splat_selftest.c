@@ -2,12 +2,13 @@
 /*
  * Provokes the lockdep, might_sleep and debugobjects reports that LKDTM has
  * no trigger for, so the harness's splat parser is tested on real kernel output.
- * Write one of: abba, recursive, unlock, atomic-sleep, odebug  to
+ * Write one of: abba, recursive, unlock, atomic-sleep, odebug, hung-io  to
  * /sys/kernel/debug/splat_selftest/trigger
  */
 #include <linux/debugfs.h>
 #include <linux/delay.h>
 #include <linux/module.h>
+#include <linux/sched.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
 #include <linux/slab.h>
@@ -73,6 +74,13 @@ static noinline void selftest_free_active_timer(void)
 	kfree(obj);
 }
 
+/* Sleeps uninterruptibly in I/O wait for good: the hung-task report says "in I/O wait". */
+static noinline void selftest_hang_in_io(void)
+{
+	set_current_state(TASK_UNINTERRUPTIBLE);
+	io_schedule();
+}
+
 static ssize_t trigger_write(struct file *file, const char __user *ubuf,
 			     size_t count, loff_t *ppos)
 {
@@ -92,6 +100,8 @@ static ssize_t trigger_write(struct file *file, const char __user *ubuf,
 		selftest_atomic_sleep();
 	} else if (!strcmp(buf, "odebug")) {
 		selftest_free_active_timer();
+	} else if (!strcmp(buf, "hung-io")) {
+		selftest_hang_in_io();
 	} else {
 		return -EINVAL;
 	}
