@@ -117,6 +117,15 @@ class ScenarioRun:
         self.removed_in_cycle: set[str] = set()  # providers that went away at some point this cycle
         self.identities: dict[str, list[str]] = {}  # fixture -> kernel names seen, in order
         self.deadline = 0.0  # monotonic; waits for work end here (set in execute)
+        # fixture -> fixtures its device uses (an EEPROM's wp GPIO chip)
+        self.depends = {f["name"]: set(f.get("depends_on", ())) for f in self.sc["fixtures"]}
+
+    def _affected(self, worker: Worker, removed: set[str]) -> bool:
+        """Whether ``removed`` took the worker's provider, or one its provider uses, away."""
+        fixture = worker.spec.get("fixture")
+        if fixture is None:
+            return bool(removed)
+        return fixture in removed or bool(self.depends.get(fixture, set()) & removed)
 
     def violate(self, text: str) -> None:
         self.violations.append(f"cycle {self.cycle}: {text}")
@@ -292,7 +301,7 @@ class ScenarioRun:
             self.removed_this_cycle.add(action["fixture"])
             self.removed_in_cycle.add(action["fixture"])
             for w in workers:  # its own provider went, or one it depends on (a wp GPIO)
-                if w.spec.get("fixture") == action["fixture"] or w.spec["min_ops_after_removal"]:
+                if self._affected(w, {action["fixture"]}):
                     w.mark_removal()
         if do in RESTORING and "error" not in record:
             self.removed_this_cycle.discard(action["fixture"])
@@ -488,17 +497,16 @@ class ScenarioRun:
                 continue
             if not self.needs_reboot and (short := w.short_after_removal()):
                 self.violate(
-                    f"worker {w.name}: thread(s) did fewer than "
-                    f"{w.spec['min_ops_after_removal']} ops after {w.spec.get('fixture')} was "
-                    f"removed ({', '.join(short)}): the consumers were not tried after it"
+                    f"worker {w.name}: thread(s) tried fewer than "
+                    f"{w.spec['min_ops_after_removal']} ops after the removal of "
+                    f"{w.spec.get('fixture') or 'a fixture'} or what it uses "
+                    f"({', '.join(short)}): the consumers were not tried after it"
                 )
             if stats["ops"] < w.spec["min_ops"]:
                 self.violate(
                     f"worker {w.name} did {stats['ops']} ops (min_ops {w.spec['min_ops']})"
                 )
-            affected = w.spec.get("fixture") in removed or (
-                w.spec.get("fixture") is None and removed
-            )
+            affected = self._affected(w, removed)
             if not affected and stats["errors"]:
                 self.violate(
                     f"worker {w.name} got errors with its provider present: {stats['errors']}"

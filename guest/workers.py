@@ -63,7 +63,8 @@ class ThreadState:
         self.longest = 0.0
         self.offset = 0  # read-file: where the next sequential read starts
         self.bytes = 0
-        self.ops_at_removal: int | None = None  # ops done when the fixture went away this cycle
+        self.failed = 0  # operations that ended in an error (on_error: continue, reopen)
+        self.tries_at_removal: int | None = None  # ops + failed when the fixture went away
         self.rng = random.Random()  # write-read-back: offsets and data, seeded per thread
 
 
@@ -284,6 +285,7 @@ class Worker:
                     name = errno.errorcode.get(exc.errno, str(exc.errno))
                     with self.lock:
                         self.errors[name] += 1
+                    state.failed += 1
                     if on_error == "stop":
                         state.end_errno = name
                         return
@@ -367,20 +369,21 @@ class Worker:
         self.stop_event.set()
 
     def mark_removal(self) -> None:
-        """Its fixture just went away: count each thread's ops from here (min_ops_after_removal)."""
+        """Its provider just went away: count each thread's tries from here
+        (min_ops_after_removal), failed ones too: an error is the consumer being tried."""
         for s in self.states:
-            if s.ops_at_removal is None:
-                s.ops_at_removal = s.ops
+            if s.tries_at_removal is None:
+                s.tries_at_removal = s.ops + s.failed
 
     def short_after_removal(self, alive_only: bool = False) -> list[str]:
-        """Threads that have not done min_ops_after_removal since the removal ("name/i: ops")."""
+        """Threads that have not tried min_ops_after_removal since the removal ("name/i: n")."""
         need = self.spec.get("min_ops_after_removal", 0)
         return [
-            f"{self.name}/{i}: {s.ops - s.ops_at_removal}"
+            f"{self.name}/{i}: {s.ops + s.failed - s.tries_at_removal}"
             for i, s in enumerate(self.states)
             if need
-            and s.ops_at_removal is not None
-            and s.ops - s.ops_at_removal < need
+            and s.tries_at_removal is not None
+            and s.ops + s.failed - s.tries_at_removal < need
             and (s.alive or not alive_only)
         ]
 

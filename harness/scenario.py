@@ -165,6 +165,9 @@ class Fixture:
     content: str = "counter"  # initial chip content pattern
     seed: int = 0
     data: str = ""  # revocable: the provider's resource, what consumers read until the revoke
+    # fixtures this one's kernel device uses (an EEPROM's wp GPIO chip): their removal
+    # affects this fixture's workers as its own would
+    depends_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,9 @@ class Worker:
     whole_file: bool = False  # read-file without hold: each op reads 0..EOF, like `cat`
     block_size: int = CAT_BLOCK  # read-file: bytes asked per read() call
     max_ops: int = 0  # per thread and cycle; 0 = until the cycle ends
-    min_ops_after_removal: int = 0  # per thread, after the cycle's first removal of any fixture
+    # per thread, ops tried (failed ones too) after the cycle's first removal of its fixture or
+    # of one its fixture uses (of any fixture, for a worker without one)
+    min_ops_after_removal: int = 0
 
 
 @dataclass(frozen=True)
@@ -373,8 +378,10 @@ def _fixture(name: str, node: Node, earlier: dict[str, Fixture]) -> Fixture:
         f = mapping(node, _FIXTURE_KEYS[kind])
         fixture = _usb_fixture(name, kind, f)
         if "wp_gpio" in f:
-            label, line = _wp_gpio(f["wp_gpio"], earlier)
-            fixture = dataclasses.replace(fixture, wp_label=label, wp_line=line)
+            chip, label, line = _wp_gpio(f["wp_gpio"], earlier)
+            fixture = dataclasses.replace(
+                fixture, wp_label=label, wp_line=line, depends_on=(chip,) if label else ()
+            )
         return fixture
     if kind == "revocable":
         f = mapping(node, _FIXTURE_KEYS[kind])
@@ -416,8 +423,8 @@ def _fixture(name: str, node: Node, earlier: dict[str, Fixture]) -> Fixture:
     )
 
 
-def _wp_gpio(node: Node, earlier: dict[str, Fixture]) -> tuple[str, int]:
-    """The bank label and line of a gpio-sim fixture defined before this one."""
+def _wp_gpio(node: Node, earlier: dict[str, Fixture]) -> tuple[str, str, int]:
+    """The name, bank label and line of a gpio-sim fixture defined before this one."""
     w = mapping(node, _WP_GPIO)
     chip = _opt(w, "fixture", scalar_str, "")
     bank = _opt(w, "bank", scalar_int, 0)
@@ -429,15 +436,15 @@ def _wp_gpio(node: Node, earlier: dict[str, Fixture]) -> tuple[str, int]:
             f"no gpio-sim fixture {chip!r} defined before this one (defined: {chips}); the "
             "chip must exist before the EEPROM's driver takes its write-protect line"
         )
-        return "", 0
+        return chip, "", 0
     if target is None:
-        return "", 0
+        return chip, "", 0
     if bank >= len(target.banks):
         w.get("bank", node).error(f"{chip} has {len(target.banks)} bank(s)")
-        return "", 0
+        return chip, "", 0
     if line >= target.banks[bank].lines:
         w["line"].error(f"bank {bank} of {chip} has lines 0..{target.banks[bank].lines - 1}")
-    return target.banks[bank].label, line
+    return chip, target.banks[bank].label, line
 
 
 def _type_node(node: Node) -> Node | None:

@@ -314,6 +314,8 @@ def test_in_kernel_gpio_consumers_and_wp_lines_name_real_lines():
     wp = load_scenario(paths.SCENARIOS_DIR / "nvmem-wp-gpio-removed-under-writers.yaml")
     eeprom = next(f for f in wp.fixtures if f.type == "usb-i2c")
     assert (eeprom.wp_label, eeprom.wp_line) == ("harness-wp", 1)
+    # the chip's removal affects the EEPROM's workers as the EEPROM's own would
+    assert eeprom.depends_on == ("chip0",) and wp.fixtures[0].depends_on == ()
     text = (paths.SCENARIOS_DIR / "nvmem-wp-gpio-removed-under-writers.yaml").read_text()
     errors = errors_of(text.replace("wp_gpio: {fixture: chip0", "wp_gpio: {fixture: eeprom0"))
     assert any(
