@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from timedrun import timed_harness  # noqa: E402
 
-from harness import debsource, tree  # noqa: E402
+from harness import debsource, splats, tree  # noqa: E402
 
 # Broken expectations (no splat) that are kernel bugs, reviewed by hand: scenario ->
 # (what every violation of the failure says, the bug, the proof). Anything else
@@ -97,6 +97,7 @@ def run_kernel(name: str, out: Path) -> dict:
         "fetch_unpack_s": fetch_s,
         "wall_s": wall,
         "log": str(out / f"{name}.log"),
+        "summary": str(results / "summary.json"),
     }
     try:
         summary = json.loads((results / "summary.json").read_text())
@@ -127,6 +128,31 @@ def run_kernel(name: str, out: Path) -> dict:
         n for n, c in row["scenarios"].items() if c["class"] == "harness problem"
     )
     return row
+
+
+def _splats(summary: Path) -> dict[str, list[splats.Splat]]:
+    try:
+        items = json.loads(summary.read_text())["items"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {i["scenario"]: [splats.Splat(**s) for s in i["splats"]] for i in items}
+
+
+def compare_bugs(rows: dict[str, dict], default: str = "6.12") -> None:
+    """Per failing scenario: is its first report the default kernel's bug (splats.same_bug)?
+
+    What series and bisection would conclude comparing runs across the two kernels.
+    """
+    base = _splats(Path(rows.get(default, {}).get("summary", "")))
+    for name, row in rows.items():
+        if name == default or not base:
+            continue
+        mine = _splats(Path(row.get("summary", "")))
+        for scenario, cell in row.get("scenarios", {}).items():
+            if mine.get(scenario) and base.get(scenario):
+                cell[f"same_bug_as_{default}"] = splats.same_bug(
+                    mine[scenario][0], base[scenario][0]
+                )
 
 
 def table(rows: dict[str, dict]) -> str:
@@ -177,6 +203,7 @@ def main() -> int:
         )
         # written after each kernel: a later one's failure keeps the earlier rows
         ordered = {k: rows[k] for k in debsource.MATRIX if k in rows}
+        compare_bugs(ordered)
         path.write_text(json.dumps({"kernels": ordered}, indent=1) + "\n")
     print(table({k: rows[k] for k in debsource.MATRIX if k in rows}))
     problems = [k for k, r in rows.items() if r.get("harness_problems") or r.get("error")]

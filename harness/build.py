@@ -182,7 +182,11 @@ def _configure(
         if not found:
             break
         added += found  # each round adds symbols no earlier round had: the loop ends
-        wanted.update((p.symbol, Request(p.symbol, "y", scratch / PREREQUISITES, 0)) for p in found)
+        # its line in the fragment _prerequisite_fragment writes: a header, then 2 lines each
+        wanted.update(
+            (p.symbol, Request(p.symbol, "y", scratch / PREREQUISITES, 3 + 2 * added.index(p)))
+            for p in found
+        )
     if mismatches:
         mismatches = kconfig.explain(mismatches, tree.path, values)
     dotconfig = scratch / ".config"

@@ -45,11 +45,13 @@ OTHER_CASES = [(k, n) for k, n in CASES if k != DEFAULT and n in EXPECTED]
 
 @pytest.mark.parametrize(("kernel", "name"), OTHER_CASES)
 def test_one_bug_one_title_on_every_kernel(kernel, name):
-    """The report a case provokes is titled as on the default kernel (what follows it, a
-    lockup after a deadlock, say, may differ with the kernel's own reaction)."""
-    first = _parse(kernel, name)[:1]
-    default = _parse(DEFAULT, name)[:1]
-    assert [(s.kind, s.title) for s in first] == [(s.kind, s.title) for s in default]
+    """The report a case provokes is titled as on the default kernel: each kernel's first
+    report is among the other's. What follows it (a lockup after a deadlock) may differ
+    with the kernel's own reaction, and two detectors racing (the soft lockup and the RCU
+    stall of one busy loop) may come in either order."""
+    mine = [(s.kind, s.title) for s in _parse(kernel, name)]
+    default = [(s.kind, s.title) for s in _parse(DEFAULT, name)]
+    assert mine[0] in default and default[0] in mine
 
 
 @pytest.mark.parametrize(("kernel", "name"), CASES)
