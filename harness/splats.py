@@ -46,7 +46,7 @@ SKIP_FRAMES = re.compile(
     r"__synchronize_srcu|synchronize_srcu\w*|synchronize_rcu\w*|__synchronize\w*|"
     r"wait_rcu_gp|__wait_rcu_gp|flush_work|__flush_work\w*|msleep|usleep\w*|"
     r"__might_\w+|might_\w+|__cant_\w+|debug_\w+|__debug_\w+|"
-    r"kfree|kvfree|kmem_cache_free|slab_free\w*|__slab_free|do_slab_free|"
+    r"kfree|kvfree|kmem_cache_free|__kmem_cache_free\w*|slab_free\w*|__slab_free|do_slab_free|"
     r"kmalloc\w*|__kmalloc\w*|kmem_cache_alloc\w*|__kmem_cache_alloc\w*|kzalloc\w*|"
     r"kvmalloc\w*|slab_alloc\w*|__slab_alloc\w*|___slab_alloc|alloc_pages\w*|"
     r"memcpy\w*|memset\w*|memmove\w*|__memcpy\w*|__memset\w*|strlen|strcmp|strcpy|"

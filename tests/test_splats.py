@@ -41,6 +41,16 @@ def test_titles(kernel, name):
 
 
 OTHER_CASES = [(k, n) for k, n in CASES if k != DEFAULT and n in EXPECTED]
+# Where a kernel's own code, not its report format, makes a case differ: the title's
+# function follows the trace, and a detector the tree does not arm reports nothing.
+KERNEL_DIFFERS = {
+    # 6.1's lkdtm calls its handlers from direct_entry(), which inlines these two
+    ("6.1", "lkdtm-hung_task.log"): "INFO: task hung in direct_entry",
+    ("6.1", "lkdtm-slab_free_double.log"): "KASAN: double-free in direct_entry",
+    # 6.1 builds without -fstrict-flex-arrays: UBSAN takes lkdtm's trailing data[8] for a
+    # flexible array and does not check it (lkdtm: "FAIL: survived array bounds overflow!")
+    ("6.1", "lkdtm-array_bounds.log"): None,
+}
 
 
 @pytest.mark.parametrize(("kernel", "name"), OTHER_CASES)
@@ -51,6 +61,15 @@ def test_one_bug_one_title_on_every_kernel(kernel, name):
     stall of one busy loop) may come in either order."""
     mine = [(s.kind, s.title) for s in _parse(kernel, name)]
     default = [(s.kind, s.title) for s in _parse(DEFAULT, name)]
+    if (kernel, name) in KERNEL_DIFFERS:
+        title = KERNEL_DIFFERS[kernel, name]
+        assert [t for _, t in mine[:1]] == ([title] if title else [])
+        if title:  # the same bug type, met in the function the kernel's trace names
+            assert (mine[0][0], title.partition(" in ")[0]) == (
+                default[0][0],
+                default[0][1].partition(" in ")[0],
+            )
+        return
     assert mine[0] in default and default[0] in mine
 
 
@@ -58,7 +77,7 @@ def test_one_bug_one_title_on_every_kernel(kernel, name):
 def test_excerpt_holds_the_report(kernel, name):
     for splat in _parse(kernel, name):
         lines = splat.excerpt.splitlines()
-        assert 3 <= len(lines) <= 160
+        assert 3 <= len(lines) <= splats._MAX_LINES + 1  # the KASAN banner above its header
         assert "harness-event" not in splat.excerpt
         function = splat.title.rsplit(" in ", 1)[-1]
         if " in " in splat.title and function != "unknown":
