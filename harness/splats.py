@@ -34,7 +34,7 @@ SKIP_FRAMES = re.compile(
     r"^(?:"
     r"dump_stack\w*|show_stack|print_\w+|printk\w*|_printk|vprintk\w*|__warn\w*|warn_\w+|"
     r"report_bug|handle_bug|__schedule_bug|exc_invalid_op|asm_exc_\w+|do_error_trap|do_trap|"
-    r"kasan_\w+|__kasan_\w+|__asan_\w+|asan_\w+|check_memory_region\w*|kasan|"
+    r"_*kasan_\w+|__asan_\w+|asan_\w+|check_memory_region\w*|kasan|"
     r"ubsan_\w+|__ubsan_\w+|refcount_warn_saturate|refcount_\w+|__refcount_\w+|"
     r"lock_acquire\w*|lock_release|lock_\w+|__lock_\w+|lockdep_\w+|__lockdep_\w+|"
     r"check_\w+|validate_chain|mark_lock\w*|print_circular_bug|check_noncircular|"
@@ -562,10 +562,11 @@ def _near_frames(frames: list[str]) -> list[str]:
 # Frames of KASAN's "Allocated by" / "Freed by" stacks that every object shares:
 # the allocator, devres and kobject release machinery, KASAN's own bookkeeping.
 _OBJECT_MACHINERY = re.compile(
-    r"^(?:kasan_\w+|__kasan_\w+|\w*kmalloc\w*|\w*kzalloc\w*|\w*kcalloc\w*|kvmalloc\w*|"
+    r"^(?:_*kasan_\w+|\w*kmalloc\w*|\w*kzalloc\w*|\w*kcalloc\w*|kvmalloc\w*|"
     r"krealloc\w*|kmem_cache_\w+|slab_\w+|__slab_\w+|\w*_noprof|devm_\w*alloc\w*|"
     r"kfree\w*|kvfree\w*|rcu_\w+|__rcu_\w+|release_nodes|devres_release\w*|"
-    r"device_release|kobject_put|kobject_release|kref_put|put_device|klist_\w+|"
+    r"device_release|device_unbind_cleanup|kobject_put|kobject_release|kref_put|put_device|"
+    r"klist_\w+|"
     r"__kmem_\w+|alloc_\w+|kstrdup\w*|kmemdup\w*)$"
 )
 
@@ -626,7 +627,8 @@ def kasan_remover(splat: Splat) -> str | None:
     index = freed.index("device_release_driver_internal")
     for caller in reversed(freed[:index]):
         if not _BUS_REMOVE.match(caller):  # the bus's wrapper calls the driver's remove
-            return None if re.match(r"^(?:devres_\w+|release_nodes)$", caller) else caller
+            devres = r"^(?:devres_\w+|release_nodes|device_unbind_cleanup)$"
+            return None if re.match(devres, caller) else caller
     return None
 
 

@@ -141,3 +141,15 @@ def test_the_hosts_dump_after_the_runner_went_quiet_is_the_same_hang():
     assert hang.count == 6  # 4 from khungtaskd, the runner's dump, the host's
     host = text[text.index("harness-host: ") :]
     assert [s.title for s in splats.parse(host)] == [hang.title]
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "7.3"])
+def test_one_freed_object_is_one_bug_across_kernels(kernel):
+    """The spi-nor device freed under a reader, on each kernel: the object's allocation and
+    free sites match once each kernel's own machinery is skipped (6.1's ____kasan_slab_free,
+    7.3's device_unbind_cleanup), so series and bisect compare runs across kernels."""
+    name = "harness-mtd-unbind-spi-device.log"
+    mine, default = _parse(kernel, name)[0], _parse(DEFAULT, name)[0]
+    assert splats.kasan_object(mine) == ("spi_nor_probe", "device_release_driver_internal")
+    assert splats.kasan_object(mine) == splats.kasan_object(default)
+    assert splats.same_bug(mine, default)
