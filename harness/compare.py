@@ -60,8 +60,23 @@ def bugs_of(result: ItemResult) -> list[Bug]:
     are the bug, as in a data-integrity failure; with a splat they are its echo:
     'kernel tainted during remove', 'the guest runner stopped reporting')."""
     if result.splats:
-        return [Bug(s) for s in result.splats]
+        return [Bug(s) for s in _without_echoes(result.splats)]
     return [Bug(_expectation(v)) for v in result.violations]
+
+
+def _without_echoes(found: list[Splat]) -> list[Splat]:
+    """The run's splats less the faults that follow its KASAN report.
+
+    After KASAN has reported a freed object, the kernel goes on with it and
+    falls over wherever it is used next (a GPF in spi_mem_adjust_op_size in one
+    run, in task_work_add in another): where is chance, and KASAN's report is
+    the bug. A fault with no KASAN report before it stays a bug of its own.
+    """
+    ordered = list(found)  # in console order, as the parser found them
+    first_kasan = next((i for i, s in enumerate(ordered) if s.kind == "kasan"), None)
+    if first_kasan is None:
+        return ordered
+    return ordered[: first_kasan + 1] + [s for s in ordered[first_kasan + 1 :] if s.kind != "oops"]
 
 
 def _distinct(bugs: list[Bug]) -> list[Bug]:

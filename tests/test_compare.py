@@ -247,3 +247,20 @@ def test_a_side_without_the_api_is_skipped_and_a_series_adding_a_failing_one_reg
     assert removed.verdict == compare.SKIPPED and "failed 1/1 on base" in removed.line()
     errored = verdict([skipped(0)], [run(0, error="timeout: no result")])
     assert errored.verdict == compare.ERROR and errored.error_side == "head"
+
+
+def gpf(name: str, function: str) -> splats.Splat:
+    return next(s for s in splats_of(name) if s.kind == "oops" and s.title.endswith(function))
+
+
+def test_a_fault_after_the_kasan_report_is_its_echo_not_a_new_bug():
+    """KASAN reports the freed spi-nor; where the corrupted kernel then faults varies
+    from run to run (spi_mem_adjust_op_size here, spi_nor_put_device there)."""
+    adjust = gpf("harness-mtd-unbind-spi-device.log", "spi_mem_adjust_op_size")
+    put = gpf("harness-mtd-unbind-controller.log", "spi_nor_put_device")
+    assert not splats.same_bug(adjust, put)
+    c = verdict([run(0, SPI_NOR_READ, put)] * 3, [run(0, SPI_NOR_READ, adjust)] * 3)
+    assert c.verdict == compare.STILL_FAILING and c.new == []
+    # without a KASAN report before it, a fault is a bug of its own
+    c = verdict([run(0, put)] * 3, [run(0, adjust)] * 3)
+    assert c.verdict == compare.REGRESSED
