@@ -200,6 +200,18 @@ class _NothingToRun(Exception):
     """Every selected scenario needs a kernel API the tree lacks: no build, no boot."""
 
 
+def skip(items: list[Item], why: Mapping[str, str]) -> tuple[list[ItemResult], list[Item]]:
+    """The items of scenarios in ``why`` as skipped results (each said once), and the rest."""
+    for name, reason in why.items():
+        say(f"skipped: {name}: {reason}")
+    skipped = [
+        ItemResult(i, status="skipped", error=f"skipped: {why[i.scenario.name]}")
+        for i in items
+        if i.scenario.name in why
+    ]
+    return skipped, [i for i in items if i.scenario.name not in why]
+
+
 def modules_lost(scenarios: list[Scenario], errors: dict[str, str]) -> dict[str, str]:
     """Scenario name -> why: a helper module it loads did not build against this tree."""
     return {
@@ -413,14 +425,8 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
     names = {i.scenario.name for i in items}
     mine = [sc for sc in selected if sc.name in names]
     unfit = {name: why for name, why in every.items() if name in names}
-    for name, why in unfit.items():
-        say(f"skipped: {name}: {why}")
-    skipped = [
-        ItemResult(i, status="skipped", error=f"skipped: {unfit[i.scenario.name]}")
-        for i in items
-        if i.scenario.name in unfit
-    ]
-    to_run = shard.boot_order([i for i in items if i.scenario.name not in unfit], times)
+    skipped, fit = skip(items, unfit)
+    to_run = shard.boot_order(fit, times)
     results: list[ItemResult] = []
     runner: Runner | None = None
     exit_code = EXIT_NO_VERDICT
@@ -439,15 +445,8 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
                 "build_dir": record.build_dir,
             }
         )
-        lost = modules_lost(runnable, record.module_errors)
-        for name, why in lost.items():
-            say(f"skipped: {name}: {why}")
-        skipped += [
-            ItemResult(i, status="skipped", error=f"skipped: {lost[i.scenario.name]}")
-            for i in to_run
-            if i.scenario.name in lost
-        ]
-        to_run = [i for i in to_run if i.scenario.name not in lost]
+        lost, to_run = skip(to_run, modules_lost(runnable, record.module_errors))
+        skipped += lost
         if not to_run:
             raise _NothingToRun
         runner = exec_runner(request, record, out, info)
