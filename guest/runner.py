@@ -17,9 +17,11 @@ import gc
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -70,6 +72,33 @@ def taint() -> int:
     return int(Path("/proc/sys/kernel/tainted").read_text())
 
 
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:  # the kernel was built without this detector
+        return ""
+
+
+def detectors_off(lockdep_stats: str, hung_task_warnings: str) -> list[str]:
+    """Detectors this kernel has that have switched themselves off, each with why.
+
+    Lockdep stops after its first report (debug_locks_off(), no taint), the
+    hung-task detector after hung_task_warnings reports: the items after that
+    would run unwatched, so they need a fresh boot. Empty texts: not built in.
+    """
+    off = []
+    locks = re.search(r"^\s*debug_locks:\s+(\d+)", lockdep_stats, re.M)
+    if locks and locks.group(1) == "0":
+        off.append("lockdep turned itself off (debug_locks is 0 in /proc/lockdep_stats)")
+    if hung_task_warnings.strip() == "0":
+        off.append("the hung-task detector used up its reports (hung_task_warnings is 0)")
+    return off
+
+
+def detectors_off_now() -> list[str]:
+    return detectors_off(_read("/proc/lockdep_stats"), _read("/proc/sys/kernel/hung_task_warnings"))
+
+
 def _progressed(worker: Worker, before: dict) -> bool:
     now = worker.snapshot()
     return now["ops"] > before[worker.name]["ops"] or now["bytes"] > before[worker.name]["bytes"]
@@ -94,6 +123,10 @@ def slab_kb() -> int:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+class HarnessError(Exception):
+    """The harness (an emulator, the runner) failed: the item gets no verdict."""
 
 
 class ScenarioRun:
@@ -275,6 +308,8 @@ class ScenarioRun:
                     outcome["detail"] = self._perform(action, step)
                 except (OSError, fixtures.FixtureError) as exc:
                     outcome["error"] = str(exc)
+                except Exception:  # an emulator's or the harness's fault, not the kernel's
+                    outcome["harness_error"] = traceback.format_exc()
 
             t0 = time.monotonic()
             thread = threading.Thread(target=body, daemon=True, name=f"action-{do}")
@@ -287,6 +322,8 @@ class ScenarioRun:
                 record["hung"] = True
                 self.needs_reboot = True
                 break
+            if "harness_error" in outcome:
+                raise HarnessError(f"{do} {action['fixture'] or ''}: {outcome['harness_error']}")
             latencies.append(latency)
             if outcome.get("detail"):
                 record["point"] = outcome["detail"]
@@ -561,6 +598,23 @@ class ScenarioRun:
 
     # --- whole scenario ------------------------------------------------------
 
+    def unwatched(self, why: str) -> dict:
+        """The result of an item not run because a detector was already off after boot."""
+        event("start", id=self.id, cycles=0)
+        return {
+            "id": self.id,
+            "scenario": self.sc["name"],
+            "repetition": self.item["repetition"],
+            "seed": self.item["seed"],
+            "cycles_done": 0,
+            "cycles": self.sc["cycles"],
+            "error": f"not run: {why} before this item (during boot), so it would run unwatched",
+            "violations": [],
+            "workers": {},
+            "actions": [],
+            "needs_reboot": False,
+        }
+
     def execute(self) -> dict:
         started = time.monotonic()
         timeout = self.sc["timeout"]
@@ -594,6 +648,8 @@ class ScenarioRun:
             error = str(exc)
         except OSError as exc:
             error = f"{type(exc).__name__}: {exc}"
+        except Exception:  # the harness's own fault (an emulator, a bug): no verdict
+            error = f"harness error:\n{traceback.format_exc()}"
         finally:
             if not self.needs_reboot:
                 self._close_held(everything=True)
@@ -658,7 +714,19 @@ def main(argv: list[str]) -> int:
     result_dir = Path(plan["result_dir"])
     event("ready", kernel=os.uname().release, items=len(plan["items"]))
     gc.disable()  # no collector pauses inside timing-sensitive loops
+    previous = None
     for item in plan["items"]:
+        if off := detectors_off_now():
+            why = "; ".join(off)
+            if previous is not None:  # what the last item's report did: a fresh boot undoes it
+                event("needs-reboot", id=previous, why=f"{why} after {previous}")
+                return 3
+            # already off after the boot: a reboot gives the same, the item has no verdict
+            result = ScenarioRun(item, plan.get("modules", {})).unwatched(why)
+            write_result(result_dir, result)
+            event("end", id=item["id"], violations=0, error=result["error"])
+            continue
+        previous = item["id"]
         run = ScenarioRun(item, plan.get("modules", {}))
         result = run.execute()
         write_result(result_dir, result)

@@ -53,7 +53,16 @@ EVENT = re.compile(rb"harness-event (\{.*\})\s*$")
 # Always on the command line: print every level, reboot (= QEMU exits) on panic,
 # report a hung task after 20 s (the config default, restated so that a user
 # fragment cannot lengthen it).
-BASE_CMDLINE = ("ignore_loglevel", "panic=-1", "sysctl.kernel.hung_task_timeout_secs=20")
+BASE_CMDLINE = (
+    "ignore_loglevel",
+    "panic=-1",
+    "sysctl.kernel.hung_task_timeout_secs=20",
+    # every hung task is reported, not only the first 10 of a boot (the default)
+    "sysctl.kernel.hung_task_warnings=-1",
+    # KASAN reports every bad access, not only the first of a boot: a bug during
+    # boot or in one scenario must not hide the next one's report
+    "kasan_multi_shot",
+)
 # A second serial port (ttyS1) for sysrq from the host: a helper process of the guest's
 # init (not the runner) turns the keys it reads into /proc/sysrq-trigger writes, so the
 # stacks of blocked tasks come out even when the guest runner is stuck.

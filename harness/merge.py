@@ -44,6 +44,7 @@ class Merged:
     properties: dict[str, str]
     shards: list[dict]
     problems: list[str] = field(default_factory=list)  # said on the console and in the summary
+    outside_splats: int = 0  # kernel reports no item could take: they fail the run
 
     @property
     def counts(self) -> dict[str, int]:
@@ -51,7 +52,8 @@ class Merged:
 
     @property
     def exit_code(self) -> int:
-        return pipeline.exit_code_for_statuses([i["status"] for i in self.items])
+        statuses = [i["status"] for i in self.items]
+        return pipeline.exit_code_for_statuses(statuses, self.outside_splats)
 
 
 def read_shard(path: Path) -> ShardDir | None:
@@ -204,7 +206,12 @@ def merge(dirs: list[Path]) -> tuple[Merged, list[ShardDir]]:
                 "counts": shard.summary.get("counts") if shard else None,
             }
         )
-    return Merged(items, cases, _properties(shards), summaries, problems), shards
+    outside = sum(
+        len(boot.get("splats_outside_scenarios", []))
+        for shard in shards
+        for boot in shard.summary.get("boots", [])
+    )
+    return Merged(items, cases, _properties(shards), summaries, problems, outside), shards
 
 
 def _suite(merged: Merged) -> ET.Element:
@@ -263,5 +270,7 @@ def run_merge(dirs: list[Path], out: Path, command: list[str]) -> int:
     for problem in merged.problems:
         say(f"merge: {problem}")
     said = ", ".join(f"{k} {v}" for k, v in merged.counts.items() if v or k != "skipped")
+    if merged.outside_splats:
+        said += f", kernel reports outside every item {merged.outside_splats} (a failure)"
     say(f"merged {len(shards)} of {len(merged.shards)} shard(s): {out}/junit.xml  {said}")
     return merged.exit_code

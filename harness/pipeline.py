@@ -33,6 +33,7 @@ EXIT_FAIL = 1  # every item has a verdict; some failed
 EXIT_BAD_INPUT = 2  # scenario, option or input file is wrong
 EXIT_BUILD = 3  # configuration or kernel build failed
 EXIT_NO_VERDICT = 4  # some items got no verdict (no boot, no guest result, harness problem)
+EXIT_NOTHING_RAN = 5  # every selected item was skipped (or none was selected): nothing tested
 EXIT_INTERRUPTED = 130
 
 
@@ -229,16 +230,20 @@ def not_applicable(
     return {sc.name: why for sc in scenarios if (why := missing(sc.needs))}
 
 
-def exit_code_for(results: list[ItemResult]) -> int:
-    return exit_code_for_statuses([r.status for r in results])
+def exit_code_for(results: list[ItemResult], outside_splats: int = 0) -> int:
+    return exit_code_for_statuses([r.status for r in results], outside_splats)
 
 
-def exit_code_for_statuses(statuses: list[str]) -> int:
-    """Skipped items (not applicable to this tree) neither pass nor fail a run."""
-    if "error" in statuses or not statuses:
+def exit_code_for_statuses(statuses: list[str], outside_splats: int = 0) -> int:
+    """Skipped items (not applicable to this tree) neither pass nor fail a run, and a run
+    of skipped items only tested nothing. A kernel report no item could take (a boot
+    that ran none) fails the run all the same."""
+    if "error" in statuses:
         return EXIT_NO_VERDICT
     ran = [s for s in statuses if s != "skipped"]
-    return EXIT_PASS if all(s == "pass" for s in ran) else EXIT_FAIL
+    if not ran:
+        return EXIT_NOTHING_RAN
+    return EXIT_PASS if all(s == "pass" for s in ran) and not outside_splats else EXIT_FAIL
 
 
 def _sigterm(signum, frame) -> None:
@@ -451,7 +456,8 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
             raise _NothingToRun
         runner = exec_runner(request, record, out, info)
         results = runner.run(to_run)
-        exit_code = exit_code_for(results + skipped)
+        outside = sum(len(b.outside_splats) for b in runner.boots)
+        exit_code = exit_code_for(results + skipped, outside)
     except _NothingToRun:
         exit_code = exit_code_for(skipped)
         if not items and request.shard is not None:
@@ -505,6 +511,8 @@ def summary_line(out: Path, results: list[ItemResult]) -> str:
             continue
         named = f" ({', '.join(ids)})" if ids and status != "pass" else ""
         parts.append(f"{status} {len(ids)}{named}")
+    if all(r.status == "skipped" for r in results):
+        parts.append("nothing was tested")
     return f"results: {out}/junit.xml  " + ", ".join(parts)
 
 

@@ -91,6 +91,7 @@ def junit_suite(results: list[ItemResult], boots: list[BootRecord], info: RunInf
         )
         for splat in result.splats:
             count = f" (x{splat.count})" if splat.count > 1 else ""
+            count += f" (outside the scenario: {splat.outside})" if splat.outside else ""
             case.add_failure_info(
                 message=splat.title + count, output=splat.excerpt, failure_type=splat.kind
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +92,41 @@ def _tail(path: Path, lines: int = CONSOLE_TAIL) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def attribute(log: str, ids: Collection[str]) -> tuple[dict[str, list[Splat]], list[Splat]]:
+    """A boot's splats per item id, and those no item of the boot can take."""
+    spans = splats.scenario_spans(log)
+    owned: dict[str, list[Splat]] = {}
+    outside: list[Splat] = []
+    for splat in splats.parse(log):
+        owner = (splat.scenario or "").split(" ")[0]
+        if owner not in ids:
+            found, splat.outside = outside_owner(splat.first_line, spans)
+            owner = found or ""
+        if owner in ids:
+            owned.setdefault(owner, []).append(splat)
+        else:
+            outside.append(splat)
+    return owned, outside
+
+
+def outside_owner(line: int, spans: dict[str, tuple[int, int | None]]) -> tuple[str | None, str]:
+    """The item a splat outside every scenario's markers counts against, and where it fell.
+
+    A report after an item's end marker is most often that item's late work
+    (a deferred free, a work item, a release on the last close), and one before
+    the boot's first item means the kernel that item ran on was already broken:
+    either way the kernel bug fails an item, so the run, a series and a
+    bisection all count it.
+    """
+    started = sorted((start, name) for name, (start, _end) in spans.items())
+    before = [name for start, name in started if start < line]
+    if before:
+        return before[-1], f"after {before[-1]} ended"
+    if started:
+        return started[0][1], f"during boot, before {started[0][1]} started"
+    return None, "during boot, before any item"
 
 
 def _verdict(result: ItemResult) -> None:
@@ -275,7 +310,9 @@ class Runner:
                 if ev.kind == "needs-reboot":
                     record.ended_by = str(ev.fields.get("id"))
                     record.left_because = (
-                        f"{ev.fields.get('id')} left the kernel tainted or a thread stuck "
+                        f"{ev.fields['why']} in boot {index}"
+                        if ev.fields.get("why")
+                        else f"{ev.fields.get('id')} left the kernel tainted or a thread stuck "
                         f"in boot {index}"
                     )
         ended = self.guest.ended_reason
@@ -289,14 +326,16 @@ class Runner:
         kvm_problem = self._kvm_problem(guest, silence) if watch_kvm else ""
         log_text = console.read_text(errors="replace")
         starts = splats.scenario_start_times(log_text)
-        for splat in splats.parse(log_text):
-            target = by_id.get((splat.scenario or "").split(" ")[0])
-            if target is None:
-                record.outside_splats.append(splat)
-            elif not (kvm_problem and target is current):  # that item runs again
+        owned, record.outside_splats = attribute(log_text, by_id)
+        for item_id, found in owned.items():
+            target = by_id[item_id]
+            if kvm_problem and target is current:  # that item runs again
+                continue
+            for splat in found:
                 result = results[target.id]
                 result.splats.append(splat)
-                if splat.time is not None and target.id in starts and not result.first_splat_s:
+                timed = splat.time is not None and not splat.outside and target.id in starts
+                if timed and not result.first_splat_s:
                     result.first_splat_s = round(splat.time - starts[target.id], 2)
         if kvm_problem:
             record.ended = "kvm-failed"

@@ -82,6 +82,7 @@ class Splat:
     scenario: str | None
     count: int = 1
     frames: list[str] = field(default_factory=list)
+    outside: str = ""  # where a report outside its item's markers fell (set by the runner)
 
     def to_json(self) -> dict:
         return asdict(self)

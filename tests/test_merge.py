@@ -18,8 +18,11 @@ LOGS = Path(__file__).parent / "data" / "logs"
 SCENARIOS = ["gpio-sim-plug-cycle", "gpio-sim-remove-under-readers", "mtd-data-integrity"]
 
 
-def _write_shard(out: Path, index: int, total: int, repeat: int = 2, status: str = "pass"):
-    """What `harness run --shard index/total` leaves, with the real plan and writer."""
+def _write_shard(
+    out: Path, index: int, total: int, repeat: int = 2, status: str = "pass", outside: int = 1
+):
+    """What `harness run --shard index/total` leaves, with the real plan and writer
+    (``outside``: kernel reports of a boot no item could take)."""
     request = pipeline.RunRequest(scenarios=tuple(SCENARIOS), repeat=repeat)
     request = pipeline.replace(request, shard=shard.Shard(index, total))
     info = report.RunInfo(command=["harness", "run", "--shard", f"{index}/{total}"])
@@ -27,8 +30,8 @@ def _write_shard(out: Path, index: int, total: int, repeat: int = 2, status: str
     every = expand(load_scenarios(resolve(SCENARIOS)), repeat, None)
     items = pipeline.shard_items(request, every, info, pipeline.measured_times(request))
     results = [ItemResult(i, status=status, duration_s=3.0, boot=1) for i in items]
-    outside = parse((LOGS / "harness-nvmem-in-kernel-consumer.log").read_text())[:1]
-    boots = [BootRecord(1, "c.log", (), 20.0, "done", accel="tcg", outside_splats=outside)]
+    splats = parse((LOGS / "harness-nvmem-in-kernel-consumer.log").read_text())[:outside]
+    boots = [BootRecord(1, "c.log", (), 20.0, "done", accel="tcg", outside_splats=splats)]
     report.write(out, results, boots, info)
     return items
 
@@ -91,9 +94,17 @@ def test_a_shard_directory_not_given_at_all_is_missing_too(tmp_path):
 
 
 def test_all_passing_shards_exit_0(tmp_path):
-    _write_shard(tmp_path / "s1", 1, 2)
-    _write_shard(tmp_path / "s2", 2, 2)
+    _write_shard(tmp_path / "s1", 1, 2, outside=0)
+    _write_shard(tmp_path / "s2", 2, 2, outside=0)
     assert merge.merge([tmp_path / "s1", tmp_path / "s2"])[0].exit_code == pipeline.EXIT_PASS
+
+
+def test_a_kernel_report_no_item_took_fails_the_merged_run(tmp_path):
+    _write_shard(tmp_path / "s1", 1, 2, outside=0)
+    _write_shard(tmp_path / "s2", 2, 2, outside=1)  # every item passed, the boot did not
+    merged = merge.merge([tmp_path / "s1", tmp_path / "s2"])[0]
+    assert merged.counts["pass"] == len(merged.items) and merged.outside_splats == 1
+    assert merged.exit_code == pipeline.EXIT_FAIL
 
 
 def test_shards_of_different_runs_are_refused(tmp_path):
@@ -119,7 +130,7 @@ def test_an_unsharded_run_is_refused(tmp_path):
 
 
 def test_cli_errors_are_messages_with_status_2(tmp_path):
-    _write_shard(tmp_path / "s1", 1, 1)
+    _write_shard(tmp_path / "s1", 1, 1, outside=0)
     runner = CliRunner()
     result = runner.invoke(main, ["merge", str(tmp_path / "s1"), "--out", str(tmp_path / "s1")])
     assert result.exit_code == 2 and "is one of the shard directories" in result.output

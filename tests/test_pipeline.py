@@ -31,8 +31,18 @@ def test_all_passed_is_0_and_a_failure_is_1():
 def test_an_item_without_verdict_is_its_own_status_even_beside_failures():
     assert pipeline.exit_code_for(results("fail", "error")) == pipeline.EXIT_NO_VERDICT
     assert pipeline.exit_code_for(results("error", "error")) == pipeline.EXIT_NO_VERDICT
-    assert pipeline.exit_code_for([]) == pipeline.EXIT_NO_VERDICT
-    assert len({0, 1, 2, 3, pipeline.EXIT_NO_VERDICT}) == 5
+    assert len({0, 1, 2, 3, pipeline.EXIT_NO_VERDICT, pipeline.EXIT_NOTHING_RAN}) == 6
+
+
+def test_a_run_in_which_nothing_ran_is_not_a_pass():
+    assert pipeline.exit_code_for([]) == pipeline.EXIT_NOTHING_RAN
+    assert pipeline.exit_code_for(results("skipped", "skipped")) == pipeline.EXIT_NOTHING_RAN
+    assert pipeline.exit_code_for(results("skipped", "pass")) == pipeline.EXIT_PASS
+    assert pipeline.exit_code_for(results("skipped", "error")) == pipeline.EXIT_NO_VERDICT
+
+
+def test_a_kernel_report_no_item_could_take_fails_a_passing_run():
+    assert pipeline.exit_code_for(results("pass", "pass"), outside_splats=1) == pipeline.EXIT_FAIL
 
 
 def test_last_line_names_failing_and_erroring_items():

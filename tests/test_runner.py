@@ -22,3 +22,23 @@ def test_kasan_oops_and_warn_are_reported_by_letter():
 def test_only_new_bits_count():
     assert runner.taint_gained(W, W | OOT) == ""
     assert runner.taint_gained(W | B, W | B | D) == "D"
+
+
+PROC = Path(__file__).resolve().parent / "data" / "proc"
+
+
+def test_lockdep_that_turned_itself_off_is_a_detector_off():
+    """/proc/lockdep_stats of a real 6.12 harness kernel before and after one lockdep report
+    (splat_selftest abba): lockdep does not taint, debug_locks is the only trace."""
+    on = (PROC / "lockdep_stats-6.12-on.txt").read_text()
+    off = (PROC / "lockdep_stats-6.12-off.txt").read_text()
+    assert runner.detectors_off(on, "-1") == []
+    (why,) = runner.detectors_off(off, "-1")
+    assert "lockdep turned itself off" in why
+
+
+def test_a_used_up_hung_task_detector_is_off_and_a_missing_one_is_not():
+    assert runner.detectors_off("", "0") == [
+        "the hung-task detector used up its reports (hung_task_warnings is 0)"
+    ]
+    assert runner.detectors_off("", "") == []  # neither built in: nothing to switch off
