@@ -17,7 +17,7 @@ run: deps
 	0|1) ;; \
 	4) echo "make run: FAILED: some scenarios got no verdict (see the 'no verdict:' lines above);" \
 		"console log: results/console.log, per boot: results/boots/" >&2; exit 4 ;; \
-	*) echo "make run: FAILED: harness run exited $$rc (2 bad input, 3 config/build;" \
+	*) echo "make run: FAILED: harness run exited $$rc (2 bad input, 3 config/build, 5 nothing tested;" \
 		"build log: results/build.log)" >&2; exit $$rc ;; \
 	esac
 

@@ -3,6 +3,8 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guest"))
 
 import runner  # noqa: E402
@@ -42,3 +44,30 @@ def test_a_used_up_hung_task_detector_is_off_and_a_missing_one_is_not():
         "the hung-task detector used up its reports (hung_task_warnings is 0)"
     ]
     assert runner.detectors_off("", "") == []  # neither built in: nothing to switch off
+
+
+def _run_of(name: str):
+    from harness.run import expand
+    from harness.scenario import load_scenarios, resolve
+
+    (item,) = expand(load_scenarios(resolve([name])), 1, 1)
+    return runner.ScenarioRun(item.plan_entry(), {})
+
+
+def test_an_emulator_failing_in_an_action_is_a_harness_error_not_a_kernel_result(monkeypatch):
+    """A GadgetError from an adapter's unplug used to kill the action thread silently: no
+    violation, and the kernel was blamed for consumers that "still ran"."""
+    import gadget
+
+    run = _run_of("nvmem-usb-unplug-during-read")
+    action = next(a for a in run.sc["actions"] if a["do"] == "unplug")
+
+    def broken(action: dict, step: int) -> dict:
+        raise gadget.GadgetError("ep0: unexpected setup request while unbinding")
+
+    monkeypatch.setattr(run, "_perform", broken)
+    monkeypatch.setattr(runner, "event", lambda *a, **k: None)
+    monkeypatch.setattr(run, "_midread", lambda workers, fixture: {})
+    with pytest.raises(runner.HarnessError, match="GadgetError: ep0: unexpected setup"):
+        run.run_action({**action, "at": None, "after_worker": None}, [], 0.0)
+    assert run.violations == []  # nothing is said about the kernel
