@@ -129,11 +129,22 @@ def outside_owner(line: int, spans: dict[str, tuple[int, int | None]]) -> tuple[
     return None, "during boot, before any item"
 
 
+def kernel_reports(result: ItemResult) -> list[Splat]:
+    """The item's splats less the harness's own timeout dumps, which blame no kernel."""
+    return [s for s in result.splats if s.kind != splats.TIMEOUT]
+
+
 def _verdict(result: ItemResult) -> None:
     if result.error:
         result.status = "error"
-    elif result.splats or result.violations:
+    elif kernel_reports(result) or result.violations:
         result.status = "fail"
+    elif result.splats:
+        result.status = "error"
+        result.error = (
+            f"{result.splats[0].title}: the harness ran out of time and dumped the blocked "
+            "tasks, but no kernel detector fired and no call into the kernel was seen stuck"
+        )
     else:
         result.status = "pass"
 
@@ -346,7 +357,7 @@ class Runner:
             result.boot = index
             result.console = str(console)
             result.duration_s = round(time.monotonic() - item_started, 1)
-            if result.splats:  # the splat is the verdict; the guest could not say more
+            if kernel_reports(result):  # the splat is the verdict; the guest could not say more
                 result.violations.append(
                     f"the guest runner stopped reporting after the kernel's report ({ended}); "
                     f"console: {console}"
@@ -390,7 +401,7 @@ class Runner:
             if result.guest.get("error") and not result.error:
                 result.error = f"scenario error: {result.guest['error']}"
             gained = result.guest.get("taint_gained")
-            if gained and not result.splats:
+            if gained and not kernel_reports(result):
                 result.violations.append(
                     f"kernel tainted {gained} but no splat was recognised in the console "
                     f"log: look at {console}"

@@ -237,8 +237,38 @@ def _blocked(m: re.Match, lines: list[Line]) -> str | None:
     chosen = next((body for pid, body in tasks if pid == stuck), None)
     for body in [chosen] if chosen is not None else [b for _, b in tasks]:
         if where := first_useful(frames_of(body), keep_sync=False):
+            if stuck is None and m.group(0).startswith("harness"):
+                return HARNESS_DUMP, f"INFO: task hung in {where}"  # see _timeouts
             return f"INFO: task hung in {where}"
     return None
+
+
+# A dump the harness asked for on its own clock (the runner's deadline, the host
+# finding no result in time), not because a call into the kernel never returned.
+HARNESS_DUMP = "harness-dump"
+TIMEOUT = "timeout"
+
+
+def _timeouts(found: list[Splat]) -> list[Splat]:
+    """The harness's own stack dumps: the kernel hang they show when the kernel's hung-task
+    detector saw one in that scenario too, else a timeout of the scenario, not a kernel bug
+    (a slow machine or a stuck user-space emulator leaves tasks blocked as well)."""
+    hung = {(s.scenario, s.title): s for s in found if s.kind == "hung-task"}
+    detected = {scenario for scenario, _ in hung}
+    out = []
+    for splat in found:
+        if splat.kind != HARNESS_DUMP:
+            out.append(splat)
+        elif (same := hung.get((splat.scenario, splat.title))) is not None:
+            same.count += splat.count
+        elif splat.scenario in detected:
+            splat.kind = "hung-task"
+            out.append(splat)
+        else:
+            splat.kind = TIMEOUT
+            splat.title = splat.title.replace("INFO: task hung in ", "timeout: tasks blocked in ")
+            out.append(splat)
+    return out
 
 
 def _bug_at(m: re.Match, lines: list[Line]) -> str | tuple[str, str]:
@@ -510,7 +540,7 @@ def parse(log: str) -> list[Splat]:
             seen[key] = splat
             splats.append(splat)
         i = max(end, i + 1)
-    return splats
+    return _timeouts(splats)
 
 
 def scenario_spans(log: str) -> dict[str, tuple[int, int | None]]:

@@ -59,3 +59,20 @@ def test_a_report_in_a_boot_that_ran_no_item_is_left_for_the_run():
     text = "\n".join(x for x in _lines() if "harness: scenario-" not in x)
     owned, outside = attribute(text, IDS)
     assert not owned and [s.title for s in outside] == [UAF]
+
+
+def test_a_harness_timeout_dump_alone_is_no_verdict_but_a_kernel_hang_fails():
+    from harness import splats
+    from harness.run import Item, ItemResult, _verdict
+    from harness.scenario import load_scenarios, resolve
+
+    (sc,) = load_scenarios(resolve(["gpio-sim-plug-cycle"]))
+    hang_log = LOG.parent / "harness-gpio-sim-removal-never-returns.log"
+    text = hang_log.read_text(errors="replace")
+    dump = splats.parse(text[text.index("harness-host: ") :])
+    timed_out = ItemResult(Item("x", sc, 0, 1), guest={}, splats=dump)
+    _verdict(timed_out)
+    assert timed_out.status == "error" and "no kernel detector fired" in timed_out.error
+    hung = ItemResult(Item("x", sc, 0, 1), guest={}, splats=splats.parse(text))
+    _verdict(hung)
+    assert hung.status == "fail"
