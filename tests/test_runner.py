@@ -26,7 +26,7 @@ def test_only_new_bits_count():
     assert runner.taint_gained(W | B, W | B | D) == "D"
 
 
-PROC = Path(__file__).resolve().parent / "data" / "proc"
+PROC = Path(__file__).resolve().parent / "data" / "detectors"
 
 
 def test_lockdep_that_turned_itself_off_is_a_detector_off():

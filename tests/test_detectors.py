@@ -1,0 +1,31 @@
+"""Detectors stay on for every item: what the harness's kernel command line does to KASAN,
+shown on two real boots of the 6.12 harness kernel that provoke two use-after-frees in a
+row (LKDTM READ_AFTER_FREE, then WRITE_AFTER_FREE; tests/data/detectors/README)."""
+
+from pathlib import Path
+
+from harness import boot, splats
+
+DATA = Path(__file__).resolve().parent / "data" / "detectors"
+
+
+def _cmdline(log: str) -> list[str]:
+    line = next(x for x in log.splitlines() if "Kernel command line:" in x)
+    return line.split("Kernel command line:", 1)[1].split()
+
+
+def test_without_kasan_multi_shot_the_second_bug_of_a_boot_is_never_reported():
+    log = (DATA / "lkdtm-kasan-twice-one-shot.log").read_text()
+    assert "kasan_multi_shot" not in _cmdline(log)
+    assert [s.title for s in splats.parse(log)] == [
+        "KASAN: slab-use-after-free Read in lkdtm_READ_AFTER_FREE"
+    ]
+
+
+def test_the_harness_boots_with_every_kasan_report_on():
+    log = (DATA / "lkdtm-kasan-twice-multi-shot.log").read_text()
+    assert set(boot.BASE_CMDLINE) <= set(_cmdline(log))
+    assert [s.title for s in splats.parse(log)] == [
+        "KASAN: slab-use-after-free Read in lkdtm_READ_AFTER_FREE",
+        "KASAN: slab-use-after-free Write in lkdtm_WRITE_AFTER_FREE",
+    ]
