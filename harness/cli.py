@@ -373,7 +373,7 @@ def durations_cmd(summaries: tuple[str, ...], table: str) -> None:
     Example: harness durations results/summary.json && git diff scenarios/durations.json
     """
     with _stage():
-        read = [json.loads(textfile.read_text(Path(p), "summary.json")) for p in summaries]
+        read = [shard.read_summary(Path(p)) for p in summaries]
     try:
         old = shard.load_durations(Path(table))
     except ValueError as exc:

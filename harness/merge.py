@@ -15,7 +15,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import paths, pipeline, report
+from harness import paths, pipeline, report, textfile
+from harness import shard as shard_mod
 from harness.progress import say
 
 SUITE = "lifetime-harness"
@@ -30,6 +31,7 @@ class ShardDir:
     path: Path
     summary: dict
     junit: ET.Element | None  # the shard's <testsuite>, if its junit.xml is readable
+    junit_problem: str = ""  # why it is not: its testcases are lost
 
     @property
     def label(self) -> str:
@@ -56,6 +58,40 @@ class Merged:
         return pipeline.exit_code_for_statuses(statuses, self.outside_splats)
 
 
+# What names the kernel a shard booted: shards of one run boot one build of one tree.
+KERNEL_PROPERTIES = ("tree_commit", "kernel_artifact_sha256", "config_hash")
+
+
+def _shard_problem(part: object) -> str | None:
+    """What makes a summary's "shard" not the record of `harness run --shard K/N`, or None."""
+    if not isinstance(part, dict):
+        return "'shard' is empty: not the result of a sharded run (harness run --shard K/N)"
+    index, total, plan = part.get("index"), part.get("total"), part.get("plan")
+    if not (isinstance(total, int) and isinstance(index, int) and 1 <= index <= total):
+        return "'shard' has no valid 'index' and 'total' (1 <= index <= total)"
+    if not isinstance(plan, dict) or not plan:
+        return "'shard' has no 'plan' (item id -> shard), which every sharded run writes"
+    if not all(isinstance(k, int) and 1 <= k <= total for k in plan.values()):
+        return f"'shard.plan' maps an item to no shard of 1..{total}"
+    if not isinstance(part.get("expected_s", {}), dict):
+        return "'shard.expected_s' is not a JSON object"
+    return None
+
+
+def _read_junit(path: Path) -> tuple[ET.Element | None, str]:
+    """The shard's <testsuite>, or why there is none."""
+    try:
+        data = textfile.read_bytes(path, "junit.xml")
+        suite = ET.fromstring(data).find("testsuite")
+    except textfile.TextFileError as exc:
+        return None, exc.message
+    except ET.ParseError as exc:
+        return None, f"is not XML ({exc})"
+    if suite is None:
+        return None, "has no <testsuite>"
+    return suite, ""
+
+
 def read_shard(path: Path) -> ShardDir | None:
     """A shard's results; None for a directory with no summary.json (a shard that died)."""
     summary_file = path / "summary.json"
@@ -64,20 +100,16 @@ def read_shard(path: Path) -> ShardDir | None:
     if not summary_file.exists():
         return None
     try:
-        summary = json.loads(summary_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise MergeError(
-            f"{summary_file}: unreadable ({exc}); was it written by harness run?"
-        ) from exc
-    if not isinstance(summary, dict) or not summary.get("shard"):
-        raise MergeError(
-            f"{summary_file}: not the result of a sharded run (harness run --shard K/N)"
-        )
-    try:
-        junit = ET.parse(path / "junit.xml").getroot().find("testsuite")
-    except (OSError, ET.ParseError):
-        junit = None
-    return ShardDir(path, summary, junit)
+        summary = shard_mod.read_summary(summary_file)
+    except textfile.TextFileError as exc:
+        raise MergeError(str(exc)) from exc
+    problem = _shard_problem(summary.get("shard"))
+    if not isinstance(summary.get("properties", {}), dict):
+        problem = "'properties' is not a JSON object"
+    if problem:
+        raise MergeError(f"{summary_file}:1: {problem}: {shard_mod.SUMMARY_WRITER}")
+    junit, junit_problem = _read_junit(path / "junit.xml")
+    return ShardDir(path, summary, junit, junit_problem)
 
 
 def _check_same_run(shards: list[ShardDir]) -> dict[str, int]:
@@ -94,14 +126,20 @@ def _check_same_run(shards: list[ShardDir]) -> dict[str, int]:
         if s.label in seen:
             raise MergeError(f"shard {s.label} given twice: {seen[s.label]} and {s.path}")
         seen[s.label] = s.path
-        kernel = (s.summary.get("properties") or {}).get("config_hash")
-        first_kernel = (first.summary.get("properties") or {}).get("config_hash")
-        if kernel and first_kernel and kernel != first_kernel:
-            raise MergeError(
-                f"{s.path} ran a kernel of config {kernel}, {first.path} one of {first_kernel}: "
-                "shards of one run boot one artifact"
-            )
+        for key in KERNEL_PROPERTIES:
+            mine, theirs = _property(s, key), _property(first, key)
+            if mine and theirs and mine != theirs:
+                raise MergeError(
+                    f"{s.path} ran a kernel of {key} {mine}, {first.path} one of {theirs}: "
+                    "shards of one run boot one kernel (one `harness build --artifact`); "
+                    "merge the shards of one run only"
+                )
     return plan
+
+
+def _property(shard: ShardDir, key: str) -> str | None:
+    properties = shard.summary.get("properties")
+    return properties.get(key) if isinstance(properties, dict) else None
 
 
 def _properties(shards: list[ShardDir]) -> dict[str, str]:
@@ -111,7 +149,7 @@ def _properties(shards: list[ShardDir]) -> dict[str, str]:
     for key in keys:
         if key == "shard":
             continue
-        values = {s.label: (s.summary.get("properties") or {}).get(key) for s in shards}
+        values = {s.label: _property(s, key) for s in shards}
         distinct = {v for v in values.values() if v is not None}
         out[key] = (
             distinct.pop()
@@ -145,12 +183,30 @@ def _tag(case: ET.Element, shard: ShardDir, rename: bool = False) -> ET.Element:
     return case
 
 
-def _missing_case(item_id: str, label: str) -> ET.Element:
+def _missing_case(item_id: str, message: str) -> ET.Element:
+    """An error testcase for an item whose result no shard gave."""
     case = ET.Element("testcase", name=item_id, classname="harness.merge")
-    message = f"no shard reported it: shard {label} left no results (it died, was cancelled, "
-    message += "or its results were not passed to harness merge)"
     ET.SubElement(case, "error", message=message, type="error").text = message
     return case
+
+
+def _unreported(shard: ShardDir | None, label: str, reported: dict | None) -> str:
+    """Why the item has no result to merge; "" when it has one."""
+    if shard is None:
+        return (
+            f"no shard reported it: shard {label} left no results (it died, was cancelled, "
+            "or its results were not passed to harness merge)"
+        )
+    if reported is None:
+        return f"shard {label} ran but did not report it"
+    if shard.junit is None:
+        return (
+            f"shard {label}'s junit.xml {shard.junit_problem}: its testcase is lost (the "
+            f"summary says {reported['status']}); pass the directory the shard wrote, whole"
+        )
+    if _case_from(shard, reported["id"]) is None:
+        return f"shard {label}'s junit.xml has no testcase for it, its summary.json has"
+    return ""
 
 
 def merge(dirs: list[Path]) -> tuple[Merged, list[ShardDir]]:
@@ -161,6 +217,7 @@ def merge(dirs: list[Path]) -> tuple[Merged, list[ShardDir]]:
         for d, s in read
         if s is None
     ]
+    problems += [f"{s.path}/junit.xml {s.junit_problem}" for s in shards if s.junit is None]
     if not shards:
         raise MergeError(
             "no shard results to merge: none of "
@@ -176,18 +233,14 @@ def merge(dirs: list[Path]) -> tuple[Merged, list[ShardDir]]:
         reported = None
         if shard is not None:
             reported = next((i for i in shard.summary["items"] if i["id"] == item_id), None)
-        label = f"{index}/{total}"
-        if reported is None:
-            why = f"no shard reported it (shard {label} left no results)"
-            if shard is not None:
-                why = f"shard {label} ran but did not report it"
+        if why := _unreported(shard, f"{index}/{total}", reported):
             items.append({"id": item_id, "status": "error", "error": why, "shard": index})
             problems.append(f"{item_id}: {why}")
-            cases.append(_missing_case(item_id, label))
+            cases.append(_missing_case(item_id, why))
             continue
+        assert shard is not None and reported is not None
         items.append({**reported, "shard": index})
-        case = _case_from(shard, item_id)
-        cases.append(_tag(case, shard) if case is not None else _missing_case(item_id, label))
+        cases.append(_tag(_case_from(shard, item_id), shard))
     for shard in shards:  # the kernel log outside scenarios, harness errors: once per shard
         for case in shard.junit.iter("testcase") if shard.junit is not None else ():
             if case.get("name") not in plan:

@@ -12,14 +12,13 @@ line a shard must boot and for each scenario that ends its boot.
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import paths
+from harness import paths, textfile
 from harness.run import Item
 
 DURATIONS_FILE = paths.SCENARIOS_DIR / "durations.json"
@@ -72,13 +71,56 @@ def table_accel(requested: str) -> str:
     return "kvm" if requested == "kvm" else "tcg"
 
 
+SUMMARY_WRITER = "pass a summary.json that harness run or harness merge wrote"
+# What every summary's items and boots carry (report.write, merge.write), and what an
+# item with a verdict carries besides: all measured() and merge read.
+_ENTRY_FIELDS = {
+    "items": {"id": (str,), "status": (str,)},
+    "boots": {"index": (int,), "accel": (str,)},
+}
+_VERDICT_FIELDS = {"scenario": (str,), "duration_s": (int, float)}
+
+
+def summary_problem(summary: dict) -> str | None:
+    """What makes ``summary`` not a run's summary.json (the field named), or None."""
+    for key, fields in _ENTRY_FIELDS.items():
+        entries = summary.get(key, [])
+        if not isinstance(entries, list):
+            return f"'{key}' is not a JSON array"
+        for n, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                return f"{key}[{n}] is not a JSON object"
+            need = fields
+            if key == "items" and entry.get("status") in ("pass", "fail"):
+                need = {**fields, **_VERDICT_FIELDS}
+            for name, kinds in need.items():
+                value = entry.get(name)
+                if not isinstance(value, kinds) or isinstance(value, bool):
+                    return f"{key}[{n}] has no valid '{name}'"
+    return None
+
+
+def read_summary(path: Path) -> dict:
+    """A run's summary.json, checked for what a reader of its items and boots needs."""
+    summary = textfile.read_json_object(path, "summary.json", SUMMARY_WRITER)
+    if problem := summary_problem(summary):
+        raise textfile.TextFileError(path, 1, f"{problem}: {SUMMARY_WRITER}")
+    return summary
+
+
 def load_durations(path: Path = DURATIONS_FILE) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+    """The table (empty if there is none yet); ValueError says what is wrong with it."""
+    if not path.exists():
         return {}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: unreadable durations table: {exc}") from exc
+    writer = "restore it from git, or delete it and refresh it with harness durations"
+    try:
+        table = textfile.read_json_object(path, "durations table", writer)
+    except textfile.TextFileError as exc:
+        raise ValueError(str(exc)) from exc
+    for accel in ("tcg", "kvm"):
+        if not isinstance(table.get(accel, {}), dict):
+            raise ValueError(f"{path}:1: '{accel}' is not a JSON object: {writer}")
+    return table
 
 
 def timing(durations: dict, accel: str) -> Timing:
