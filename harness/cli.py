@@ -15,8 +15,10 @@ from harness import accel, debsource, kapi, pipeline, shard, splats, textfile
 from harness import artifact as artifact_mod
 from harness import bisect as bisect_mod
 from harness import merge as merge_mod
+from harness import scenario as scenario_mod
 from harness import series as series_mod
 from harness import tree as tree_mod
+from harness.yamlnodes import SchemaErrors
 
 TREE_HELP = (
     "kernel source tree (git or plain); "
@@ -160,9 +162,11 @@ def check_cmd(files: tuple[str, ...], tree: str | None) -> None:
     \b
     Example: harness check scenarios/my-new-scenario.yaml
     """
-    with _stage():
-        scenarios = pipeline.load(pipeline.ConfigRequest(scenarios=files))
     where = pipeline.api_tree(tree)
+    try:  # with the tree, so that a covers entry is checked against what it names
+        scenarios = scenario_mod.load_scenarios(scenario_mod.resolve(list(files)), where)
+    except SchemaErrors as exc:
+        _fail(f"scenario check failed:\n{exc}")
     for sc in scenarios:
         needs = f"  needs {kapi.explain(sc.needs, where)}" if sc.needs else ""
         click.echo(f"ok  {sc.path}{needs}")
@@ -283,7 +287,11 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> sha
 )
 @click.option("--out", "out_dir", default="results", show_default=True, help="results directory")
 @ACCEL_OPTION
-@click.option("--repeat", type=int, help="override every scenario's repeat count")
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, scenario_mod.REPEAT_MAX),
+    help="override every scenario's repeat count",
+)
 @SEED_OPTION
 @TIMEOUT_OPTION
 def run(

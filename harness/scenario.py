@@ -10,6 +10,7 @@ file, line and field; the records it returns are what the guest runner gets
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,37 @@ def fixture_modules(fixture: Fixture) -> tuple[str, ...]:
         needed.append("gpio_consumer")
     return tuple(needed)
 
+
+# The template values each fixture type's guest object gives worker paths ("{eeprom0.nvmem}";
+# guest/*.py values()): an absolute path, or a device's name to build a path with. The one
+# list of them: scenarios are checked against it at every load, and
+# tests/test_scenario.py holds every guest fixture's values() to it.
+PATH, NAME = "path", "name"
+FIXTURE_TEMPLATES: dict[str, dict[str, str]] = {
+    "gpio-sim": {"dev": PATH, "device": NAME, "kernel_consumer": PATH},
+    "usb-i2c": {
+        "eeprom": PATH,
+        "nvmem": PATH,
+        "client": NAME,
+        "adapter": NAME,
+        "kernel_consumer": PATH,
+    },
+    "spi-nor": {"mtd": PATH, "spi_device": NAME, "controller": NAME},
+    "revocable": {"consumer": PATH},
+}
+# Where each fixture type's kernel devices appear. A worker path not built on a path
+# template must lie there (its fixture's; any fixture type's for a worker without one), so
+# that it reaches a provider under test: /dev/zero would meet every proof of work.
+DEVICE_AREAS: dict[str, tuple[str, ...]] = {
+    "gpio-sim": ("/dev/gpiochip", "/sys/bus/gpio/devices/", "/sys/bus/platform/devices/gpio-sim"),
+    "usb-i2c": ("/sys/bus/nvmem/devices/", "/sys/bus/i2c/devices/", "/dev/i2c-"),
+    "spi-nor": ("/dev/mtd", "/sys/class/mtd/", "/sys/bus/spi/devices/"),
+    "revocable": (),
+}
+# Upper bounds of the counts that multiply a run's length (cycles per item, items per
+# scenario); the shipped scenarios use at most 40 cycles and 1 repetition.
+CYCLES_MAX = 10_000
+REPEAT_MAX = 1_000
 
 EEPROMS = ("24c32", "24c64", "24c128", "24c256", "24c512")
 FLASHES = ("w25x05", "w25x10", "w25x20", "w25x40", "w25x80", "w25x16")
@@ -371,6 +403,11 @@ def _opt(fields: dict[str, Node], key: str, read, default):
     return read(fields[key]) if key in fields else default
 
 
+def _bound(node: Node) -> float:
+    """A duration something must end within: more than 0."""
+    return duration(node, positive=True)
+
+
 def _fixture(name: str, node: Node, earlier: dict[str, Fixture]) -> Fixture:
     kind_node = _type_node(node)
     kind = choice(kind_node, FIXTURE_TYPES) if kind_node is not None else ""
@@ -500,6 +537,8 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
             )
     if kind == "open-close" and path is None and fixture is None:
         node.error("an open-close worker needs 'path' or 'fixture'")
+    if path is not None:
+        _check_path(w["path"], path, fixture, fixtures)
     threads = _opt(w, "threads", lambda n: scalar_int(n, 1, 64), 1)
     min_ops = _opt(w, "min_ops", scalar_int, 1)
     max_ops = _opt(w, "max_ops", scalar_int, 0)
@@ -533,6 +572,58 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
         max_ops=max_ops,
         min_ops_after_removal=_opt(w, "min_ops_after_removal", scalar_int, 0),
     )
+
+
+_TEMPLATE = re.compile(r"\{([^{}]*)\}")
+
+
+def _templates_of(name: str, fixture: Fixture) -> str:
+    return ", ".join(f"{{{name}.{key}}}" for key in FIXTURE_TEMPLATES[fixture.type])
+
+
+def _check_path(node: Node, path: str, fixture: str | None, fixtures: dict[str, Fixture]) -> None:
+    """A worker path reaches the provider under test: its fixture's templates or devices."""
+    if ".." in path.split("/"):
+        node.error(f"{path!r}: '..' leaves the device area; name the provider's file itself")
+        return
+    for match in _TEMPLATE.finditer(path):
+        name, _, key = match.group(1).partition(".")
+        target = fixtures.get(name)
+        if target is None:
+            node.error(f"{match.group()}: no fixture {name!r}; defined: {', '.join(fixtures)}")
+        elif target.type not in FIXTURE_TEMPLATES:
+            continue  # its type is reported where it is defined
+        elif key not in FIXTURE_TEMPLATES[target.type]:
+            node.error(
+                f"{match.group()}: a {target.type} fixture has no template value {key!r}; "
+                f"{name} gives {_templates_of(name, target)}"
+            )
+        elif fixture is not None and name != fixture and name not in fixtures[fixture].depends_on:
+            node.error(
+                f"{match.group()} is fixture {name}'s, the worker's is {fixture}: set "
+                f"fixture: {name}, so its removal is counted for this worker"
+            )
+    if "{" in _TEMPLATE.sub("", path) or "}" in _TEMPLATE.sub("", path):
+        node.error(f"{path!r}: a brace without its pair; a template is {{fixture.value}}")
+    first = _TEMPLATE.match(path)
+    if first is not None:
+        name, _, key = first.group(1).partition(".")
+        if FIXTURE_TEMPLATES.get(getattr(fixtures.get(name), "type", ""), {}).get(key) == NAME:
+            node.error(
+                f"{first.group()} is a device name, not a path: start the path with '/' "
+                f"(e.g. /sys/bus/i2c/devices/{first.group()}/...) or with a path template"
+            )
+        return
+    kinds = [fixtures[fixture].type] if fixture in fixtures else list(DEVICE_AREAS)
+    areas = tuple(a for kind in kinds for a in DEVICE_AREAS.get(kind, ()))
+    if kinds[0] in DEVICE_AREAS and not path.startswith(areas):
+        use = _templates_of(fixture, fixtures[fixture]) if fixture in fixtures else ""
+        where = f"{fixture}'s devices" if fixture in fixtures else "every fixture's devices"
+        inside = f" or a path under {', '.join(areas)}" if areas else ""
+        node.error(
+            f"{path!r} is outside {where}: a worker must reach the provider under test; "
+            f"use {use or 'a fixture template'}{inside}"
+        )
 
 
 _REQUESTS_LINES = ("gpio-get-values", "gpio-edge-events")
@@ -603,7 +694,7 @@ def _action(node: Node, fixtures: dict[str, Fixture], workers: dict[str, Worker]
         pull=_opt(a, "pull", lambda n: choice(n, ("pull-up", "pull-down")), "pull-up"),
         repeat=_opt(a, "repeat", lambda n: scalar_int(n, 1), 1),
         interval=_opt(a, "interval", duration, 0.0),
-        within=_opt(a, "within", duration, None),
+        within=_opt(a, "within", _bound, None),
         duration=_opt(a, "duration", duration, 0.0),
         what=_opt(a, "what", lambda n: choice(n, PROVOKE), ""),
         level=_opt(a, "level", lambda n: choice(n, UNBIND_LEVELS), None),
@@ -638,8 +729,8 @@ def _expect(node: Node | None) -> Expect:
         no_splats=_opt(e, "no_splats", scalar_bool, True),
         worker_errnos=errnos,
         workers_must_fail=_opt(e, "workers_must_fail", scalar_bool, False),
-        workers_exit_within=_opt(e, "workers_exit_within", duration, 10.0),
-        action_within=_opt(e, "action_within", duration, 10.0),
+        workers_exit_within=_opt(e, "workers_exit_within", _bound, 10.0),
+        action_within=_opt(e, "action_within", _bound, 10.0),
         require_midread=_opt(e, "require_midread", scalar_bool, True),
         max_slab_growth_kb=_opt(e, "max_slab_growth_kb", scalar_int, None),
         max_fd_growth=_opt(e, "max_fd_growth", scalar_int, None),
@@ -662,7 +753,28 @@ def _path_within(path: str, cover: str) -> bool:
     return path == cover
 
 
-def _covers(node: Node) -> tuple[str, ...]:
+# The files of a kernel tree whose names have no dot: any other such name is a directory.
+_DOTLESS_FILES = ("Makefile", "Kconfig", "Kbuild", "MAINTAINERS", "COPYING", "CREDITS", "README")
+
+
+def _cover_problem(cover: str, tree: Path | None) -> str:
+    """Why a covers entry matches no file it means (a directory without its '/'), or ""."""
+    if tree is not None and (tree / cover).exists():
+        if not cover.endswith("/") and (tree / cover).is_dir():
+            return f"is a directory of {tree}: write {cover}/ (a directory ends in '/')"
+        if cover.endswith("/") and not (tree / cover).is_dir():
+            return f"is a file of {tree}, not a directory: write {cover.rstrip('/')}"
+        return ""
+    name = cover.rsplit("/", 1)[-1]
+    if name and "." not in name and name not in _DOTLESS_FILES:
+        return (
+            f"is no file name (no extension), so it matches no file: a directory ends "
+            f"in '/', write {cover}/"
+        )
+    return ""
+
+
+def _covers(node: Node, tree: Path | None) -> tuple[str, ...]:
     items = [node] if isinstance(node.raw, yaml.ScalarNode) else sequence(node)
     covers = []
     for item in items:
@@ -672,6 +784,8 @@ def _covers(node: Node) -> tuple[str, ...]:
                 f"{cover!r}: write a path relative to the kernel tree's top, a directory "
                 "with a trailing '/' (drivers/nvmem/) or a file (drivers/spi/spi-dln2.c)"
             )
+        elif problem := _cover_problem(cover, tree):
+            item.error(f"{cover!r} {problem}")
         covers.append(cover)
     return tuple(covers)
 
@@ -696,8 +810,27 @@ def _with_fixture_fragments(listed: tuple[str, ...], fixtures) -> tuple[str, ...
     return tuple(dict.fromkeys([*listed, *needed]))
 
 
-def parse_scenario(text: str, path: Path) -> tuple[Scenario | None, list[SchemaError]]:
-    """Parse one scenario file's text; return the record or the list of problems."""
+# Actions that only wait: a scenario of these alone changes nothing in the kernel.
+_WAITING_ACTIONS = ("sleep", "wait-workers", "wait-ops")
+
+
+def _check_proves_something(node: Node, workers, actions: list[Action]) -> None:
+    """A scenario must act on the kernel or demand work: else every run passes, whatever."""
+    if any(a.do not in _WAITING_ACTIONS for a in actions) or any(w.min_ops for w in workers):
+        return
+    node.error(
+        "this scenario proves nothing: no action acts on a fixture or the kernel (remove, "
+        "unbind, unplug, provoke, ...) and no worker must do any operation (min_ops: 0); "
+        "add such an action, or give a worker min_ops: 1 or more"
+    )
+
+
+def parse_scenario(
+    text: str, path: Path, tree: Path | None = None
+) -> tuple[Scenario | None, list[SchemaError]]:
+    """Parse one scenario file's text; return the record or the list of problems.
+
+    ``tree``, a kernel tree, decides whether a covers entry is a file or a directory."""
     reader = Reader(path)
     root = reader.load(text)
     if root is None:
@@ -726,6 +859,7 @@ def parse_scenario(text: str, path: Path) -> tuple[Scenario | None, list[SchemaE
         action = _action(anode, fixtures, workers)
         if action is not None:
             actions.append(action)
+    _check_proves_something(top.get("actions", top.get("workers", root)), workers.values(), actions)
     expect = _expect(top.get("expect"))
     name = _opt(top, "name", scalar_str, "")
     if name and name != path.stem and path.suffix in (".yaml", ".yml"):
@@ -742,11 +876,11 @@ def parse_scenario(text: str, path: Path) -> tuple[Scenario | None, list[SchemaE
         workers=tuple(workers.values()),
         actions=tuple(actions),
         expect=expect,
-        cycles=_opt(top, "cycles", lambda n: scalar_int(n, 1), 1),
-        timeout=_opt(top, "timeout", duration, 300.0),
-        repeat=_opt(top, "repeat", lambda n: scalar_int(n, 1), 1),
+        cycles=_opt(top, "cycles", lambda n: scalar_int(n, 1, CYCLES_MAX), 1),
+        timeout=_opt(top, "timeout", _bound, 300.0),
+        repeat=_opt(top, "repeat", lambda n: scalar_int(n, 1, REPEAT_MAX), 1),
         seed=_opt(top, "seed", scalar_int, 0),
-        covers=_opt(top, "covers", _covers, ()),
+        covers=_opt(top, "covers", lambda n: _covers(n, tree), ()),
         needs=_with_fixture_apis(_opt(top, "needs", _needs, ()), fixtures.values()),
     )
     if reader.errors:
@@ -754,25 +888,25 @@ def parse_scenario(text: str, path: Path) -> tuple[Scenario | None, list[SchemaE
     return scenario, []
 
 
-def load_scenario(path: Path) -> Scenario:
+def load_scenario(path: Path, tree: Path | None = None) -> Scenario:
     """Read and check one file; raise SchemaErrors naming every problem."""
     try:
         text = textfile.read_text(path, "scenario file")
     except textfile.TextFileError as exc:
         raise SchemaErrors([SchemaError(path, exc.line, "", exc.message)]) from exc
-    scenario, errors = parse_scenario(text, path)
+    scenario, errors = parse_scenario(text, path, tree)
     if errors:
         raise SchemaErrors(errors)
     assert scenario is not None
     return scenario
 
 
-def load_scenarios(paths_: list[Path]) -> list[Scenario]:
+def load_scenarios(paths_: list[Path], tree: Path | None = None) -> list[Scenario]:
     """Load several files, reporting the problems of all of them at once."""
     scenarios, errors = [], []
     for path in paths_:
         try:
-            scenarios.append(load_scenario(path))
+            scenarios.append(load_scenario(path, tree))
         except SchemaErrors as exc:
             errors.extend(exc.errors)
     if errors:

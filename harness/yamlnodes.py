@@ -137,14 +137,18 @@ def scalar_str(node: Node) -> str:
     return str(value)
 
 
-def scalar_int(node: Node, minimum: int = 0, maximum: int | None = None) -> int:
+# The largest number any field takes unless it names its own bound: more than any count,
+# size or seed here needs, and what a C int on the guest's side still holds.
+INT_MAX = 2**31 - 1
+
+
+def scalar_int(node: Node, minimum: int = 0, maximum: int = INT_MAX) -> int:
     value = _scalar(node)
     if isinstance(value, bool) or not isinstance(value, int):
         node.error(f"expected a whole number, got {node.raw.value!r}")
         return minimum
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = f" and {maximum}" if maximum is not None else ""
-        node.error(f"must be between {minimum}{upper}" if upper else f"must be >= {minimum}")
+    if not minimum <= value <= maximum:
+        node.error(f"must be between {minimum} and {maximum}")
         return minimum
     return value
 
@@ -176,10 +180,25 @@ def parse_duration(text: str) -> float | None:
     return float(match.group(1)) * scale
 
 
-def duration(node: Node) -> float:
+# The longest any duration of a scenario may be: a scenario's whole timeout under TCG is
+# minutes (the longest shipped one 20m), and a run of one side ends after an hour by default.
+DURATION_MAX = 6 * 3600.0
+
+
+def duration(node: Node, positive: bool = False) -> float:
+    """Seconds, at most DURATION_MAX; ``positive`` for a bound, which 0 could never meet."""
     value = parse_duration(scalar_str(node))
     if value is None:
         node.error(f"expected a duration like 500ms, 2s or 1m, got {node.raw.value!r}")
+        return 0.0
+    if positive and value <= 0:
+        node.error("must be more than 0: it bounds how long something may take (e.g. 5s)")
+        return 0.0
+    if value > DURATION_MAX:
+        node.error(
+            f"{node.raw.value!r} is more than {DURATION_MAX / 60:g}m, the most a scenario "
+            "may wait for anything: give a shorter duration"
+        )
         return 0.0
     return value
 
