@@ -586,6 +586,9 @@ def _check_path(node: Node, path: str, fixture: str | None, fixtures: dict[str, 
     if ".." in path.split("/"):
         node.error(f"{path!r}: '..' leaves the device area; name the provider's file itself")
         return
+    if "{" in _TEMPLATE.sub("", path) or "}" in _TEMPLATE.sub("", path):
+        node.error(f"{path!r}: a brace without its pair; a template is {{fixture.value}}")
+        return
     for match in _TEMPLATE.finditer(path):
         name, _, key = match.group(1).partition(".")
         target = fixtures.get(name)
@@ -603,22 +606,20 @@ def _check_path(node: Node, path: str, fixture: str | None, fixtures: dict[str, 
                 f"{match.group()} is fixture {name}'s, the worker's is {fixture}: set "
                 f"fixture: {name}, so its removal is counted for this worker"
             )
-    if "{" in _TEMPLATE.sub("", path) or "}" in _TEMPLATE.sub("", path):
-        node.error(f"{path!r}: a brace without its pair; a template is {{fixture.value}}")
-    first = _TEMPLATE.match(path)
-    if first is not None:
+    if first := _TEMPLATE.match(path):
         name, _, key = first.group(1).partition(".")
-        if FIXTURE_TEMPLATES.get(getattr(fixtures.get(name), "type", ""), {}).get(key) == NAME:
+        kind = fixtures[name].type if name in fixtures else ""
+        if FIXTURE_TEMPLATES.get(kind, {}).get(key) == NAME:
             node.error(
-                f"{first.group()} is a device name, not a path: start the path with '/' "
-                f"(e.g. /sys/bus/i2c/devices/{first.group()}/...) or with a path template"
+                f"{first.group()} is a device's name, not a path: write the path it is part "
+                f"of (/sys/bus/.../{first.group()}/...), or start with a path template"
             )
         return
     kinds = [fixtures[fixture].type] if fixture in fixtures else list(DEVICE_AREAS)
     areas = tuple(a for kind in kinds for a in DEVICE_AREAS.get(kind, ()))
     if kinds[0] in DEVICE_AREAS and not path.startswith(areas):
         use = _templates_of(fixture, fixtures[fixture]) if fixture in fixtures else ""
-        where = f"{fixture}'s devices" if fixture in fixtures else "every fixture's devices"
+        where = f"{fixture}'s devices" if fixture in fixtures else "the fixtures' devices"
         inside = f" or a path under {', '.join(areas)}" if areas else ""
         node.error(
             f"{path!r} is outside {where}: a worker must reach the provider under test; "

@@ -19,8 +19,8 @@ LOG_BAD_BYTES_MAX = 0.01
 # Hand-written and harness-written inputs (scenarios, fragments, summary.json): the
 # largest shipped one is a few KiB, a summary of thousands of items a few MiB.
 TEXT_MAX = 64 << 20
-# A serial console log of a long run: tens of MiB at most (a run's own is far less).
-LOG_MAX = 512 << 20
+# A serial console log: a whole run's is a few MiB, a long soak's tens of MiB.
+LOG_MAX = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
-def _mib(size: int) -> str:
-    return f"{size >> 20} MiB"
+def _size(size: int) -> str:
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size} bytes"
 
 
 def read_bytes(path: Path, what: str, limit: int = TEXT_MAX) -> bytes:
@@ -61,7 +61,7 @@ def read_bytes(path: Path, what: str, limit: int = TEXT_MAX) -> bytes:
         raise TextFileError(
             path,
             1,
-            f"larger than {_mib(limit)}, the most the harness reads of a {what}: "
+            f"larger than {_size(limit)}, the most the harness reads of a {what}: "
             "check that it is the right file",
         )
     return data

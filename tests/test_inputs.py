@@ -1,13 +1,17 @@
 """Bad input files give file:line errors and exit 2 from the CLI, never a traceback."""
 
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from test_scenario import expectations
 
 from harness import kconfig, textfile
+from harness.cli import main
 from harness.scenario import load_scenario
 from harness.yamlnodes import SchemaErrors
 
@@ -97,3 +101,77 @@ def test_read_text_reports_the_first_bad_byte(tmp_path):
     with pytest.raises(textfile.TextFileError) as caught:
         textfile.read_text(path, "scenario file")
     assert caught.value.line == 3 and "offset 13" in caught.value.message
+
+
+BAD = ROOT / "tests" / "scenarios" / "bad"
+
+
+def bounded_harness(*args: str) -> subprocess.CompletedProcess:
+    """The CLI with 1 GiB of address space and 30 s: a command that reads a device or a
+    FIFO to its end fails the test instead of filling the machine's memory or hanging."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=limit,
+    )
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "scenario.yaml"
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("command", ["check", "log"])
+@pytest.mark.parametrize("target", ["fifo", "/dev/zero"])
+def test_check_and_log_refuse_what_is_not_a_regular_file(command, target, fifo):
+    path = str(fifo) if target == "fifo" else target
+    proc = bounded_harness(command, path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    kind = "FIFO (named pipe)" if target == "fifo" else "character device"
+    assert f"{path}:1: is a {kind}, not a regular file" in proc.stderr
+
+
+def test_a_file_over_the_bound_is_refused_saying_the_bound(tmp_path):
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as sink:  # sparse: no disk, but read() returns its zeros
+        sink.truncate(textfile.TEXT_MAX + 1)
+    proc = bounded_harness("check", str(big))
+    assert proc.returncode == 2, proc.stderr
+    assert f"{big}:1: larger than 64 MiB, the most the harness reads of a scenario file" in (
+        proc.stderr
+    )
+    with pytest.raises(textfile.TextFileError, match="larger than 1000 bytes"):
+        textfile.read_bytes(big, "console log", 1000)
+
+
+def test_check_names_every_bad_input_fixture_with_line_and_fix(tmp_path):
+    """One `harness check` of every file in tests/scenarios/bad, with a tree in which
+    drivers/gpio is a directory: each expected `file:line: ...` error, exit 2."""
+    (tmp_path / "drivers" / "gpio").mkdir(parents=True)
+    files = sorted(BAD.glob("*.yaml"))
+    proc = harness("check", "--tree", str(tmp_path), *map(str, files))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    for path in files:
+        for line, text in expectations(path):
+            where = f"{path}:{line}: "
+            assert any(e.startswith(where) and text in e for e in lines), (where, text)
+    assert f"drivers/gpio' is a directory of {tmp_path}: write drivers/gpio/" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1001"])
+def test_repeat_out_of_range_is_an_option_error(value):
+    result = CliRunner().invoke(main, ["run", "--repeat", value, "gpio-sim-plug-cycle"])
+    assert result.exit_code == 2 and "Invalid value for '--repeat'" in result.output
+    assert "1<=x<=1000" in result.output

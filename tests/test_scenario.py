@@ -1,11 +1,12 @@
 """Scenario schema: the shipped files load; bad input names file, line, field and the fix."""
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from harness import paths
-from harness.scenario import load_scenario, load_scenarios, parse_scenario
+from harness.scenario import FIXTURE_TEMPLATES, load_scenario, load_scenarios, parse_scenario
 from harness.yamlnodes import SchemaErrors, parse_duration
 
 GOOD = """\
@@ -322,3 +323,127 @@ def test_in_kernel_gpio_consumers_and_wp_lines_name_real_lines():
         "no gpio-sim fixture 'eeprom0' defined before this one (defined: chip0)" in e
         for e in errors
     )
+
+
+BAD = Path(__file__).parent / "scenarios" / "bad"
+
+
+def expectations(path: Path) -> list[tuple[int, str]]:
+    """The '# expect: LINE: TEXT' lines a bad-input fixture opens with."""
+    out = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("# expect: "):
+            break
+        number, text = line.removeprefix("# expect: ").split(": ", 1)
+        out.append((int(number), text))
+    return out
+
+
+@pytest.mark.parametrize("path", sorted(BAD.glob("*.yaml")), ids=lambda p: p.stem)
+def test_bad_input_fixtures_name_line_and_fix(path):
+    with pytest.raises(SchemaErrors) as caught:
+        load_scenario(path)
+    errors = [str(e) for e in caught.value.errors]
+    assert expectations(path)
+    for line, text in expectations(path):
+        assert any(e.startswith(f"{path}:{line}: ") and text in e for e in errors), errors
+
+
+WORKER = GOOD.replace(
+    "actions:",
+    """  - name: r
+    type: TYPE
+    fixture: FIXTURE
+    path: "PATH"
+actions:""",
+).replace(
+    "fixtures:\n",
+    """fixtures:
+  eeprom0: {type: usb-i2c, adapter: dln2, eeprom: 24c32}
+  rev0: {type: revocable}
+""",
+)
+
+
+def path_errors(path: str, fixture: str = "eeprom0", kind: str = "read-file") -> list[str]:
+    text = WORKER.replace("PATH", path).replace("FIXTURE", fixture).replace("TYPE", kind)
+    return [str(e) for e in parse_scenario(text, Path("s/t.yaml"))[1]]
+
+
+@pytest.mark.parametrize(
+    "path, fixture",
+    [
+        ("{eeprom0.nvmem}", "eeprom0"),
+        ("{eeprom0.eeprom}", "eeprom0"),
+        ("/sys/bus/nvmem/devices/*/nvmem", "eeprom0"),
+        ("/sys/bus/i2c/devices/{eeprom0.client}/eeprom", "eeprom0"),
+        ("/dev/gpiochip*", "chip0"),
+        ("{chip0.kernel_consumer}", "chip0"),
+    ],
+)
+def test_worker_paths_that_reach_the_fixture_are_accepted(path, fixture):
+    assert path_errors(path, fixture) == []
+
+
+@pytest.mark.parametrize(
+    "path, fixture, message",
+    [
+        ("/dev/zero", "eeprom0", "outside eeprom0's devices"),
+        ("/etc/passwd", "eeprom0", "use {eeprom0.eeprom}, {eeprom0.nvmem}"),
+        ("/dev/gpiochip0", "eeprom0", "or a path under /sys/bus/nvmem/devices/"),
+        ("{eeprom0.nvmem}/../../../zero", "eeprom0", "'..' leaves the device area"),
+        ("{eeprom0.client}/eeprom", "eeprom0", "is a device's name, not a path"),
+        ("{chip0.dev}", "eeprom0", "set fixture: chip0"),
+        ("{chip9.dev}", "chip0", "no fixture 'chip9'"),
+        ("{chip0.dev", "chip0", "a brace without its pair"),
+        ("{chip0.nvmem}", "chip0", "chip0 gives {chip0.dev}, {chip0.device}"),
+    ],
+)
+def test_worker_paths_that_leave_the_fixture_name_line_and_fix(path, fixture, message):
+    (error,) = path_errors(path, fixture)
+    assert error.startswith("s/t.yaml:20: workers[1].path: ") and message in error
+
+
+def test_a_revocable_fixture_is_read_through_its_template_only():
+    (error,) = path_errors("/sys/kernel/debug/x", "rev0", "revocable-read")
+    assert "outside rev0's devices" in error and "use {rev0.consumer}" in error
+
+
+def test_every_guest_fixture_gives_exactly_the_template_values_the_schema_knows():
+    """The guest's values() (what it fills templates with) against FIXTURE_TEMPLATES, with
+    the fixture objects the guest makes of the shipped scenarios' records (no setup)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guest"))
+    import fixtures
+
+    given = {}
+    for sc in load_scenarios(paths.builtin_scenarios()):
+        for spec in sc.to_json()["fixtures"]:
+            made = fixtures.make(spec, "harness-test-0", "dummy_udc.0", {})
+            given.setdefault(spec["type"], set(made.values()))
+    assert given == {kind: set(keys) for kind, keys in FIXTURE_TEMPLATES.items()}
+
+
+def test_bounds_must_be_more_than_0():
+    text = GOOD.replace("worker_errnos:", "workers_exit_within: 0s\n  worker_errnos:")
+    text = text.replace("    after:", "    within: 0ms\n    after:")
+    errors = errors_of(text)
+    assert any("actions[0].within: must be more than 0" in e for e in errors)
+    assert any("expect.workers_exit_within: must be more than 0" in e for e in errors)
+
+
+def test_a_covers_entry_is_decided_from_the_tree_when_one_is_known(tmp_path):
+    (tmp_path / "drivers" / "gpio").mkdir(parents=True)
+    (tmp_path / "drivers" / "gpio" / "gpio-sim.c").write_text("")
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "setlocalversion").write_text("")
+
+    def problems(cover: str, tree: Path | None) -> list[str]:
+        text = GOOD + f"covers: [{cover}]\n"
+        return [str(e) for e in parse_scenario(text, Path("s/t.yaml"), tree)[1]]
+
+    assert problems("scripts/setlocalversion", tmp_path) == []  # a file without a dot
+    assert "write scripts/setlocalversion/" in problems("scripts/setlocalversion", None)[0]
+    assert "is a directory of" in problems("drivers/gpio", tmp_path)[0]
+    assert "write drivers/gpio-sim.c" not in problems("drivers/gpio/gpio-sim.c/", tmp_path)[0]
+    assert "write drivers/gpio/gpio-sim.c" in problems("drivers/gpio/gpio-sim.c/", tmp_path)[0]
+    assert problems("drivers/gpio/", tmp_path) == problems("drivers/gpio/Kconfig", None) == []
