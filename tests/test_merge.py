@@ -19,14 +19,23 @@ SCENARIOS = ["gpio-sim-plug-cycle", "gpio-sim-remove-under-readers", "mtd-data-i
 
 
 def _write_shard(
-    out: Path, index: int, total: int, repeat: int = 2, status: str = "pass", outside: int = 1
+    out: Path,
+    index: int,
+    total: int,
+    repeat: int = 2,
+    status: str = "pass",
+    outside: int = 1,
+    kernel: dict | None = None,
 ):
     """What `harness run --shard index/total` leaves, with the real plan and writer
-    (``outside``: kernel reports of a boot no item could take)."""
+    (``outside``: kernel reports of a boot no item could take; ``kernel`` replaces
+    properties that name the kernel it booted)."""
     request = pipeline.RunRequest(scenarios=tuple(SCENARIOS), repeat=repeat)
     request = pipeline.replace(request, shard=shard.Shard(index, total))
     info = report.RunInfo(command=["harness", "run", "--shard", f"{index}/{total}"])
     info.properties.update({"config_hash": "abc", "accelerator": f"tcg: shard {index}"})
+    info.properties.update({"tree_commit": "c0ffee", "kernel_artifact_sha256": "5a5a"})
+    info.properties.update(kernel or {})
     every = expand(load_scenarios(resolve(SCENARIOS)), repeat, None)
     items = pipeline.shard_items(request, every, info, pipeline.measured_times(request))
     results = [ItemResult(i, status=status, duration_s=3.0, boot=1) for i in items]
@@ -139,3 +148,76 @@ def test_cli_errors_are_messages_with_status_2(tmp_path):
     assert "Traceback" not in result.output
     ok = runner.invoke(main, ["merge", str(tmp_path / "s1"), "--out", str(tmp_path / "o")])
     assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.parametrize(
+    "key, ours, theirs",
+    [
+        ("tree_commit", "c0ffee", "deadbeef"),
+        ("kernel_artifact_sha256", "5a5a", "7b7b"),
+        ("config_hash", "abc", "def"),
+    ],
+)
+def test_shards_of_different_kernels_are_refused_naming_both(tmp_path, key, ours, theirs):
+    _write_shard(tmp_path / "s1", 1, 2)
+    _write_shard(tmp_path / "s2", 2, 2, kernel={key: theirs})
+    dirs = [str(tmp_path / "s1"), str(tmp_path / "s2")]
+    result = CliRunner().invoke(main, ["merge", *dirs, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert f"{dirs[1]} ran a kernel of {key} {theirs}, {dirs[0]} one of {ours}" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda junit: junit.unlink(), "cannot read: No such file or directory"),
+        (lambda junit: junit.write_text(junit.read_text()[:200]), "is not XML"),
+        (lambda junit: junit.write_text("<testsuites/>"), "has no <testsuite>"),
+    ],
+)
+def test_a_shard_without_a_readable_junit_xml_is_an_error_per_item(tmp_path, damage, problem):
+    _write_shard(tmp_path / "s1", 1, 2)
+    lost = _write_shard(tmp_path / "s2", 2, 2)
+    damage(tmp_path / "s2" / "junit.xml")
+    dirs = [str(tmp_path / "s1"), str(tmp_path / "s2")]
+    result = CliRunner().invoke(main, ["merge", *dirs, "--out", str(tmp_path / "o")])
+    assert result.exit_code == pipeline.EXIT_NO_VERDICT, result.output
+    assert f"{dirs[1]}/junit.xml {problem}" in result.output
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    errors = {i["id"]: i["error"] for i in summary["items"] if i["status"] == "error"}
+    assert set(errors) == {i.id for i in lost}
+    assert all("shard 2/2's junit.xml" in e for e in errors.values())
+    assert all("the summary says pass" in e for e in errors.values())
+    cases = _cases(tmp_path / "o")
+    assert all(cases[i.id].find("error") is not None for i in lost)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda s: s["shard"].pop("plan"), "'shard' has no 'plan' (item id -> shard)"),
+        (lambda s: s.update(items={"a": 1}), "'items' is not a JSON array"),
+        (lambda s: s.update(items=[{"id": 1}]), "items[0] has no valid 'id'"),
+        (lambda s: s["shard"].update(index=3), "'shard' has no valid 'index' and 'total'"),
+        (lambda s: s.update(properties=[]), "'properties' is not a JSON object"),
+    ],
+)
+def test_a_summary_that_is_not_a_shards_is_refused_with_file_and_line(tmp_path, change, message):
+    _write_shard(tmp_path / "s1", 1, 1)
+    path = tmp_path / "s1" / "summary.json"
+    summary = json.loads(path.read_text())
+    change(summary)
+    path.write_text(json.dumps(summary))
+    result = CliRunner().invoke(main, ["merge", str(tmp_path / "s1"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # a message, not a traceback
+    assert f"error: {path}:1: {message}" in result.output
+
+
+def test_a_summary_that_is_not_json_is_refused_with_its_line(tmp_path):
+    _write_shard(tmp_path / "s1", 1, 1)
+    path = tmp_path / "s1" / "summary.json"
+    path.write_text('{\n  "shard": [1,\n}')
+    result = CliRunner().invoke(main, ["merge", str(tmp_path / "s1"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and f"error: {path}:3: not valid JSON" in result.output

@@ -5,8 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from harness import shard
+from harness.cli import main
 from harness.run import expand
 from harness.scenario import load_scenarios, resolve
 
@@ -184,3 +186,36 @@ def test_a_later_summary_replaces_a_scenarios_figure_and_boots_pool():
     fresh = shard.measured([full, rerun])
     assert fresh["tcg"]["scenarios"]["a"]["duration_s"] == 27.0
     assert fresh["tcg"]["boot_s"] == 8.0
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"items": [', ":1: not valid JSON (Expecting value, column 12)"),
+        ("[1, 2]", ":1: a summary.json is a JSON object, this is a JSON array"),
+        ('{"items": {"a": 1}}', ":1: 'items' is not a JSON array"),
+        ('{"items": [{"id": "a", "status": "pass"}]}', ":1: items[0] has no valid 'scenario'"),
+        ('{"boots": [{"index": "1", "accel": "tcg"}]}', ":1: boots[0] has no valid 'index'"),
+    ],
+)
+def test_durations_refuses_what_is_not_a_summary_with_file_line_and_fix(tmp_path, text, message):
+    bad = tmp_path / "summary.json"
+    bad.write_text(text)
+    table = tmp_path / "durations.json"
+    result = CliRunner().invoke(main, ["durations", str(bad), "--file", str(table)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # a message, not a traceback
+    assert f"error: {bad}{message}" in result.output
+    assert "pass a summary.json that harness run or harness merge wrote" in result.output
+    assert not table.exists()
+
+
+def test_a_durations_table_that_is_not_one_is_refused(tmp_path):
+    table = tmp_path / "durations.json"
+    table.write_text('{"tcg": [1]}')
+    with pytest.raises(ValueError, match=f"{table}:1: 'tcg' is not a JSON object"):
+        shard.load_durations(table)
+    table.write_text("[]")
+    with pytest.raises(ValueError, match="this is a JSON array"):
+        shard.load_durations(table)
+    assert shard.load_durations(tmp_path / "none.json") == {}
