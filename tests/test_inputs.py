@@ -171,7 +171,9 @@ def test_check_names_every_bad_input_fixture_with_line_and_fix(tmp_path):
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "1001"])
-def test_repeat_out_of_range_is_an_option_error(value):
-    result = CliRunner().invoke(main, ["run", "--repeat", value, "gpio-sim-plug-cycle"])
+def test_repeat_out_of_range_is_an_option_error(tmp_path, value):
+    # an accepted --repeat ends at the missing artifact, before any build or boot
+    args = ["--kernel", str(tmp_path / "none.tar.gz"), "--out", str(tmp_path / "r")]
+    result = CliRunner().invoke(main, ["run", "--repeat", value, *args, "gpio-sim-plug-cycle"])
     assert result.exit_code == 2 and "Invalid value for '--repeat'" in result.output
     assert "1<=x<=1000" in result.output
