@@ -79,6 +79,7 @@ _ENTRY_FIELDS = {
     "boots": {"index": (int,), "accel": (str,)},
 }
 _VERDICT_FIELDS = {"scenario": (str,), "duration_s": (int, float)}
+_OPTIONAL_FIELDS = {"items": {}, "boots": {"splats_outside_scenarios": (list,)}}
 
 
 def summary_problem(summary: dict) -> str | None:
@@ -96,6 +97,9 @@ def summary_problem(summary: dict) -> str | None:
             for name, kinds in need.items():
                 value = entry.get(name)
                 if not isinstance(value, kinds) or isinstance(value, bool):
+                    return f"{key}[{n}] has no valid '{name}'"
+            for name, kinds in _OPTIONAL_FIELDS[key].items():
+                if name in entry and not isinstance(entry[name], kinds):
                     return f"{key}[{n}] has no valid '{name}'"
     return None
 
