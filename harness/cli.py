@@ -148,8 +148,8 @@ def build_cmd(
 TREE_FOR_APIS = click.option(
     "--tree",
     type=click.Path(exists=True, file_okay=False),
-    help="say whether this tree has the kernel APIs scenarios need (default: the default "
-    "tree, if unpacked)",
+    help="say whether this tree has the kernel APIs scenarios need, and (check) hold each "
+    "covers: entry to what it names there (default: the default tree, if unpacked)",
 )
 
 
