@@ -193,6 +193,9 @@ class ScenarioRun:
         out = template
         for key, value in values.items():
             out = out.replace("{" + key + "}", value)
+        if left := re.findall(r"\{[\w-]+\.\w+\}", out):
+            # `harness check` refuses unknown templates: this is a harness/schema mismatch
+            raise HarnessError(f"{template!r}: no fixture gives {', '.join(left)}")
         return out
 
     # --- actions -------------------------------------------------------------

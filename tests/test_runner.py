@@ -71,3 +71,12 @@ def test_an_emulator_failing_in_an_action_is_a_harness_error_not_a_kernel_result
     with pytest.raises(runner.HarnessError, match="GadgetError: ep0: unexpected setup"):
         run.run_action({**action, "at": None, "after_worker": None}, [], 0.0)
     assert run.violations == []  # nothing is said about the kernel
+
+
+def test_a_template_no_fixture_gives_is_a_harness_error_not_a_path():
+    """It used to stay in the path, so the worker failed to open "{eeprom0.nvme}" and the
+    item read as a kernel failure."""
+    run = _run_of("nvmem-usb-unplug-during-read")
+    with pytest.raises(runner.HarnessError, match=r"no fixture gives \{eeprom0.nvme\}"):
+        run.resolve("{eeprom0.nvme}")
+    assert run.resolve("/dev/gpiochip0") == "/dev/gpiochip0"
