@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 
 # "[   12.345678] " and optionally "[    T123] " / "[    C1] " (PRINTK_CALLER)
 _PREFIX = re.compile(r"^\s*(?:<\d+>)?\[\s*(\d+\.\d+)\](?:\[\s*[TC]\d+\])?\s?")
+# kmemleak's console reports (kmemleak.verbose=1) prefix every line with "kmemleak: "
 _FRAME = re.compile(
-    r"^\s*(?:\[<[0-9a-f]+>\]\s*)?(\?\s+)?([A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[(\w+)\])?"
+    r"^(?:kmemleak:)?\s*(?:\[<[0-9a-f]+>\]\s*)?(\?\s+)?([A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[(\w+)\])?"
 )
 _RIP = re.compile(r"^\s*RIP:\s*[0-9a-f]{4}:([A-Za-z_.$][\w.$]*)\+0x")
 _END_MARKERS = (
@@ -51,17 +52,14 @@ SKIP_FRAMES = re.compile(
     r"kvmalloc\w*|slab_alloc\w*|__slab_alloc\w*|___slab_alloc|alloc_pages\w*|"
     r"memcpy\w*|memset\w*|memmove\w*|__memcpy\w*|__memset\w*|strlen|strcmp|strcpy|"
     r"__list_\w+_valid\w*|__list_add\w*|__list_del\w*|list_add\w*|list_del\w*|"
+    r"kmemleak_\w+|slab_post_alloc_hook|__alloc_pages\w*|__free_pages\w*|free_pages\w*|"
+    r"__free_page|free_unref_\w+|free_pages_prepare|bad_page|__folio_put|folio_put|put_page|"
+    r"delay_tsc|delay_halt\w*|delay_loop|__delay|__const_udelay|__udelay|__ndelay|"
     r"panic|nmi_\w+|watchdog\w*|rcu_dump_\w+|rcu_\w*stall\w*|print_cpu_stall\w*|"
     r"sysvec_\w+|asm_sysvec_\w+|__sysvec_\w+|irq_exit\w*|__irq_exit\w*|"
     r"entry_SYSCALL\w*|do_syscall_\w+|x64_sys_call|__x64_sys_\w+|__do_sys_\w+|"
     r"ret_from_fork\w*|kthread|worker_thread|process_one_work|process_scheduled_works"
     r")$"
-)
-# The hung-task title names what waits, so waiting primitives are skipped too;
-# for all other reports a sync primitive is a fine title (kept via this list).
-_SYNC_FRAMES = re.compile(
-    r"^(?:__synchronize_srcu|synchronize_srcu\w*|synchronize_rcu\w*|wait_for_completion\w*|"
-    r"flush_work|__flush_work\w*|mutex_lock\w*|__mutex_\w+|down_\w+)$"
 )
 
 
@@ -101,20 +99,28 @@ def split_lines(log: str) -> list[Line]:
 
 
 def frames_of(lines: list[Line], guesses: bool = False) -> list[str]:
-    """Call-trace function names, in order; ``? func`` guesses only if asked for."""
+    """Call-trace function names, in order; ``? func`` guesses only if asked for.
+
+    Frames between <NMI> and </NMI> are the backtrace's own NMI handler (a stall
+    report's "NMI backtrace for cpu N"), never the stalled code.
+    """
     out = []
+    in_nmi = False
     for line in lines:
+        marker = line.text.strip()
+        if marker in ("<NMI>", "</NMI>"):
+            in_nmi = marker == "<NMI>"
+            continue
         m = _FRAME.match(line.text)
-        if m and (guesses or not m.group(1)):
+        if m and not in_nmi and (guesses or not m.group(1)):
             out.append(m.group(2))
     return out
 
 
-def first_useful(candidates: list[str], keep_sync: bool = True) -> str | None:
+def first_useful(candidates: list[str]) -> str | None:
+    """The culprit: the first frame that is not report, locking, waiting or allocator code."""
     for name in candidates:
         name = re.sub(r"\.(?:cold|isra|constprop|part|llvm)\.?\d*$", "", name)
-        if keep_sync and _SYNC_FRAMES.match(name):
-            return name
         if not SKIP_FRAMES.match(name):
             return name
     return None
@@ -165,15 +171,15 @@ def _at_function(lines: list[Line], after: str) -> str | None:
     return None
 
 
-def _func(lines: list[Line], *preferred: str | None, keep_sync: bool = True) -> str:
+def _func(lines: list[Line], *preferred: str | None) -> str:
     """The title function: the preferred names (if not machinery), else the trace."""
-    name = first_useful([p for p in preferred if p], keep_sync)
+    name = first_useful([p for p in preferred if p])
     if name:
         return name
     return (
-        first_useful(frames_of(lines), keep_sync)
+        first_useful(frames_of(lines))
         # a jump into freed memory leaves RIP a bare address and only guessed frames
-        or first_useful(frames_of(lines, guesses=True), keep_sync)
+        or first_useful(frames_of(lines, guesses=True))
         or "unknown"
     )
 
@@ -215,7 +221,7 @@ def _warning(m: re.Match, lines: list[Line]) -> str | tuple[str, str]:
     if "refcount_t:" in text or "refcount" in source:
         return "refcount", f"refcount bug in {_func(lines, func)}"
     if "lib/debugobjects.c" in source or "ODEBUG:" in text:
-        return "debugobjects", f"WARNING: ODEBUG bug in {_func(lines, keep_sync=False)}"
+        return "debugobjects", f"WARNING: ODEBUG bug in {_func(lines)}"
     if "list_debug.c" in source or re.search(r"list_(add|del) corruption", text):
         return "list-corruption", f"BUG: corrupted list in {_func(lines)}"
     return f"WARNING in {_func(lines, func)}"
@@ -236,7 +242,7 @@ def _blocked(m: re.Match, lines: list[Line]) -> str | None:
             tasks[-1][1].append(line)
     chosen = next((body for pid, body in tasks if pid == stuck), None)
     for body in [chosen] if chosen is not None else [b for _, b in tasks]:
-        if where := first_useful(frames_of(body), keep_sync=False):
+        if where := first_useful(frames_of(body)):
             if stuck is None and m.group(0).startswith("harness"):
                 return HARNESS_DUMP, f"INFO: task hung in {where}"  # see _timeouts
             return f"INFO: task hung in {where}"
@@ -346,7 +352,7 @@ PATTERNS: tuple[Pattern, ...] = (
         "hung-task",
         # " in I/O wait" stands between in trees that say why the task is blocked
         re.compile(r"^INFO: task (\S+):\d+ blocked(?: in I/O wait)? for more than \d+ seconds"),
-        lambda m, ls: f"INFO: task hung in {_func(ls, keep_sync=False)}",
+        lambda m, ls: f"INFO: task hung in {_func(ls)}",
     ),
     # the guest runner's or the host's note, then the dump (guest/runner.py dump_blocked,
     # harness/boot.py request_stacks); a bare dump is titled the same way
@@ -365,6 +371,18 @@ PATTERNS: tuple[Pattern, ...] = (
             r"^rcu: INFO: (\w+) (?:detected stalls on CPUs/tasks|self-detected stall on CPU)"
         ),
         _in("INFO: rcu detected stall", rip=True),
+    ),
+    # an expedited grace period held up by the same kind of reader: one bug, one title
+    Pattern(
+        "rcu-stall",
+        re.compile(r"^(?:rcu: )?INFO: \w+ detected expedited stalls(?: on CPUs/tasks|, but)"),
+        _in("INFO: rcu detected stall", rip=True),
+    ),
+    # RCU Tasks: a task that never switches voluntarily; its stack follows the line
+    Pattern(
+        "rcu-stall",
+        re.compile(r"^(?:rcu: )?INFO: (rcu_tasks\w*) detected stalls on tasks"),
+        lambda m, ls: f"INFO: {m.group(1)} detected stall in {_func(ls)}",
     ),
     Pattern(
         "lockup",
@@ -417,10 +435,17 @@ PATTERNS: tuple[Pattern, ...] = (
         re.compile(r"^UBSAN: ([\w-]+) in (\S+)"),
         lambda m, ls: f"UBSAN: {m.group(1)} in {_func(ls)}",
     ),
+    # the debugfs file's report, or the console's (kmemleak.verbose=1) with its prefix
     Pattern(
         "kmemleak",
-        re.compile(r"^unreferenced object 0x[0-9a-f]+ \(size \d+\)"),
+        re.compile(r"^(?:kmemleak: )?unreferenced object 0x[0-9a-f]+ \(size \d+\)"),
         _in("memory leak"),
+    ),
+    # "BUG: Bad page state in process sh  pfn:0a1b2": the process and pfn vary by run
+    Pattern(
+        "bad-page",
+        re.compile(r"^BUG: Bad page (state|map) in process"),
+        lambda m, ls: f"BUG: Bad page {m.group(1)} in {_func(ls)}",
     ),
     Pattern("oops", re.compile(r"^Oops: "), _in("Oops", rip=True)),
     Pattern("bug", re.compile(r"^BUG: (.+?)\s*$"), lambda m, ls: f"BUG: {m.group(1)}"),
@@ -451,6 +476,21 @@ _CUT_HEADER = re.compile(
 _CUT_LOOKAHEAD = 6
 _MAX_LINES = 160
 _GAP_SECONDS = 1.0
+
+
+# CONFIG_BUG_ON_DATA_CORRUPTION: CHECK_DATA_CORRUPTION() prints its message, then BUG()s
+_MESSAGE_BEFORE_BUG = re.compile(r"^(?:list_add|list_del) corruption")
+_BUG_HEADER = re.compile(r"^kernel BUG at ")
+
+
+def _bug_below(lines: list[Line], index: int) -> int | None:
+    """The index of the BUG header right below a message line (past its cut-here banner)."""
+    for j in range(index + 1, min(len(lines), index + 1 + _CUT_LOOKAHEAD)):
+        if _BUG_HEADER.match(lines[j].text):
+            return j
+        if not _CUT_HERE.match(lines[j].text):
+            return None
+    return None
 
 
 def _start(line: Line) -> tuple[Pattern, re.Match] | None:
@@ -512,6 +552,8 @@ def parse(log: str) -> list[Splat]:
         if not found:
             i += 1
             continue
+        if _MESSAGE_BEFORE_BUG.match(lines[header].text) and (bug := _bug_below(lines, header)):
+            header, found = bug, _start(lines[bug])  # one report: the message, then its BUG()
         pattern, match = found
         if begin == header and begin > 0 and _KASAN_RULE.match(lines[begin - 1].text):
             begin -= 1  # the "=====" banner above a KASAN report, for the excerpt
@@ -579,15 +621,16 @@ def normalized_title(title: str) -> str:
     return title
 
 
-# How deep in one report's call trace the other report's function may sit for
-# the two to be one bug met at a different depth (the same freed object read
-# in spi_nor_read in one run and in __mutex_lock called from it in another).
-SAME_BUG_DEPTH = 8
+# How many useful frames of each access stack say where the access came from:
+# the access function, its caller and the caller's caller. Two runs of one race
+# meet the freed memory on one path (spi_mem_dirmap_read called from
+# spi_nor_read); two bugs of one driver come in by different entry points.
+ACCESS_PATH_DEPTH = 3
 
 
-def _near_frames(frames: list[str]) -> list[str]:
-    names = [re.sub(r"\.(?:cold|isra|constprop|part|llvm)(?:\.\d+)*$", "", f) for f in frames]
-    return [n for n in names if not SKIP_FRAMES.match(n) or _SYNC_FRAMES.match(n)][:SAME_BUG_DEPTH]
+def _access_path(splat: Splat) -> set[str]:
+    names = [re.sub(r"\.(?:cold|isra|constprop|part|llvm)(?:\.\d+)*$", "", f) for f in splat.frames]
+    return set([n for n in names if not SKIP_FRAMES.match(n)][:ACCESS_PATH_DEPTH])
 
 
 # Frames of KASAN's "Allocated by" / "Freed by" stacks that every object shares:
@@ -622,12 +665,7 @@ def _free_stacks(splat: Splat) -> dict[str, list[str]]:
 
 
 def kasan_object(splat: Splat) -> tuple[str, str] | None:
-    """Where a KASAN report's object was allocated and freed (first non-machinery frames).
-
-    Two runs of one race can meet one freed object in different functions
-    (spi_nor_read in one, spi_mem_dirmap_read in another): the object's life,
-    not the reader, is the bug.
-    """
+    """Where a KASAN report's object was allocated and freed (first non-machinery frames)."""
     stacks = _free_stacks(splat)
     sites = []
     for section in ("Allocated", "Freed"):
@@ -636,6 +674,32 @@ def kasan_object(splat: Splat) -> tuple[str, str] | None:
             return None
         sites.append(useful[0])
     return sites[0], sites[1]
+
+
+_CACHE = re.compile(r"\bwhich belongs to the cache (\S+) of size \d+")
+
+
+def kasan_cache(splat: Splat) -> str | None:
+    """The slab cache of a KASAN report's object, without the per-build random/cgroup copy
+    ('kmalloc-rnd-05-2k' and 'kmalloc-cg-2k' are 'kmalloc-2k'): its size class."""
+    m = _CACHE.search(splat.excerpt)
+    return re.sub(r"^kmalloc-(?:rnd-\d+-|cg-)", "kmalloc-", m.group(1)) if m else None
+
+
+def _one_object(a: Splat, b: Splat) -> bool:
+    """One object: allocated and freed at the same sites and of one size class.
+
+    Two devm objects of one probe share both sites (the probe, the driver core's
+    unbind); their caches tell them apart unless they are of one size class.
+    """
+    life = kasan_object(a)
+    return life is not None and life == kasan_object(b) and kasan_cache(a) == kasan_cache(b)
+
+
+def _free_event(splat: Splat) -> str | None:
+    """What freed the object: the driver's remove callback, else the first useful free frame."""
+    life = kasan_object(splat)
+    return kasan_remover(splat) or (life[1] if life else None)
 
 
 _BUS_REMOVE = re.compile(
@@ -675,11 +739,13 @@ _BAD_ACCESS = {"kasan", "oops"}
 def same_bug(a: Splat, b: Splat) -> bool:
     """Whether two reports are one bug, as a kernel developer reads them.
 
-    Same kind and same normalised title; or the same bug type (and access)
-    with one report's function in the top of the other's call trace; or, for
-    KASAN, the same bug type on an object allocated and freed at the same
-    sites, or on objects freed by the same driver remove callback; a KASAN
-    report and a GPF or paging fault in the same function.
+    Same kind and same normalised title; for KASAN, the same bug type on one
+    object (its allocation site, free site and size class: the object's life is
+    the bug, whichever function met it), or on objects one teardown freed,
+    met on one path (the caller of one access is near the other's); a KASAN
+    report and a GPF or paging fault in the same function. Two objects of one
+    driver used after unbind by unrelated functions are two bugs
+    (tests/data/same-bug-pairs.json holds the labelled pairs).
     """
     ta, tb = normalized_title(a.title), normalized_title(b.title)
     if {a.kind, b.kind} <= _BAD_ACCESS and a.kind != b.kind:
@@ -689,16 +755,9 @@ def same_bug(a: Splat, b: Splat) -> bool:
         return False
     if ta == tb:
         return True
-    if a.kind == "kasan" and _kasan_bug_type(ta) == _kasan_bug_type(tb):
-        life = kasan_object(a)
-        if life is not None and life == kasan_object(b):
-            return True
-        # two objects one remove callback freed under in-flight users: one missing drain
-        remover = kasan_remover(a)
-        if remover is not None and remover == kasan_remover(b):
-            return True
-    head_a, sep_a, func_a = ta.rpartition(" in ")
-    head_b, sep_b, func_b = tb.rpartition(" in ")
-    if not (sep_a and sep_b) or head_a != head_b:
+    if a.kind != "kasan" or _kasan_bug_type(ta) != _kasan_bug_type(tb):
         return False
-    return func_a in _near_frames(b.frames) or func_b in _near_frames(a.frames)
+    if _one_object(a, b):
+        return True
+    freed = _free_event(a)
+    return freed is not None and freed == _free_event(b) and bool(_access_path(a) & _access_path(b))

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -54,8 +55,22 @@ LKDTM = [
 # Reports that need the detector's timeout to pass: trigger in the background, then
 # wait (up to 90 s) until the kernel log shows the report, and 2 s more for its trace.
 SLOW = {"HUNG_TASK": "blocked", "SOFTLOCKUP": "soft lockup"}
-MODULE_CASES = ["abba", "recursive", "unlock", "atomic-sleep", "odebug"]
+MODULE_CASES = ["abba", "recursive", "unlock", "atomic-sleep", "odebug", "mutex-atomic-a"]
+MODULE_CASES += ["mutex-atomic-b", "devm-priv", "devm-buf"]
 MODULE_SLOW = {"hung-io": "blocked"}
+RCU_PARAMS = "/sys/module/rcupdate/parameters"
+LEAK_AND_CORRUPTION = HERE / "leak-and-corruption.config"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One boot: the shell command that provokes the report, and what its kernel needs."""
+
+    command: str
+    timeout: float = 120.0
+    cmdline: tuple[str, ...] = ()
+    fragments: tuple[Path, ...] = ()  # extra config fragments: a build of their own
+    needs: str | None = None  # a symbol (no CONFIG_) the build must have, else skipped
 
 
 def build_module(tree: Path, build_dir: Path) -> Path:
@@ -75,17 +90,49 @@ def _until(text: str) -> str:
     return f"for i in $(seq 90); do dmesg | grep -q '{text}' && break; sleep 1; done; sleep 2"
 
 
-def cases(module: Path) -> dict[str, tuple[str, float]]:
-    out = {f"lkdtm-{c.lower()}": (f"echo {c} > {DIRECT}; sleep 2", 120.0) for c in LKDTM}
+MODULE = "{module}"  # the command's placeholder for the module built for the case's kernel
+
+
+def _trigger(case: str, before: str = "") -> str:
+    return f"insmod {MODULE}; {before}echo {case} > {TRIGGER}; sleep 2"
+
+
+def cases() -> dict[str, Case]:
+    out = {f"lkdtm-{c.lower()}": Case(f"echo {c} > {DIRECT}; sleep 2") for c in LKDTM}
     for crash, text in SLOW.items():
-        out[f"lkdtm-{crash.lower()}"] = (f"(echo {crash} > {DIRECT} &); {_until(text)}", 180.0)
+        out[f"lkdtm-{crash.lower()}"] = Case(f"(echo {crash} > {DIRECT} &); {_until(text)}", 180.0)
     for case in MODULE_CASES:
-        out[f"module-{case}"] = (f"insmod {module}; echo {case} > {TRIGGER}; sleep 2", 120.0)
+        out[f"module-{case}"] = Case(_trigger(case))
     for case, text in MODULE_SLOW.items():
-        out[f"module-{case}"] = (
-            f"insmod {module}; (echo {case} > {TRIGGER} &); {_until(text)}",
-            180.0,
+        out[f"module-{case}"] = Case(
+            f"insmod {MODULE}; (echo {case} > {TRIGGER} &); {_until(text)}", 180.0
         )
+    # RCU stalls: the timeouts are runtime parameters; a 2 s (expedited) or 3 s
+    # (750 jiffies at HZ=250, RCU Tasks) stall beats the reader's 8 s spin
+    out["module-rcu-exp-stall"] = Case(
+        _trigger("rcu-exp-stall", f"echo 2000 > {RCU_PARAMS}/rcu_exp_cpu_stall_timeout; "),
+        180.0,
+    )
+    out["module-rcu-tasks-stall"] = Case(
+        _trigger("rcu-tasks-stall", f"echo 750 > {RCU_PARAMS}/rcu_task_stall_timeout; "),
+        180.0,
+        needs="TASKS_RCU",
+    )
+    # free-time page checks are off unless a debug or hardening option asks for them
+    out["module-bad-page"] = Case(_trigger("bad-page"), cmdline=("init_on_free=1",))
+    # kmemleak reports an object unreferenced for 5 s, on a scan; verbose prints it to the
+    # console, the debugfs file holds the same report without the prefix
+    kmemleak = "/sys/kernel/debug/kmemleak"
+    out["module-leak"] = Case(
+        f"insmod {MODULE}; sh -c 'echo leak > {TRIGGER}'; sleep 6; echo scan > {kmemleak}; "
+        f"echo scan > {kmemleak}; cat {kmemleak}; sleep 1",
+        180.0,
+        cmdline=("kmemleak.verbose=1",),
+        fragments=(LEAK_AND_CORRUPTION,),
+    )
+    out["lkdtm-corrupt_list_del-bug"] = Case(
+        f"echo CORRUPT_LIST_DEL > {DIRECT}; sleep 2", fragments=(LEAK_AND_CORRUPTION,)
+    )
     return out
 
 
@@ -94,24 +141,32 @@ def main() -> int:
     parser.add_argument("cases", nargs="*", help="case names (default: all)")
     parser.add_argument("--tree", help="kernel tree (default: the default tree)")
     parser.add_argument("--out", default=str(OUT), help=f"log directory (default {OUT})")
+    parser.add_argument("--accel", default="auto", choices=accel.CHOICES)
     args = parser.parse_args()
     tree = open_tree(Path(args.tree)) if args.tree else default_tree()
     out = Path(args.out)
-    config = configure(tree, kconfig.FragmentSet.for_scenarios(["gpio-sim"], []))
-    record = build(config)
-    module = build_module(tree.path, Path(record.build_dir))
-    chosen = accel.choose("auto", Path(record.kernel_image))
     out.mkdir(parents=True, exist_ok=True)
-    for name, (command, timeout) in cases(module).items():
+    builds: dict[tuple[Path, ...], tuple[Path, Path, accel.Accel, dict[str, str]]] = {}
+    for name, case in cases().items():
         if args.cases and name not in args.cases:
             continue
-        spec = BootSpec(
-            Path(record.kernel_image), chosen, (), plan=None, rwdirs=(), exec_command=command
-        )
+        if case.fragments not in builds:
+            fragments = kconfig.FragmentSet.for_scenarios(["gpio-sim"], list(case.fragments))
+            record = build(configure(tree, fragments))
+            image = Path(record.kernel_image)
+            dotconfig = kconfig.parse_dotconfig((Path(record.build_dir) / ".config").read_text())
+            module = build_module(tree.path, Path(record.build_dir))
+            builds[case.fragments] = (image, module, accel.choose(args.accel, image), dotconfig)
+        image, module, chosen, dotconfig = builds[case.fragments]
+        if case.needs and dotconfig.get(case.needs) != "y":
+            print(f"{name}: skipped, the build has no {case.needs}")
+            continue
+        command = case.command.replace(MODULE, str(module))
+        spec = BootSpec(image, chosen, case.cmdline, plan=None, rwdirs=(), exec_command=command)
         raw = out / f"{name}.raw"
         guest = Guest(spec, raw)
         guest.start()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + case.timeout
         for _ in guest.events(lambda: deadline):  # noqa: B023 (consumed before the loop moves on)
             pass
         guest.stop()
