@@ -117,13 +117,16 @@ def frames_of(lines: list[Line], guesses: bool = False) -> list[str]:
     return out
 
 
+def first_frames(candidates: list[str], count: int) -> list[str]:
+    """The first ``count`` frames that are not report, locking, waiting or allocator code."""
+    names = (re.sub(r"\.(?:cold|isra|constprop|part|llvm)(?:\.\d+)*$", "", n) for n in candidates)
+    return [n for n in names if not SKIP_FRAMES.match(n)][:count]
+
+
 def first_useful(candidates: list[str]) -> str | None:
     """The culprit: the first frame that is not report, locking, waiting or allocator code."""
-    for name in candidates:
-        name = re.sub(r"\.(?:cold|isra|constprop|part|llvm)\.?\d*$", "", name)
-        if not SKIP_FRAMES.match(name):
-            return name
-    return None
+    found = first_frames(candidates, 1)
+    return found[0] if found else None
 
 
 _TOP_DIRS = (
@@ -629,8 +632,13 @@ ACCESS_PATH_DEPTH = 3
 
 
 def _access_path(splat: Splat) -> set[str]:
-    names = [re.sub(r"\.(?:cold|isra|constprop|part|llvm)(?:\.\d+)*$", "", f) for f in splat.frames]
-    return set([n for n in names if not SKIP_FRAMES.match(n)][:ACCESS_PATH_DEPTH])
+    """The top useful frames of the access stack (KASAN's, above its "Allocated by" stack)."""
+    lines = []
+    for text in splat.excerpt.splitlines():
+        if re.match(r"^(?:Allocated|Freed) by task", text):
+            break
+        lines.append(Line(0, None, text))
+    return set(first_frames(frames_of(lines), ACCESS_PATH_DEPTH))
 
 
 # Frames of KASAN's "Allocated by" / "Freed by" stacks that every object shares:
@@ -686,22 +694,6 @@ def kasan_cache(splat: Splat) -> str | None:
     return re.sub(r"^kmalloc-(?:rnd-\d+-|cg-)", "kmalloc-", m.group(1)) if m else None
 
 
-def _one_object(a: Splat, b: Splat) -> bool:
-    """One object: allocated and freed at the same sites and of one size class.
-
-    Two devm objects of one probe share both sites (the probe, the driver core's
-    unbind); their caches tell them apart unless they are of one size class.
-    """
-    life = kasan_object(a)
-    return life is not None and life == kasan_object(b) and kasan_cache(a) == kasan_cache(b)
-
-
-def _free_event(splat: Splat) -> str | None:
-    """What freed the object: the driver's remove callback, else the first useful free frame."""
-    life = kasan_object(splat)
-    return kasan_remover(splat) or (life[1] if life else None)
-
-
 _BUS_REMOVE = re.compile(
     r"^(?:i2c_device_remove|platform_remove|platform_drv_remove|spi_remove|spi_drv_remove|"
     r"usb_unbind_interface|usb_unbind_device|hid_device_remove|serio_driver_remove|"
@@ -725,6 +717,33 @@ def kasan_remover(splat: Splat) -> str | None:
             devres = r"^(?:devres_\w+|release_nodes|device_unbind_cleanup)$"
             return None if re.match(devres, caller) else caller
     return None
+
+
+def _freed_on_unbind(splat: Splat) -> bool:
+    return "device_release_driver_internal" in _free_stacks(splat).get("Freed", [])
+
+
+def _one_object(a: Splat, b: Splat) -> bool:
+    """One object: allocated at one site, of one size class, freed at one site.
+
+    A free on a device's unbind is one site whether the driver's remove callback
+    or devres did it (6.12's dln2 frees its controller in dln2_spi_remove, 7.3's
+    through devm). Two devm objects of one probe share both sites: their size
+    classes tell them apart, unless they are of one.
+    """
+    life_a, life_b = kasan_object(a), kasan_object(b)
+    if life_a is None or life_b is None or life_a[0] != life_b[0]:
+        return False
+    if kasan_cache(a) != kasan_cache(b):
+        return False
+    unbind_a, unbind_b = _freed_on_unbind(a), _freed_on_unbind(b)
+    return unbind_a and unbind_b or (not unbind_a and not unbind_b and life_a[1] == life_b[1])
+
+
+def _teardown(splat: Splat) -> str | None:
+    """What freed the object: the driver's remove callback, else the first useful free frame."""
+    life = kasan_object(splat)
+    return kasan_remover(splat) or (life[1] if life else None)
 
 
 def _kasan_bug_type(title: str) -> str:
@@ -759,5 +778,5 @@ def same_bug(a: Splat, b: Splat) -> bool:
         return False
     if _one_object(a, b):
         return True
-    freed = _free_event(a)
-    return freed is not None and freed == _free_event(b) and bool(_access_path(a) & _access_path(b))
+    freed = _teardown(a)
+    return freed is not None and freed == _teardown(b) and bool(_access_path(a) & _access_path(b))

@@ -172,3 +172,67 @@ def test_one_freed_object_is_one_bug_across_kernels(kernel):
     assert splats.kasan_object(mine) == ("spi_nor_probe", "device_release_driver_internal")
     assert splats.kasan_object(mine) == splats.kasan_object(default)
     assert splats.same_bug(mine, default)
+
+
+def _titles(kernel: str, name: str) -> list[str]:
+    return [s.title for s in _parse(kernel, name)]
+
+
+@pytest.mark.parametrize(
+    ("kernel", "name", "title"),
+    [
+        # a reader spinning in rcu_read_lock() while another CPU waits in
+        # synchronize_rcu_expedited(): titled like any RCU stall of that reader
+        (DEFAULT, "module-rcu-exp-stall.log", "INFO: rcu detected stall in selftest_spinner"),
+        ("7.3", "module-rcu-exp-stall.log", "INFO: rcu detected stall in selftest_spinner"),
+        # a task that never switches voluntarily while synchronize_rcu_tasks() waits
+        ("7.3", "module-rcu-tasks-stall.log", "INFO: rcu_tasks detected stall in selftest_spinner"),
+    ],
+)
+def test_rcu_stalls_that_do_not_taint_are_reports(kernel, name, title):
+    """Neither stall taints the kernel, so the parser is their only detector."""
+    text = (KERNELS[kernel] / name).read_text(errors="replace")
+    assert "detected expedited stalls" in text or "rcu_tasks detected stalls" in text
+    assert [(s.kind, s.title) for s in _parse(kernel, name)][:1] == [("rcu-stall", title)]
+
+
+def test_two_drivers_sleeping_in_atomic_context_are_two_titles():
+    """Each takes a mutex in atomic context: the title names the function, not __mutex_lock."""
+    a = _titles(DEFAULT, "module-mutex-atomic-a.log")
+    b = _titles(DEFAULT, "module-mutex-atomic-b.log")
+    prefix = "BUG: sleeping function called from invalid context in "
+    assert a == [prefix + "selftest_mutex_in_atomic_a"]
+    assert b == [prefix + "selftest_mutex_in_atomic_b"]
+
+
+@pytest.mark.parametrize("kernel", [DEFAULT, "7.3"])
+def test_a_freed_structs_mutex_is_titled_by_its_user(kernel):
+    """The driver's priv, freed on unbind, locked afterwards: the access is in lockdep or the
+    mutex code below the driver's function, and the title names the driver's function."""
+    (uaf,) = _parse(kernel, "module-devm-priv.log")
+    assert uaf.title == "KASAN: slab-use-after-free Read in selftest_devm_priv_read"
+    lockers = {"__mutex_lock", "mutex_lock_nested", "lock_acquire", "__lock_acquire"}
+    assert lockers & set(uaf.frames[: uaf.frames.index("selftest_devm_priv_read")])
+
+
+def test_bad_page_state_title_drops_process_and_pfn():
+    (bad,) = _parse(DEFAULT, "module-bad-page.log")
+    assert "pfn:" in bad.excerpt and "in process" in bad.excerpt
+    assert (bad.kind, bad.title) == ("bad-page", "BUG: Bad page state in selftest_free_mapped_page")
+
+
+def test_kmemleak_title_names_the_allocating_code():
+    """The console report (kmemleak.verbose=1) and the debugfs file's: one title, the
+    function that called the allocator, not kmemleak_alloc."""
+    (leak,) = _parse(DEFAULT, "module-leak.log")
+    assert (leak.kind, leak.title) == ("kmemleak", "memory leak in selftest_leak")
+    assert leak.count == 2
+
+
+def test_list_corruption_reported_as_a_bug_is_one_report():
+    """CONFIG_BUG_ON_DATA_CORRUPTION: the message comes before the BUG(), not inside a WARN."""
+    text = (LOGS / "lkdtm-corrupt_list_del-bug.log").read_text(errors="replace")
+    assert "kernel BUG at" in text and "list_del corruption" in text
+    (bug,) = _parse(DEFAULT, "lkdtm-corrupt_list_del-bug.log")
+    assert bug.title == "BUG: corrupted list in lkdtm_CORRUPT_LIST_DEL"
+    assert bug.excerpt.startswith("list_del corruption")

@@ -115,15 +115,21 @@ static noinline void selftest_mutex_in_atomic_b(void)
  * A reader that spins 8 s on another CPU: inside rcu_read_lock() it stalls an
  * expedited grace period; without it, under a preemptible kernel, it is a
  * holdout of an RCU Tasks grace period (it never switches voluntarily).
+ * The grace period starts once the spinner runs (under TCG a kthread's first
+ * run can take longer than any fixed sleep).
  */
+static atomic_t selftest_spinning = ATOMIC_INIT(0);
+
 static int selftest_spinner(void *in_reader)
 {
-	int i;
+	unsigned long end;
 
 	if (in_reader)
 		rcu_read_lock();
-	for (i = 0; i < 8000; i++)
-		mdelay(1);
+	atomic_set(&selftest_spinning, 1);
+	end = jiffies + 8 * HZ;
+	while (time_before(jiffies, end))
+		cpu_relax();
 	if (in_reader)
 		rcu_read_unlock();
 	return 0;
@@ -140,7 +146,8 @@ static noinline void selftest_stall_grace_period(bool expedited)
 		return;
 	kthread_bind(spinner, cpu);
 	wake_up_process(spinner);
-	msleep(200);
+	while (!atomic_read(&selftest_spinning))
+		msleep(20);
 	if (expedited)
 		synchronize_rcu_expedited();
 	else
@@ -156,6 +163,7 @@ static noinline void selftest_free_mapped_page(void)
 		return;
 	atomic_set(&page->_mapcount, 0);
 	__free_page(page);
+	pr_info("splat_selftest: freed a mapped page\n");	/* no tail call: this frame stays */
 }
 
 static void *selftest_leaked;
