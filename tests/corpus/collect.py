@@ -1,8 +1,13 @@
 """Regenerate the splat parser's corpus: real console logs from the harness kernel.
 
 Boots the harness-built kernel once per case and provokes one report with
-LKDTM (provoke-crash/DIRECT) or with splat_module (lockdep and might_sleep
-reports LKDTM cannot make). Writes tests/data/logs/<case>.log.
+LKDTM (provoke-crash/DIRECT) or with splat_module (lockdep, might_sleep, RCU
+stall, page state, kmemleak and driver use-after-free reports LKDTM cannot
+make). Writes tests/data/logs/<case>.log. A case may add kernel parameters
+(module-bad-page: init_on_free=1) or config fragments: module-leak and
+lkdtm-corrupt_list_del-bug need leak-and-corruption.config, a second build
+of the tree (the harness's own kernel has no kmemleak and WARNs on list
+corruption); a case whose detector the tree does not build is skipped.
 
     .venv/bin/python tests/corpus/collect.py [CASE...]
     .venv/bin/python tests/corpus/collect.py --tree "$(harness fetch 7.3)" --out tests/data/logs/7.3
