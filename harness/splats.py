@@ -280,6 +280,21 @@ def _timeouts(found: list[Splat]) -> list[Splat]:
     return out
 
 
+# where an interrupt (or exception) entered: the frames above it are the handler's
+_IRQ_ENTRY = re.compile(r"^(?:asm_sysvec_\w+|asm_common_interrupt|asm_exc_\w+)$")
+
+
+def _holdout(m: re.Match, lines: list[Line]) -> str:
+    """RCU Tasks names a task that never switched voluntarily. Running on another CPU,
+    its stack is all guesses: what the last interrupt left above the code it interrupted
+    (lapic_next_event, irqentry_exit), so the frames below the last interrupt entry count."""
+    guessed = frames_of(lines, guesses=True)
+    entries = [i for i, name in enumerate(guessed) if _IRQ_ENTRY.match(name)]
+    interrupted = guessed[entries[-1] + 1 :] if entries else guessed
+    where = first_useful(frames_of(lines)) or first_useful(interrupted) or "unknown"
+    return f"INFO: {m.group(1)} detected stall in {where}"
+
+
 def _bug_at(m: re.Match, lines: list[Line]) -> str | tuple[str, str]:
     if "list_debug.c" in m.group(1):
         return "list-corruption", f"BUG: corrupted list in {_func(lines)}"
@@ -381,11 +396,10 @@ PATTERNS: tuple[Pattern, ...] = (
         re.compile(r"^(?:rcu: )?INFO: \w+ detected expedited stalls(?: on CPUs/tasks|, but)"),
         _in("INFO: rcu detected stall", rip=True),
     ),
-    # RCU Tasks: a task that never switches voluntarily; its stack follows the line
     Pattern(
         "rcu-stall",
         re.compile(r"^(?:rcu: )?INFO: (rcu_tasks\w*) detected stalls on tasks"),
-        lambda m, ls: f"INFO: {m.group(1)} detected stall in {_func(ls)}",
+        _holdout,
     ),
     Pattern(
         "lockup",
