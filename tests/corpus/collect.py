@@ -61,7 +61,7 @@ LKDTM = [
 # wait (up to 90 s) until the kernel log shows the report, and 2 s more for its trace.
 SLOW = {"HUNG_TASK": "blocked", "SOFTLOCKUP": "soft lockup"}
 MODULE_CASES = ["abba", "recursive", "unlock", "atomic-sleep", "odebug", "mutex-atomic-a"]
-MODULE_CASES += ["mutex-atomic-b", "devm-priv", "devm-buf"]
+MODULE_CASES += ["mutex-atomic-b", "mutex-atomic-contended", "devm-priv", "devm-buf"]
 MODULE_SLOW = {"hung-io": "blocked"}
 RCU_PARAMS = "/sys/module/rcupdate/parameters"
 LEAK_AND_CORRUPTION = HERE / "leak-and-corruption.config"

@@ -4,8 +4,9 @@
  * kmemleak and driver use-after-free reports that LKDTM has no trigger for, so
  * the harness's splat parser is tested on real kernel output.
  * Write one of: abba, recursive, unlock, atomic-sleep, odebug, hung-io,
- * mutex-atomic-a, mutex-atomic-b, rcu-exp-stall, rcu-tasks-stall, bad-page,
- * leak, devm-priv, devm-buf  to /sys/kernel/debug/splat_selftest/trigger
+ * mutex-atomic-a, mutex-atomic-b, mutex-atomic-contended, rcu-exp-stall,
+ * rcu-tasks-stall, bad-page, leak, devm-priv, devm-buf
+ * to /sys/kernel/debug/splat_selftest/trigger
  */
 #include <linux/debugfs.h>
 #include <linux/delay.h>
@@ -109,6 +110,31 @@ static noinline void selftest_mutex_in_atomic_b(void)
 	selftest_counter--;
 	mutex_unlock(&selftest_sleeping_lock);
 	preempt_enable();
+}
+
+/* The mutex is held elsewhere, so the atomic caller really sleeps: "scheduling while atomic". */
+static atomic_t selftest_holding = ATOMIC_INIT(0);
+
+static int selftest_mutex_holder(void *unused)
+{
+	mutex_lock(&selftest_sleeping_lock);
+	atomic_set(&selftest_holding, 1);
+	msleep(500);
+	mutex_unlock(&selftest_sleeping_lock);
+	return 0;
+}
+
+static noinline void selftest_mutex_contended_in_atomic(void)
+{
+	if (IS_ERR(kthread_run(selftest_mutex_holder, NULL, "selftest_hold")))
+		return;
+	while (!atomic_read(&selftest_holding))
+		msleep(10);
+	spin_lock(&selftest_spin);
+	mutex_lock(&selftest_sleeping_lock);
+	selftest_counter += 2;
+	mutex_unlock(&selftest_sleeping_lock);
+	spin_unlock(&selftest_spin);
 }
 
 /*
@@ -267,6 +293,8 @@ static ssize_t trigger_write(struct file *file, const char __user *ubuf,
 		selftest_mutex_in_atomic_a();
 	} else if (!strcmp(buf, "mutex-atomic-b")) {
 		selftest_mutex_in_atomic_b();
+	} else if (!strcmp(buf, "mutex-atomic-contended")) {
+		selftest_mutex_contended_in_atomic();
 	} else if (!strcmp(buf, "rcu-exp-stall")) {
 		selftest_stall_grace_period(true);
 	} else if (!strcmp(buf, "rcu-tasks-stall")) {
