@@ -205,6 +205,17 @@ def test_two_drivers_sleeping_in_atomic_context_are_two_titles():
     assert b == [prefix + "selftest_mutex_in_atomic_b"]
 
 
+def test_scheduling_while_atomic_in_a_mutex_names_the_caller():
+    """The mutex is held elsewhere, so mutex_lock() under a spinlock really sleeps: both
+    reports come from __mutex_lock and name the function that took the lock."""
+    titles = _titles(DEFAULT, "module-mutex-atomic-contended.log")
+    where = " in selftest_mutex_contended_in_atomic"
+    assert titles[:2] == [
+        "BUG: sleeping function called from invalid context" + where,
+        "BUG: scheduling while atomic" + where,
+    ]
+
+
 @pytest.mark.parametrize("kernel", [DEFAULT, "7.3"])
 def test_a_freed_structs_mutex_is_titled_by_its_user(kernel):
     """The driver's priv, freed on unbind, locked afterwards: the access is in lockdep or the
