@@ -49,5 +49,7 @@ def test_the_corpus_holds_both_labels_across_trees_and_injected_pairs():
     assert len(same) >= 8 and len(different) >= 5
     trees = {Path(p[side]["log"]).parent.name or "6.12" for p in same for side in "ab"}
     assert {"6.1", "6.12", "7.3"} <= trees
-    injected = [p for p in different if all(Path(p[s]["log"]).name.startswith("module-") for s in "ab")]
+    injected = [
+        p for p in different if all(Path(p[s]["log"]).name.startswith("module-") for s in "ab")
+    ]
     assert len(injected) >= 2
