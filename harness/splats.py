@@ -2,9 +2,10 @@
 
 A table of report patterns (cf. syzkaller's pkg/report): each entry says how a
 report starts, what kind it is and how to build its title from the report's
-own lines. Titles name the first function that is not report machinery
-(KASAN, WARN, locking and wait primitives are skipped), so the same bug gives
-the same title across runs, kernels and configs.
+own lines. Titles name the culprit: the first function that is not report
+machinery (KASAN, lockdep, WARN), a locking, scheduling or wait primitive,
+allocator internals or a delay loop, so one bug gives one title across runs,
+kernels and configs, and two drivers' bugs met in __mutex_lock get two.
 
 The parser is a pure function of the log text; scenario boundaries come from
 the kmsg markers the guest runner writes (``harness: scenario-start NAME``).
@@ -30,7 +31,7 @@ _END_MARKERS = (
 _KASAN_RULE = re.compile(r"^={40,}$")
 _MARKER = re.compile(r"^harness: scenario-(start|end) (\S+)")
 
-# Report machinery and blocking primitives: never the interesting frame.
+# Report machinery, locking/waiting/scheduling, allocator and delay code: never the culprit.
 SKIP_FRAMES = re.compile(
     r"^(?:"
     r"dump_stack\w*|show_stack|print_\w+|printk\w*|_printk|vprintk\w*|__warn\w*|warn_\w+|"
