@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass, field
 
 # "[   12.345678] " and optionally "[    T123] " / "[    C1] " (PRINTK_CALLER)
 _PREFIX = re.compile(r"^\s*(?:<\d+>)?\[\s*(\d+\.\d+)\](?:\[\s*[TC]\d+\])?\s?")
-# kmemleak's console reports (kmemleak.verbose=1) prefix every line with "kmemleak: "
+# kmemleak's console reports (kmemleak.verbose=1) prefix every line with "kmemleak: ",
+# and 6.1's print each address as "[<(____ptrval____)>]" until pointer hashing is ready
 _FRAME = re.compile(
-    r"^(?:kmemleak:)?\s*(?:\[<[0-9a-f]+>\]\s*)?(\?\s+)?([A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[(\w+)\])?"
+    r"^(?:kmemleak:)?\s*(?:\[<(?:[0-9a-f]+|\(____ptrval____\))>\]\s*)?(\?\s+)?([A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[(\w+)\])?"
 )
 _RIP = re.compile(r"^\s*RIP:\s*[0-9a-f]{4}:([A-Za-z_.$][\w.$]*)\+0x")
 _END_MARKERS = (
