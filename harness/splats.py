@@ -753,7 +753,9 @@ def _one_object(a: Splat, b: Splat) -> bool:
     if kasan_cache(a) != kasan_cache(b):
         return False
     unbind_a, unbind_b = _freed_on_unbind(a), _freed_on_unbind(b)
-    return unbind_a and unbind_b or (not unbind_a and not unbind_b and life_a[1] == life_b[1])
+    if unbind_a or unbind_b:
+        return unbind_a and unbind_b
+    return life_a[1] == life_b[1]
 
 
 def _teardown(splat: Splat) -> str | None:
