@@ -41,6 +41,7 @@ TAINT_PROVENANCE = "PFRCOEKTN"
 # (B, bad page) or an Oops (D, the task died, possibly holding locks).
 TAINT_FATAL = "BD"
 MIDREAD_WINDOW = 0.5
+SELFTEST_TRIGGER = Path("/sys/kernel/debug/splat_selftest/trigger")  # guest/modules/splat_selftest
 MIDREAD_WINDOW_MAX = 5.0
 # The guest stops waiting for work this long before the host's scenario timeout,
 # so a slow machine ends with a result (a min_ops violation), not a killed guest.
@@ -236,6 +237,9 @@ class ScenarioRun:
         do, fixture = action["do"], self.fixtures.get(action["fixture"] or "")
         if do == "sleep":
             time.sleep(action["duration"])
+        elif do == "provoke" and action["via"] == "splat_selftest":
+            fixtures.insmod(self.modules, "splat_selftest", SELFTEST_TRIGGER)
+            SELFTEST_TRIGGER.write_text(action["what"])
         elif do == "provoke":
             Path("/sys/kernel/debug/provoke-crash/DIRECT").write_text(action["what"])
         elif do == "remove":

@@ -33,6 +33,7 @@ SCENARIOS = [
     str(ROOT / "tests" / "scenarios" / "selftest-leak.yaml"),
     str(ROOT / "tests" / "scenarios" / "selftest-warning.yaml"),
     str(ROOT / "tests" / "scenarios" / "selftest-kasan.yaml"),
+    str(ROOT / "tests" / "scenarios" / "selftest-lockdep.yaml"),
 ]
 
 
@@ -120,6 +121,21 @@ def test_selftest_kasan_is_a_failure_with_its_title(harness_run):
     assert any(
         m.startswith("KASAN: slab-use-after-free Read in lkdtm_READ_AFTER_FREE") for m in messages
     )
+
+
+def test_lockdep_is_on_for_every_repetition_of_a_deterministic_lockdep_bug(harness_run):
+    """Lockdep turns itself off after its first report and taints nothing: the guest sees
+    debug_locks at 0 before the next item and asks for a fresh boot, so the second
+    repetition fails too instead of passing unwatched (which read as "flaky, 1 of 2")."""
+    _, _, _, items, out = harness_run
+    first, second = items["selftest-lockdep#0"], items["selftest-lockdep#1"]
+    for item in (first, second):
+        assert item["status"] == "fail", item
+        assert [s["title"] for s in item["splats"]] == ["possible deadlock in selftest_take_ba"]
+    assert first["boot"] != second["boot"]
+    boots = json.loads((out / "summary.json").read_text())["boots"]
+    reasons = [b["left_because"] for b in boots if b["ended_by"].startswith("selftest-lockdep#")]
+    assert reasons and "lockdep turned itself off (debug_locks is 0" in reasons[0], boots
 
 
 def test_tainted_scenario_got_its_own_boot(harness_run):

@@ -4,7 +4,7 @@ Each pair names two splats by log (under tests/data/logs, per kernel directory),
 title and, where one log holds the title twice, scenario; a person labelled it
 "same" or "different" and wrote why. The pairs hold the same bug seen across runs
 and across the trees 6.1, 6.12 and 7.3, and different bugs of one driver,
-among them splat_module's injected ones: two devm objects of one probe used after
+among them guest/modules/splat_selftest's injected ones: two devm objects of one probe used after
 unbind on two paths, two functions taking a mutex in atomic context.
 """
 

@@ -1,6 +1,6 @@
 """Splat parser against real console logs of the harness kernel (tests/data/logs).
 
-Each log was produced by tests/corpus/collect.py (LKDTM or splat_module on
+Each log was produced by tests/corpus/collect.py (LKDTM or guest/modules/splat_selftest on
 6.12 under QEMU) or is a real harness run; expected.json holds the reviewed
 kind and title of every splat in each log, so a pattern change that alters
 any title or misses any report fails here. The directories beside them

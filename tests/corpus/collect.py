@@ -1,7 +1,7 @@
 """Regenerate the splat parser's corpus: real console logs from the harness kernel.
 
 Boots the harness-built kernel once per case and provokes one report with
-LKDTM (provoke-crash/DIRECT) or with splat_module (lockdep, might_sleep, RCU
+LKDTM (provoke-crash/DIRECT) or with guest/modules/splat_selftest (lockdep, might_sleep, RCU
 stall, page state, kmemleak and driver use-after-free reports LKDTM cannot
 make). Writes tests/data/logs/<case>.log. A case may add kernel parameters
 (module-bad-page: init_on_free=1) or config fragments: module-leak and
@@ -20,10 +20,7 @@ changes: that review is the point of the corpus.
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,18 +73,6 @@ class Case:
     cmdline: tuple[str, ...] = ()
     fragments: tuple[Path, ...] = ()  # extra config fragments: a build of their own
     needs: str | None = None  # a symbol (no CONFIG_) the build must have, else skipped
-
-
-def build_module(tree: Path, build_dir: Path) -> Path:
-    work = Path(tempfile.mkdtemp(prefix="splat-module-"))
-    for name in ("Kbuild", "splat_selftest.c"):
-        shutil.copy(HERE / "splat_module" / name, work / name)
-    subprocess.run(
-        ["make", "-C", str(tree), f"O={build_dir}", f"M={work}", "modules"],
-        check=True,
-        capture_output=True,
-    )
-    return work / "splat_selftest.ko"
 
 
 def _until(text: str) -> str:
@@ -160,7 +145,7 @@ def main() -> int:
             record = build(configure(tree, fragments))
             image = Path(record.kernel_image)
             dotconfig = kconfig.parse_dotconfig((Path(record.build_dir) / ".config").read_text())
-            module = build_module(tree.path, Path(record.build_dir))
+            module = record.modules["splat_selftest"]  # guest/modules: built with the kernel
             builds[case.fragments] = (image, module, accel.choose(args.accel, image), dotconfig)
         image, module, chosen, dotconfig = builds[case.fragments]
         if case.needs and dotconfig.get(case.needs) != "y":
