@@ -202,7 +202,9 @@ class ScenarioRun:
     # --- actions -------------------------------------------------------------
 
     def _targets(self, workers: list[Worker], fixture: str | None) -> list[Worker]:
-        return [w for w in workers if fixture is None or w.spec.get("fixture") in (fixture, None)]
+        """The workers that use ``fixture``, directly or through one that depends on it
+        (writers of an EEPROM whose wp GPIO chip it is); all of them for None."""
+        return [w for w in workers if fixture is None or self._affected(w, {fixture})]
 
     def _wait_trigger(self, action: dict, workers: list[Worker], cycle_start: float) -> None:
         """Wait for the action's time and/or worker-ops condition, plus its seeded jitter.
@@ -306,6 +308,7 @@ class ScenarioRun:
             record["midread"] = self._midread(workers, action["fixture"])
         bound = action["within"] or self.expect["action_within"]
         latencies = []
+        began = None  # when the removal really began (an unplug at a point: the unplug)
         for step in range(action["repeat"]):
             outcome: dict = {}
 
@@ -319,6 +322,7 @@ class ScenarioRun:
                     outcome["harness_error"] = traceback.format_exc()
 
             t0 = time.monotonic()
+            began = began or t0
             thread = threading.Thread(target=body, daemon=True, name=f"action-{do}")
             thread.start()
             thread.join(bound + (POINT_WAIT_MAX if action["point"] else 0.0))
@@ -333,6 +337,7 @@ class ScenarioRun:
                 raise HarnessError(f"{do} {action['fixture'] or ''}: {outcome['harness_error']}")
             latencies.append(latency)
             if outcome.get("detail"):
+                began = outcome["detail"].pop("began", began)
                 record["point"] = outcome["detail"]
                 self._check_point(action, outcome["detail"], bound)
             if "error" in outcome:
@@ -344,11 +349,12 @@ class ScenarioRun:
         if do in REMOVING:
             self.removed_this_cycle.add(action["fixture"])
             self.removed_in_cycle.add(action["fixture"])
-            for w in workers:  # its own provider went, or one it depends on (a wp GPIO)
-                if self._affected(w, {action["fixture"]}):
-                    w.mark_removal()
+            for w in self._targets(workers, action["fixture"]):  # its own or one it uses
+                w.mark_removal(began or time.monotonic())
         if do in RESTORING and "error" not in record:
             self.removed_this_cycle.discard(action["fixture"])
+            for w in self._targets(workers, action["fixture"]):
+                w.mark_restored(time.monotonic())
         record["latency_s"] = round(max(latencies, default=0.0), 4)
         record["repeats"] = len(latencies)
         self.actions.append(record)
@@ -367,8 +373,13 @@ class ScenarioRun:
             )
 
     def _midread(self, workers: list[Worker], fixture: str | None) -> dict:
-        """Prove the consumers were busy right before the provider went away."""
+        """Prove the consumers were busy right before the provider went away.
+
+        An edge waiter's events come from the scenario's actions, not at its own
+        pace: its proof is the min_ops events it read this cycle before the removal.
+        """
         targets = self._targets(workers, fixture)
+        paced = [w for w in targets if w.kind != "gpio-edge-events"]
         before = {w.name: w.snapshot() for w in targets}
         time.sleep(MIDREAD_WINDOW)
         # ops longer than the window (slow buses, slow machines) need a longer look:
@@ -376,7 +387,7 @@ class ScenarioRun:
         longest = max((w.longest_op() for w in targets), default=0.0)
         window = max(MIDREAD_WINDOW_MAX, 3 * longest)
         deadline = min(self.deadline, time.monotonic() + window)
-        while time.monotonic() < deadline and not all(_progressed(w, before) for w in targets):
+        while time.monotonic() < deadline and not all(_progressed(w, before) for w in paced):
             time.sleep(0.02)
         proof = {}
         for w in targets:
@@ -384,6 +395,16 @@ class ScenarioRun:
             snap["ops_in_window"] = snap["ops"] - before[w.name]["ops"]
             snap["bytes_in_window"] = snap["bytes"] - before[w.name]["bytes"]
             proof[w.name] = snap
+            if w not in paced:
+                if self.expect["require_midread"] and (
+                    snap["alive_threads"] == 0 or snap["ops"] < w.spec["min_ops"]
+                ):
+                    self.violate(
+                        f"worker {w.name} had read {snap['ops']} edge events "
+                        f"(min_ops {w.spec['min_ops']}, {snap['alive_threads']} threads alive) "
+                        f"when {fixture} was removed: no proof edges arrived before it"
+                    )
+                continue
             busy = snap["ops_in_window"] or snap["bytes_in_window"]  # long ops count by bytes
             if self.expect["require_midread"] and (snap["alive_threads"] == 0 or not busy):
                 self.violate(
@@ -520,6 +541,12 @@ class ScenarioRun:
                     total[key][name] = total[key].get(name, 0) + count
             total["longest_op_s"] = max(total["longest_op_s"], stats["longest_op_s"])
             total["bytes"] = total.get("bytes", 0) + stats["bytes"]
+            total["bytes_verified"] = total.get("bytes_verified", 0) + stats["bytes_verified"]
+            if after := w.after_removal():  # per thread, what the consumers did once it was gone
+                summed = total.setdefault("after_removal", [{"ops": 0, "failed": 0} for _ in after])
+                for into, done in zip(summed, after, strict=True):
+                    into["ops"] += done["ops"]
+                    into["failed"] += done["failed"]
             total["mismatches"] = (total.get("mismatches", []) + stats["mismatches"])[:10]
             if stats["mismatches"]:
                 self.violate(
@@ -539,6 +566,15 @@ class ScenarioRun:
                 )
             if stats["setup_error"] or self.kernel_hit:
                 continue
+            short, cut = w.short_files()
+            if cut:
+                total["files_cut_by_removal"] = total.get("files_cut_by_removal", 0) + cut
+            if short:
+                self.violate(
+                    f"worker {w.name}: {len(short)} whole-file read(s) with the provider present "
+                    f"did not end at the chip's end (read {', '.join(short[:3])}): not every "
+                    "byte was read and checked"
+                )
             if not self.needs_reboot and (short := w.short_after_removal()):
                 self.violate(
                     f"worker {w.name}: thread(s) tried fewer than "

@@ -237,6 +237,7 @@ class UsbAdapterFixture:
             "mid_read": 0 < position < unit,
             "emulator_counters": trigger.fired_at,
             "unplug_s": timing.get("unplug_s", 0.0),
+            "began": timing.get("started", time.monotonic()),  # monotonic; the runner takes it
         }
 
     def _chip(self) -> tuple[Any, str]:

@@ -33,6 +33,15 @@ class _Stopped(Exception):
     """A whole-file read cut short because the cycle ended: not an operation, not an error."""
 
 
+class _ShortFile(Exception):
+    """A whole-file read whose EOF came before the chip's end (or after it): not an operation.
+
+    Whether it is a violation depends on whether the provider went away while
+    it ran, which the runner may learn only after the op ended (an unplug at a
+    point), so the worker records it and ``short_files()`` judges it later.
+    """
+
+
 class Handle:
     """An open fd (chip or line request) that several threads may share."""
 
@@ -63,8 +72,11 @@ class ThreadState:
         self.longest = 0.0
         self.offset = 0  # read-file: where the next sequential read starts
         self.bytes = 0
+        self.verified = 0  # bytes compared with the chip model (or what was written) and equal
         self.failed = 0  # operations that ended in an error (on_error: continue, reopen)
         self.tries_at_removal: int | None = None  # ops + failed when the fixture went away
+        self.ops_at_removal = 0
+        self.failed_at_removal = 0
         self.rng = random.Random()  # write-read-back: offsets and data, seeded per thread
 
 
@@ -96,6 +108,10 @@ class Worker:
         self.mismatches: list[int] = []  # read-file verify: offsets that differed
         self.wrong: list[str] = []  # answers the fixture judged wrong (revocable-read), first few
         self.revoked_reads = 0  # revocable-read: reads that got the revoked answer
+        # whole-file reads that did not end at the chip's size: (start, end, bytes, size)
+        self.short: list[tuple[float, float, int, int]] = []
+        # when its provider (or one it uses) was gone: [removal began, restored or None]
+        self.absent: list[list[float | None]] = []
         self.started_at = 0.0
 
     # --- opening -------------------------------------------------------------
@@ -157,6 +173,7 @@ class Worker:
                 self._check(buf, state.offset, n, state)
             state.offset = 0 if n == 0 else state.offset + n
             return
+        started = time.monotonic()
         fd = os.open(self._file_path(), os.O_RDONLY)
         try:
             offset = 0
@@ -171,6 +188,10 @@ class Worker:
                     raise _Stopped
         finally:
             os.close(fd)
+        if self.spec.get("whole_file") and offset != self.fixture.size():
+            with self.lock:
+                self.short.append((started, time.monotonic(), offset, self.fixture.size()))
+            raise _ShortFile
 
     def _reading(self):
         """The fixture's I/O lock if a write-read-back worker uses it too, else nothing.
@@ -202,6 +223,7 @@ class Worker:
         state.bytes += block
         self._compare(data, back, offset, "read back differs from what was written")
         self._compare(data, model, offset, "the chip model differs from what was written")
+        state.verified += block
 
     def _check(self, buf: bytearray, offset: int, n: int, state: ThreadState) -> None:
         """Count the bytes; with ``verify``, compare them with the fixture's model."""
@@ -209,6 +231,7 @@ class Worker:
         if n and self.spec.get("verify") and self.fixture is not None:
             want = self.fixture.expected(offset, n)
             self._compare(want, bytes(buf[:n]), offset, "data differs from the model")
+            state.verified += n
 
     def _compare(self, want: bytes, got: bytes, offset: int, what: str) -> None:
         """Record and raise (EBADMSG) the first differing byte, as a device offset."""
@@ -224,14 +247,13 @@ class Worker:
 
     def _op(
         self, handle: Handle | None, lines: list[int], buf: bytearray, state: ThreadState
-    ) -> None:
+    ) -> int:
+        """One operation; returns how many it counts as (an edge waiter's: events read)."""
         kind = self.kind
         if kind == "gpio-get-values":
             gpio.get_values(handle.fd, len(lines))
         elif kind == "gpio-edge-events":
-            ready, _, _ = select.select([handle.fd], [], [], 0.2)
-            if ready:
-                os.read(handle.fd, gpio.LINE_EVENT_SIZE * 16)
+            return self._edge_events(handle)
         elif kind == "gpio-chip-info":
             gpio.chip_info(handle.fd)
         elif kind == "open-close":
@@ -249,6 +271,18 @@ class Worker:
             self._write_read_back(handle, state)
         elif kind == "revocable-read":
             self._revocable_read(handle, state)
+        return 1
+
+    def _edge_events(self, handle: Handle) -> int:
+        """Wait up to 0.2 s for edge events and read them: the number delivered.
+
+        A wait that timed out read nothing and counts as nothing, so min_ops
+        and the mid-read proof of an edge waiter are met by real edges only.
+        """
+        ready, _, _ = select.select([handle.fd], [], [], 0.2)
+        if not ready:
+            return 0
+        return len(os.read(handle.fd, gpio.LINE_EVENT_SIZE * 16)) // gpio.LINE_EVENT_SIZE
 
     def _revocable_read(self, handle: Handle, state: ThreadState) -> None:
         """One read of the consumer file from offset 0 (threads may share the fd), judged."""
@@ -275,12 +309,13 @@ class Worker:
                 t0 = time.monotonic()
                 state.in_op = True
                 try:
-                    self._op(handle, lines, buf, state)
-                    state.ops += 1
-                    if state.ops == self.spec["max_ops"]:
+                    state.ops += self._op(handle, lines, buf, state)
+                    if self.spec["max_ops"] and state.ops >= self.spec["max_ops"]:
                         return  # its share of the work is done (data-integrity readers)
                 except _Stopped:
                     return
+                except _ShortFile:
+                    state.failed += 1  # tried, and judged by short_files() at the cycle's end
                 except OSError as exc:
                     name = errno.errorcode.get(exc.errno, str(exc.errno))
                     with self.lock:
@@ -368,12 +403,47 @@ class Worker:
     def stop(self) -> None:
         self.stop_event.set()
 
-    def mark_removal(self) -> None:
-        """Its provider just went away: count each thread's tries from here
-        (min_ops_after_removal), failed ones too: an error is the consumer being tried."""
+    def mark_removal(self, began: float) -> None:
+        """Its provider (or one it uses), whose removal began at ``began``, just went away.
+
+        Each thread's tries count from here (min_ops_after_removal), failed
+        ones too: an error is the consumer being tried.
+        """
+        self.absent.append([began, None])
         for s in self.states:
             if s.tries_at_removal is None:
                 s.tries_at_removal = s.ops + s.failed
+                s.ops_at_removal, s.failed_at_removal = s.ops, s.failed
+
+    def mark_restored(self, at: float) -> None:
+        """The provider is back (at ``at``): a short whole-file read after that is a violation."""
+        if self.absent and self.absent[-1][1] is None:
+            self.absent[-1][1] = at
+
+    def short_files(self) -> tuple[list[str], int]:
+        """Whole-file reads that did not end at the chip's size: those made while the
+        provider was present (one line each, first few), and how many a removal cut short.
+
+        A read overlapping a removal (from its start to the provider's return) is
+        the removal's doing: that is what unplug scenarios are for.
+        """
+        wrong, cut = [], 0
+        with self.lock:
+            short = list(self.short)
+        for started, ended, got, size in short:
+            if any(a <= ended and (b is None or b >= started) for a, b in self.absent):
+                cut += 1
+            else:
+                wrong.append(f"{got} of {size} bytes")
+        return wrong, cut
+
+    def after_removal(self) -> list[dict]:
+        """Per thread, the ops done and failed since its provider first went away this cycle."""
+        return [
+            {"ops": s.ops - s.ops_at_removal, "failed": s.failed - s.failed_at_removal}
+            for s in self.states
+            if s.tries_at_removal is not None
+        ]
 
     def short_after_removal(self, alive_only: bool = False) -> list[str]:
         """Threads that have not tried min_ops_after_removal since the removal ("name/i: n")."""
@@ -411,6 +481,7 @@ class Worker:
             "end_errnos": dict(Counter(s.end_errno for s in self.states if s.end_errno)),
             "longest_op_s": round(self.longest_op(), 4),
             "bytes": sum(s.bytes for s in self.states),
+            "bytes_verified": sum(s.verified for s in self.states),
             "mismatches": self.mismatches[:10],
             "wrong": self.wrong[:10],
             "revoked_reads": self.revoked_reads,

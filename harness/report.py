@@ -38,6 +38,14 @@ class RunInfo:
     shard: dict | None = None  # index, total and the whole plan, for `harness merge`
 
 
+def _after_removal_text(threads: list[dict] | None) -> str:
+    """Per thread, what the consumers did once their provider was gone ("" if never removed)."""
+    if not threads:
+        return ""
+    done = ", ".join(f"{t['ops']} ok/{t['failed']} failed" for t in threads)
+    return f", after the removal per thread: {done}"
+
+
 def _stats_text(result: ItemResult, repro: str) -> str:
     lines = [f"reproduce: {repro}", f"console: {result.console}"]
     if result.first_splat_s is not None:
@@ -56,6 +64,13 @@ def _stats_text(result: ItemResult, repro: str) -> str:
                 f"(min per cycle {w['min_cycle_ops']}), errors {w['errors'] or '{}'}, "
                 f"ended with {w['end_errnos'] or '{}'}, longest op {w['longest_op_s']} s"
                 + (f", {w['bytes']} bytes read" if w.get("bytes") else "")
+                + (f", {w['bytes_verified']} verified" if w.get("bytes_verified") else "")
+                + (
+                    f", {w['files_cut_by_removal']} file read(s) cut by the removal"
+                    if w.get("files_cut_by_removal")
+                    else ""
+                )
+                + _after_removal_text(w.get("after_removal"))
             )
         for name, seen in (guest.get("identities") or {}).items():
             lines.append(f"fixture {name} came up as: {', '.join(seen)}")

@@ -541,6 +541,13 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
             w["fixture"].error(
                 "write-read-back checks the chip model: it needs a usb-i2c/spi-nor fixture"
             )
+    whole_file = _opt(w, "whole_file", scalar_bool, False)
+    if whole_file and (
+        fixture is None or (fixture in fixtures and fixtures[fixture].type not in USB_FIXTURE_TYPES)
+    ):
+        w["whole_file"].error(
+            "a whole-file read must end at the chip's size: it needs a usb-i2c/spi-nor fixture"
+        )
     if kind == "open-close" and path is None and fixture is None:
         node.error("an open-close worker needs 'path' or 'fixture'")
     if path is not None:
@@ -573,7 +580,7 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
         hold_cycles=_opt(w, "hold_cycles", scalar_int, 0),
         hold=_opt(w, "hold", scalar_bool, True),
         verify=_opt(w, "verify", scalar_bool, False),
-        whole_file=_opt(w, "whole_file", scalar_bool, False),
+        whole_file=whole_file,
         block_size=_opt(w, "block_size", lambda n: size(n, 1, BLOCK_MAX), CAT_BLOCK),
         max_ops=max_ops,
         min_ops_after_removal=_opt(w, "min_ops_after_removal", scalar_int, 0),
