@@ -447,3 +447,13 @@ def test_a_covers_entry_is_decided_from_the_tree_when_one_is_known(tmp_path):
     assert "write drivers/gpio-sim.c" not in problems("drivers/gpio/gpio-sim.c/", tmp_path)[0]
     assert "write drivers/gpio/gpio-sim.c" in problems("drivers/gpio/gpio-sim.c/", tmp_path)[0]
     assert problems("drivers/gpio/", tmp_path) == problems("drivers/gpio/Kconfig", None) == []
+
+
+def test_a_whole_file_read_needs_a_chip_whose_size_it_must_reach():
+    text = GOOD.replace(
+        "    type: gpio-get-values\n",
+        '    type: read-file\n    path: "{chip0.dev}"\n    hold: false\n    whole_file: true\n',
+    )
+    (error,) = errors_of(text)
+    assert error.startswith("s/t.yaml:14: workers[0].whole_file: ")
+    assert "chip's size: it needs a usb-i2c/spi-nor fixture" in error
