@@ -34,11 +34,13 @@ class _Stopped(Exception):
 
 
 class _ShortFile(Exception):
-    """A whole-file read whose EOF came before the chip's end (or after it): not an operation.
+    """A whole-file read whose EOF came before the chip's end (or after it): a failed try.
 
-    Whether it is a violation depends on whether the provider went away while
-    it ran, which the runner may learn only after the op ended (an unplug at a
-    point), so the worker records it and ``short_files()`` judges it later.
+    ``on_error: stop`` ends the thread, as an error would (its end_errnos say
+    "short-file"). Whether it is a violation depends on whether the provider
+    went away while it ran, which the runner may learn only after the op
+    ended (an unplug at a point), so the worker records it and
+    ``short_files()`` judges it later.
     """
 
 
@@ -315,7 +317,10 @@ class Worker:
                 except _Stopped:
                     return
                 except _ShortFile:
-                    state.failed += 1  # tried, and judged by short_files() at the cycle's end
+                    state.failed += 1  # a failed try, judged by short_files() at the cycle's end
+                    if on_error == "stop":  # as after an error: the runner waits for no more ops
+                        state.end_errno = "short-file"
+                        return
                 except OSError as exc:
                     name = errno.errorcode.get(exc.errno, str(exc.errno))
                     with self.lock:
