@@ -19,15 +19,18 @@ ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / "tests" / "data" / "logs"
 
 
-def harness(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def harness(
+    *args: str, env: dict | None = None, timeout: float = 120, preexec_fn=None
+) -> subprocess.CompletedProcess:
     """The CLI as a user runs it; ``env`` adds to the environment."""
     return subprocess.run(
         [sys.executable, "-m", "harness.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
+        preexec_fn=preexec_fn,
     )
 
 
@@ -113,14 +116,7 @@ def bounded_harness(*args: str) -> subprocess.CompletedProcess:
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        preexec_fn=limit,
-    )
+    return harness(*args, timeout=30, preexec_fn=limit)
 
 
 @pytest.fixture
