@@ -1,5 +1,6 @@
 """Guest runner decisions that need no VM: which taint bits are a result."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -80,3 +81,30 @@ def test_a_template_no_fixture_gives_is_a_harness_error_not_a_path():
     with pytest.raises(runner.HarnessError, match=r"no fixture gives \{eeprom0.nvme\}"):
         run.resolve("{eeprom0.nvme}")
     assert run.resolve("/dev/gpiochip0") == "/dev/gpiochip0"
+
+
+def test_items_of_a_boot_whose_lockdep_was_already_off_get_no_verdict(tmp_path, monkeypatch):
+    """Off before the boot's first item (a report during boot): a reboot gives the same, so
+    every item is reported unrun with why, never as a pass without lockdep."""
+    from harness.run import expand
+    from harness.scenario import load_scenarios, resolve
+
+    items = expand(load_scenarios(resolve(["gpio-sim-plug-cycle"])), 2, 1)
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        json.dumps(
+            {"result_dir": str(tmp_path / "guest"), "items": [i.plan_entry() for i in items]}
+        )
+    )
+    proc = {
+        "/proc/lockdep_stats": (PROC / "lockdep_stats-6.12-off.txt").read_text(),
+        "/proc/sys/kernel/hung_task_warnings": "-1\n",
+    }
+    monkeypatch.setattr(runner, "_read", proc.__getitem__)
+    events = []
+    monkeypatch.setattr(runner, "event", lambda kind, **f: events.append((kind, f.get("id"))))
+    assert runner.main(["runner.py", str(plan)]) == 0
+    for item in items:
+        result = json.loads((tmp_path / "guest" / f"{item.id}.json").read_text())
+        assert result["error"].startswith("not run: lockdep turned itself off")
+        assert ("start", item.id) in events and ("end", item.id) in events
