@@ -1,15 +1,20 @@
-"""`harness bisect`: the commit that introduced (or, with --fix, fixed) one lifetime bug.
+"""`harness bisect`: the commit that introduced (or, with --fix, fixed) each lifetime bug.
 
 Lifetime bugs are races and a range holds other crashes and build breaks, so:
-the endpoints are checked first (the bad one's reproduction rate measured,
-the good one run as often as a good verdict needs); each commit gets enough
-runs that a commit with the bug is called good with probability at most 1 %,
-stopping at the first reproduction; only the target bug (splats.same_bug) is
-a reproduction; another crash is listed, and makes the commit good when the
-scenario still ran to its end, skip when it cut the run short; a build, boot
-or fixture failure is skip. git bisect itself keeps the state (its log is in
-the results); every commit is built in the repository's harness worktree at
-one path, so each step rebuilds incrementally.
+the endpoints are checked first (the bad one's runs find the bugs, each
+distinct bug with its reproduction rate; the good one is run as often as a
+good verdict needs); each bug the bad endpoint has and the good one has not
+is bisected on its own, most severe first (memory safety and hangs, then
+lockdep, then the rest, WARN last), with enough runs per commit that a
+commit with that bug is called good with probability at most 1 %
+(evidence.py); only that bug (splats.same_bug) is a reproduction; another
+crash makes the commit good for it when the scenario still ran to its end,
+skip when it cut the run short; a build, boot or fixture failure is skip.
+Every tested commit is run until each bug still to bisect has its verdict
+there, so the later bisections reuse its runs without a build or a boot.
+git bisect itself keeps the state (its log is in the results); every commit
+is built in the repository's harness worktree at one path, so each step
+rebuilds incrementally.
 """
 
 from __future__ import annotations
@@ -17,35 +22,51 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness import pipeline, report, splats, vcs
+from harness import compare, evidence, pipeline, report, splats, vcs
+from harness.evidence import MISS_PROBABILITY, runs_needed
 from harness.pipeline import PipelineError, RunRequest
 from harness.progress import say
 from harness.run import ItemResult
 from harness.splats import Splat
 
-MISS_PROBABILITY = 0.01  # of calling a commit that has the bug good
-ENDPOINT_RUNS = 10  # at most, on the bad commit, to measure the rate
-ENDPOINT_REPRODUCTIONS = 3  # enough reproductions on the bad commit to stop measuring
+ENDPOINT_RUNS = evidence.MAX_RUNS  # at most, on the bad commit, to measure the rates
+ENDPOINT_REPRODUCTIONS = 3  # of every bug seen, enough to stop measuring
 
 EXIT_FOUND = 0
 EXIT_INCONCLUSIVE = 1
+
+# Which bug a report puts first: memory safety and hangs, then locking, then the
+# rest (a leak, a kind the parser learns later), WARN last.
+_MEMORY_SAFETY = ("kasan", "oops", "bug", "list-corruption", "ubsan", "panic")
+_HANGS = ("hung-task", "rcu-stall", "lockup")
+_SEVERITY = {
+    **dict.fromkeys(_MEMORY_SAFETY + _HANGS, 0),
+    **dict.fromkeys(("lockdep", "atomic-sleep"), 1),
+    "warning": 3,
+}
+
+
+def severity(splat: Splat) -> int:
+    """0 memory safety and hangs, 1 lockdep and atomic context, 2 others, 3 WARN."""
+    return _SEVERITY.get(splat.kind, 2)
 
 
 @dataclass(frozen=True)
 class BisectRequest(RunRequest):
     good: str = ""
     bad: str = ""
-    runs: int | None = None  # per commit; None: from the bad commit's rate
-    title: str | None = None  # the bug to bisect, when the bad commit shows several
+    runs: int | None = None  # per commit; None: from the bad commit's rate of each bug
+    title: str | None = None  # the one bug to bisect, when the bad commit shows several
     fix: bool = False  # find the first commit without the bug after one with it
 
 
 @dataclass
 class RunSeen:
-    """What one run of the scenario at one commit showed, for this bisection."""
+    """What one run of the scenario at one commit showed, for one bug's bisection."""
 
     id: str
     status: str
@@ -59,30 +80,47 @@ class RunSeen:
 
 @dataclass
 class Tested:
+    """One commit, built and run once for every bug still to bisect."""
+
     commit: str
     subject: str
-    role: str  # "bad endpoint", "good endpoint", "step 3"
-    verdict: str  # bad | good | skip | unbuilt
-    why: str
-    runs: list[RunSeen] = field(default_factory=list)
+    role: str  # "bad endpoint", "good endpoint", "step 3 of ~4"
+    results: list[ItemResult] = field(default_factory=list)
     build_s: float | None = None  # also for a failed build: what the step cost
     objects: int | None = None
     built: bool = True
+    unbuilt: str = ""  # why not
     out: str = ""
     repro: str = ""
 
-    def line(self) -> str:
-        seen = " ".join(_RUN_MARK[r.outcome] for r in self.runs if r.outcome != "not-run") or "-"
-        build = f"{self.build_s:.0f} s" if self.build_s is not None else "-"
-        return (
-            f"{self.role:<14} {self.commit[:12]} {self.verdict:<5} build {build:>6}  "
-            f"runs {seen:<12} {self.why}  ({self.subject})"
-        )
+    def seen(self, target: Splat) -> list[RunSeen]:
+        return [classify(r, target) for r in self.results]
+
+    def verdict(self, target: Splat) -> tuple[str, str]:
+        """bad, good or skip for this bug, and why."""
+        if not self.built:
+            return "skip", f"not built: {self.unbuilt}"
+        return verdict_of(self.seen(target))
+
+    def titles(self) -> list[str]:
+        return list(dict.fromkeys(s.title for r in self.results for s in r.splats))
 
     def to_json(self) -> dict:
-        data = dict(self.__dict__)
-        data["runs"] = [r.to_json() for r in self.runs]
-        return data
+        return {
+            "commit": self.commit,
+            "subject": self.subject,
+            "role": self.role,
+            "built": self.built,
+            "unbuilt": self.unbuilt,
+            "build_s": self.build_s,
+            "objects": self.objects,
+            "runs": [
+                {"id": r.item.id, "status": r.status, "titles": [s.title for s in r.splats]}
+                for r in self.results
+            ],
+            "out": self.out,
+            "repro": self.repro,
+        }
 
 
 _RUN_MARK = {
@@ -95,25 +133,43 @@ _RUN_MARK = {
 }
 
 
-def runs_needed(reproduced: int, ran: int, miss: float = MISS_PROBABILITY) -> int:
-    """Clean runs that make 'good' wrong with probability <= miss, for the measured rate.
+@dataclass
+class Step:
+    """A commit as one bug's bisection used it; reused: its runs were made for another bug."""
 
-    The rate is taken as reproduced / (ran + 1): a bug that reproduced in all of
-    few runs is not assumed to reproduce always (3 of 3 gives 0.75, 4 runs).
-    """
-    rate = reproduced / (ran + 1)
-    if rate <= 0:
-        raise ValueError("no reproduction to size the runs from")
-    return max(1, math.ceil(math.log(miss) / math.log(1 - rate)))
+    role: str
+    tested: Tested
+    verdict: str
+    why: str
+    marks: str
+    reused: bool = False
+
+    def line(self) -> str:
+        t = self.tested
+        build = "reused" if self.reused else f"{t.build_s:.0f} s" if t.build_s is not None else "-"
+        return (
+            f"{self.role:<14} {t.commit[:12]} {self.verdict:<5} build {build:>6}  "
+            f"runs {self.marks:<12} {self.why}  ({t.subject})"
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "role": self.role,
+            "commit": self.tested.commit,
+            "verdict": self.verdict,
+            "why": self.why,
+            "runs": self.marks,
+            "reused": self.reused,
+        }
 
 
-def classify(result: ItemResult, target: Splat | None) -> RunSeen:
+def classify(result: ItemResult, target: Splat) -> RunSeen:
     titles = [s.title for s in result.splats]
     seen = RunSeen(result.item.id, result.status, "clean", titles)
     if result.status == "skipped":
         seen.outcome = "not-run"
         seen.why = (result.error or "not run").splitlines()[0]
-    elif target is not None and any(splats.same_bug(s, target) for s in result.splats):
+    elif any(splats.same_bug(s, target) for s in result.splats):
         seen.outcome = "reproduced"
     elif result.status == "error":
         seen.outcome = "no-verdict"
@@ -146,22 +202,88 @@ def verdict_of(runs: list[RunSeen]) -> tuple[str, str]:
     return "good", f"{len(runs)} clean runs"
 
 
+def distinct_bugs(results: list[ItemResult]) -> list[Splat]:
+    """The runs' bugs, one splat each (a fault after a KASAN report is its echo), most
+    severe first, in the order they first showed within one severity."""
+    found: list[Splat] = []
+    for r in results:
+        for s in compare.without_echoes(r.splats):
+            if not any(splats.same_bug(s, seen) for seen in found):
+                found.append(s)
+    return sorted(found, key=severity)
+
+
+def chosen(found: list[Splat], wanted: str) -> Splat | None:
+    """--title: the bug whose title is ``wanted`` (as normalized titles compare), or contains it."""
+    key = splats.normalized_title(wanted)
+    match = next((s for s in found if splats.normalized_title(s.title) == key), None)
+    return match or next((s for s in found if wanted in s.title), None)
+
+
+@dataclass
+class BugBisection:
+    """One bug of the bad endpoint and the commit that introduced (or fixed) it."""
+
+    target: Splat
+    hits: int  # on the bad endpoint
+    ran: int
+    runs_per_commit: int
+    exit_code: int = EXIT_INCONCLUSIVE
+    result: str = ""
+    culprit: dict | None = None
+    steps: list[Step] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # the candidates, when among skipped
+    log: str = ""
+
+    @property
+    def title(self) -> str:
+        return self.target.title
+
+    def decided(self, results: list[ItemResult]) -> bool:
+        """Whether a commit's runs so far give this bug a verdict there."""
+        seen = [classify(r, self.target) for r in results]
+        ran = sum(1 for s in seen if s.outcome != "not-run")
+        return any(s.outcome == "reproduced" for s in seen) or ran >= self.runs_per_commit
+
+    def use(self, role: str, tested: Tested, reused: bool) -> str:
+        verdict, why = tested.verdict(self.target)
+        seen = tested.seen(self.target)
+        marks = " ".join(_RUN_MARK[r.outcome] for r in seen if r.outcome != "not-run") or "-"
+        self.steps.append(Step(role, tested, verdict, why, marks, reused))
+        return verdict
+
+    def to_json(self) -> dict:
+        return {
+            "title": self.title,
+            "kind": self.target.kind,
+            "severity": severity(self.target),
+            "rate": f"{self.hits}/{self.ran}",
+            "runs_per_commit": self.runs_per_commit,
+            "exit_code": self.exit_code,
+            "result": self.result,
+            "culprit": self.culprit,
+            "skipped_candidates": self.skipped,
+            "commits": [s.to_json() for s in self.steps],
+        }
+
+
 @dataclass
 class BisectOutcome:
     scenario: str
     exit_code: int
     result: str  # the sentence
-    culprit: dict | None
-    target: str | None
-    others: list[str]
-    rate: str
-    runs_per_commit: int | None
+    bugs: list[BugBisection]  # bisected, most severe first
+    already: list[str]  # bugs of the bad endpoint the good one has too: not bisected
+    others: list[str]  # seen on some tested commit, never a bug of the bad endpoint
     tested: list[Tested]
-    skipped: list[str]
     out: Path
     command: list[str]
-    log: str = ""
     duration_s: float = 0.0
+
+    @property
+    def culprit(self) -> dict | None:
+        """The first (most severe) bug's culprit."""
+        return self.bugs[0].culprit if self.bugs else None
 
 
 class _Bisector:
@@ -170,29 +292,39 @@ class _Bisector:
         self.scenario = scenario_path
         self.worktree = worktree
         self.out = Path(request.out_dir).resolve()
-        self.target: Splat | None = None
-        self.others: list[str] = []
         self.tested: list[Tested] = []
+        self.logs: list[str] = []  # git bisect log, one per bug, for bisect.log
 
-    def test(self, commit: str, role: str, runs: int, stop_after: int) -> Tested:
-        """Build and run ``commit``; stop once the target reproduced ``stop_after`` times."""
+    def test(
+        self, commit: str, role: str, runs: int, done: Callable[[list[ItemResult]], bool]
+    ) -> tuple[Tested, bool]:
+        """``commit``'s runs: those of an earlier test (reused: True) or up to ``runs`` new
+        ones, stopping once ``done`` says every bug that matters has its verdict."""
+        earlier = next((t for t in self.tested if t.commit == commit), None)
+        if earlier is not None:
+            say(f"{role}: {commit[:12]}: the runs of {earlier.role} (no build, no boot)")
+            return earlier, True
+        tested = self.run(commit, role, runs, done)
+        self.tested.append(tested)
+        return tested, False
+
+    def run(
+        self, commit: str, role: str, runs: int, done: Callable[[list[ItemResult]], bool]
+    ) -> Tested:
+        """Build ``commit`` and run the scenario up to ``runs`` times, until ``done``."""
         subject = vcs.subject(self.worktree.repo, commit)
         say(f"{role}: {commit[:12]} {subject!r}: up to {runs} run(s)")
         self.worktree.checkout(commit)
         out = self.out / "steps" / f"{len(self.tested) + 1:02d}-{commit[:12]}"
-
         told: set[str] = set()
 
         def enough(finished: list[ItemResult]) -> str | None:
-            self._target_from(finished)
-            seen = [classify(r, self.target) for r in finished]
-            for i, s in enumerate(seen, 1):
-                if s.id not in told:
-                    told.add(s.id)
-                    what = "; ".join(s.titles) or s.why or s.status
-                    say(f"{role}: run {i} of {runs}: {s.outcome} ({what})")
-            hits = sum(1 for s in seen if s.outcome == "reproduced")
-            return f"reproduced {hits} time(s)" if hits >= stop_after else None
+            for i, r in enumerate(finished, 1):
+                if r.item.id not in told:
+                    told.add(r.item.id)
+                    what = "; ".join(s.title for s in r.splats) or r.status
+                    say(f"{role}: run {i} of {runs}: {what}")
+            return "every bug has its verdict here" if done(finished) else None
 
         step_request = replace(
             self.request,
@@ -208,8 +340,6 @@ class _Bisector:
             commit,
             subject,
             role,
-            "unbuilt",
-            "",
             build_s=build.get("duration_s"),
             objects=build.get("objects_compiled"),
             out=str(out),
@@ -220,46 +350,11 @@ class _Bisector:
         if outcome.exit_code == pipeline.EXIT_INTERRUPTED:
             raise KeyboardInterrupt
         if outcome.exit_code in (pipeline.EXIT_BUILD, pipeline.EXIT_BAD_INPUT):
-            tested.verdict, tested.built = "skip", False
-            tested.why = f"not built: {(outcome.info.harness_error or '').splitlines()[0]}"
+            tested.built = False
+            tested.unbuilt = (outcome.info.harness_error or "").splitlines()[0]
         else:
-            self._target_from(outcome.results)
-            tested.runs = [classify(r, self.target) for r in outcome.results]
-            tested.verdict, tested.why = verdict_of(tested.runs)
-            for r in outcome.results:
-                for s in r.splats:
-                    if self.target is None or not splats.same_bug(s, self.target):
-                        if s.title not in self.others:
-                            self.others.append(s.title)
-        say(f"{role}: {commit[:12]}: {tested.verdict}: {tested.why}")
-        self.tested.append(tested)
+            tested.results = outcome.results
         return tested
-
-    def _target_from(self, results: list[ItemResult]) -> None:
-        if self.target is None:
-            for r in results:
-                if r.splats:
-                    self._choose_target(r.splats)
-                if self.target is not None:
-                    return
-
-    def _choose_target(self, found: list[Splat]) -> None:
-        wanted = self.request.title
-        if wanted:
-            key = splats.normalized_title(wanted)
-            match = next((s for s in found if splats.normalized_title(s.title) == key), None)
-            match = match or next((s for s in found if wanted in s.title), None)
-            if match is None:
-                return
-            self.target = match
-            say(f"target: {match.title} (--title)")
-        else:
-            self.target = found[0]
-            rest = [s.title for s in found[1:]]
-            say(
-                f"target: {found[0].title} (the first splat of the first reproducing run; "
-                f"--title picks another{': ' + '; '.join(rest) if rest else ''})"
-            )
 
 
 def _mark(worktree: vcs.Worktree, term: str) -> str:
@@ -306,8 +401,10 @@ def run_bisect(request: BisectRequest) -> BisectOutcome:
     outcome.command = command
     outcome.duration_s = round(time.monotonic() - started, 1)
     report.write_bisect(out, outcome)
-    for t in outcome.tested:
-        say(t.line())
+    for bug in outcome.bugs:
+        say(f"bug: {bug.title}")
+        for s in bug.steps:
+            say(f"  {s.line()}")
     say(f"bisect: {outcome.result}")
     return outcome
 
@@ -322,58 +419,111 @@ def _bisect(
     old: str,
     new: str,
 ) -> BisectOutcome:
-    def finish(code: int, result: str, culprit: dict | None = None, skipped=()) -> BisectOutcome:
+    bugs: list[BugBisection] = []
+    already: list[str] = []
+
+    def finish(code: int, result: str) -> BisectOutcome:
+        known = [bug.target for bug in bugs]
+        others = [
+            t
+            for tested in b.tested
+            for r in tested.results
+            for s in r.splats
+            if not any(splats.same_bug(s, k) for k in known) and (t := s.title) not in already
+        ]
         return BisectOutcome(
-            "",
-            code,
-            result,
-            culprit,
-            b.target.title if b.target else None,
-            b.others,
-            rate,
-            per_commit,
-            b.tested,
-            list(skipped),
-            b.out,
-            [],
-            log=log,
+            "", code, result, bugs, already, list(dict.fromkeys(others)), b.tested, b.out, []
         )
 
-    rate, per_commit, log = "", None, ""
-    endpoint = b.test(bad, "bad endpoint", ENDPOINT_RUNS, ENDPOINT_REPRODUCTIONS)
+    def measured(results: list[ItemResult]) -> bool:
+        found = distinct_bugs(results)
+        if request.title:
+            found = [s] if (s := chosen(found, request.title)) else []
+        return bool(found) and all(
+            sum(1 for r in results if classify(r, s).outcome == "reproduced")
+            >= ENDPOINT_REPRODUCTIONS
+            for s in found
+        )
+
+    endpoint, _ = b.test(bad, "bad endpoint", ENDPOINT_RUNS, measured)
     if not endpoint.built:
-        raise PipelineError(f"the bad commit {bad[:12]} could not be built: {endpoint.why}", 3)
-    hits = sum(1 for r in endpoint.runs if r.outcome == "reproduced")
-    ran = sum(1 for r in endpoint.runs if r.outcome != "not-run")
+        raise PipelineError(f"the bad commit {bad[:12]} could not be built: {endpoint.unbuilt}", 3)
+    ran = sum(1 for r in endpoint.results if r.status != "skipped")
     if not ran:
-        return finish(EXIT_INCONCLUSIVE, f"on the bad commit {endpoint.why}")
-    if request.title and b.target is None:
-        return finish(
-            EXIT_INCONCLUSIVE,
-            f"no splat titled {request.title!r} on the bad commit in {ran} runs "
-            f"(seen: {'; '.join(b.others) or 'none'})",
+        why = (endpoint.results[0].error or "not run") if endpoint.results else "no runs"
+        return finish(EXIT_INCONCLUSIVE, f"on the bad commit the scenario did not run: {why}")
+    found = distinct_bugs(endpoint.results)
+    if request.title:
+        match = chosen(found, request.title)
+        if match is None:
+            seen = "; ".join(endpoint.titles()) or "none"
+            return finish(
+                EXIT_INCONCLUSIVE,
+                f"no splat titled {request.title!r} on the bad commit in {ran} runs (seen: {seen})",
+            )
+        found = [match]
+    if not found:
+        return finish(EXIT_INCONCLUSIVE, f"no bug showed on the bad commit in {ran} runs")
+    for target in found:
+        hits = sum(1 for r in endpoint.results if classify(r, target).outcome == "reproduced")
+        per_commit = request.runs or runs_needed(hits, ran)
+        bugs.append(BugBisection(target, hits, ran, per_commit))
+        why = (
+            "--runs"
+            if request.runs
+            else f"a miss probability of at most {MISS_PROBABILITY:.0%} at rate {hits}/({ran}+1)"
         )
-    if not hits:
-        return finish(
-            EXIT_INCONCLUSIVE, f"the bug did not reproduce on the bad commit in {ran} runs"
-        )
-    rate = f"{hits}/{ran}"
-    per_commit = request.runs or runs_needed(hits, ran)
-    why = (
-        "--runs"
-        if request.runs
-        else f"a miss probability of at most {MISS_PROBABILITY:.0%} at rate {hits}/({ran}+1)"
+        say(f"bug: {target.title}: {hits}/{ran} on the bad commit; {per_commit} run(s) a commit")
+        say(f"  ({why})")
+    runs = max(bug.runs_per_commit for bug in bugs)
+    ending, _ = b.test(good, "good endpoint", runs, lambda rs: _decided(bugs, rs))
+    if not ending.built:
+        raise PipelineError(f"the good commit {good[:12]} could not be built: {ending.unbuilt}", 3)
+    live = []
+    for bug in bugs:
+        bug.use("bad endpoint", endpoint, False)
+        verdict = bug.use("good endpoint", ending, False)
+        if verdict == "bad":
+            already.append(bug.title)
+            say(f"bug: {bug.title}: the good commit has it too: not bisected")
+        else:
+            live.append(bug)
+            if verdict == "skip":
+                bug.result = f"the good commit could not be tested: {bug.steps[-1].why}"
+    bugs[:] = live
+    if not bugs:
+        return finish(EXIT_INCONCLUSIVE, f"the good commit already fails: {'; '.join(already)}")
+    for i, bug in enumerate(bugs):
+        if not bug.result:
+            _bisect_one(b, bug, bugs[i:], request, repo, worktree, old, new)
+    code = EXIT_FOUND if all(bug.exit_code == EXIT_FOUND for bug in bugs) else EXIT_INCONCLUSIVE
+    if len(bugs) == 1:
+        return finish(code, bugs[0].result)
+    said = "; ".join(
+        bug.result if bug.exit_code == EXIT_FOUND else f"{bug.title}: {bug.result}" for bug in bugs
     )
-    say(f"rate on the bad commit: {rate}; {per_commit} run(s) per commit ({why})")
-    endpoint = b.test(good, "good endpoint", per_commit, 1)
-    if not endpoint.built:
-        raise PipelineError(f"the good commit {good[:12]} could not be built: {endpoint.why}", 3)
-    if endpoint.verdict == "bad":
-        return finish(EXIT_INCONCLUSIVE, f"the good commit already fails: {endpoint.why}")
-    if endpoint.verdict == "skip":
-        return finish(EXIT_INCONCLUSIVE, f"the good commit could not be tested: {endpoint.why}")
+    return finish(code, f"{len(bugs)} bugs: {said}")
+
+
+def _decided(bugs: list[BugBisection], results: list[ItemResult]) -> bool:
+    return all(bug.decided(results) for bug in bugs)
+
+
+def _bisect_one(
+    b: _Bisector,
+    bug: BugBisection,
+    pending: list[BugBisection],
+    request: BisectRequest,
+    repo: Path,
+    worktree: vcs.Worktree,
+    old: str,
+    new: str,
+) -> None:
+    """git bisect for ``bug``; each new commit is run for every bug still ``pending``."""
+    say(f"bisecting: {bug.title}")
     terms = ["--term-old=broken", "--term-new=fixed"] if request.fix else []
     mark = {"bad": "broken", "good": "fixed"} if request.fix else {"bad": "bad", "good": "good"}
+    runs = max(p.runs_per_commit for p in pending)
     vcs.git(worktree.path, "bisect", "reset")  # a bisection left behind by a killed run
     said = vcs.git(worktree.path, "bisect", "start", *terms, new, old)
     steps = _range_steps(repo, old, new)
@@ -383,38 +533,37 @@ def _bisect(
             first = re.search(r"^([0-9a-f]{40}) is the first (?:bad|new|fixed) commit", said, re.M)
             if first:
                 culprit = first.group(1)
-                log = vcs.git(worktree.path, "bisect", "log")
-                seen = next((t for t in b.tested if t.commit == culprit), None)
-                info = {
+                seen = next((s for s in bug.steps if s.tested.commit == culprit), None)
+                bug.culprit = {
                     "commit": culprit,
                     "subject": vcs.subject(repo, culprit),
                     "author": vcs.git(repo, "log", "-1", "--format=%an <%ae>", culprit),
-                    "title": b.target.title if b.target else None,
+                    "title": bug.title,
                     "tested": seen.verdict if seen else "endpoint",
                 }
                 what = "fixed" if request.fix else "introduced"
-                return finish(
-                    EXIT_FOUND,
-                    f"{culprit[:12]} ({info['subject']}) {what} "
-                    f"{b.target.title if b.target else 'the bug'}",
-                    info,
-                )
+                bug.exit_code = EXIT_FOUND
+                bug.result = f"{culprit[:12]} ({bug.culprit['subject']}) {what} {bug.title}"
+                return
             if "only 'skip'ped commits left" in said:
-                log = vcs.git(worktree.path, "bisect", "log")
                 left = re.findall(r"^([0-9a-f]{40})", said.split("could be any of:")[-1], re.M)
                 names = [f"{c[:12]} {vcs.subject(repo, c)}" for c in left]
-                return finish(
-                    EXIT_INCONCLUSIVE,
-                    "inconclusive: the culprit is among skipped commits: " + "; ".join(names),
-                    skipped=left,
+                bug.skipped = left
+                bug.result = "inconclusive: the culprit is among skipped commits: " + "; ".join(
+                    names
                 )
+                return
             step += 1
             commit = vcs.git(worktree.path, "rev-parse", "HEAD")
             left = re.search(r"roughly (\d+) step", said)
             steps = int(left.group(1)) + step if left else steps
-            tested = b.test(commit, f"step {step} of ~{steps}", per_commit, 1)
-            said = _mark(worktree, mark.get(tested.verdict, "skip"))
+            role = f"step {step} of ~{steps}"
+            tested, reused = b.test(commit, role, runs, lambda rs: _decided(pending, rs))
+            verdict = bug.use(role, tested, reused)
+            say(f"{role}: {commit[:12]}: {verdict}: {bug.steps[-1].why}")
+            said = _mark(worktree, mark.get(verdict, "skip"))
     finally:
-        log = log or vcs.git(worktree.path, "bisect", "log")
-        (b.out / "bisect.log").write_text(log + "\n")
+        bug.log = vcs.git(worktree.path, "bisect", "log")
+        b.logs.append(f"# bug: {bug.title}\n{bug.log}\n")
+        (b.out / "bisect.log").write_text("".join(b.logs))
         vcs.git(worktree.path, "bisect", "reset")

@@ -12,11 +12,13 @@ import re
 from dataclasses import dataclass, field
 
 from harness import splats
+from harness.evidence import Evidence
 from harness.run import ItemResult
 from harness.splats import Splat
 
 REGRESSED = "regressed"
 FIXED = "fixed"
+LIKELY_FIXED = "likely fixed"  # head ran clean, but not often enough for p <= 1 %
 STILL_FAILING = "still failing"
 CHANGED = "changed"
 FLAKY = "flaky"
@@ -24,7 +26,17 @@ UNCHANGED_PASS = "unchanged pass"
 ERROR = "error"
 SKIPPED = "skipped"  # a side's tree lacks a kernel API the scenario needs
 # report order: what needs attention first
-VERDICTS = (REGRESSED, ERROR, CHANGED, FLAKY, STILL_FAILING, FIXED, UNCHANGED_PASS, SKIPPED)
+VERDICTS = (
+    REGRESSED,
+    ERROR,
+    CHANGED,
+    FLAKY,
+    STILL_FAILING,
+    LIKELY_FIXED,
+    FIXED,
+    UNCHANGED_PASS,
+    SKIPPED,
+)
 SIDES = ("base", "head")
 
 
@@ -60,11 +72,11 @@ def bugs_of(result: ItemResult) -> list[Bug]:
     are the bug, as in a data-integrity failure; with a splat they are its echo:
     'kernel tainted during remove', 'the guest runner stopped reporting')."""
     if result.splats:
-        return [Bug(s) for s in _without_echoes(result.splats)]
+        return [Bug(s) for s in without_echoes(result.splats)]
     return [Bug(_expectation(v)) for v in result.violations]
 
 
-def _without_echoes(found: list[Splat]) -> list[Splat]:
+def without_echoes(found: list[Splat]) -> list[Splat]:
     """The run's splats less the faults that follow its KASAN report.
 
     After KASAN has reported a freed object, the kernel goes on with it and
@@ -117,6 +129,9 @@ class Side:
     def bugs(self) -> list[Bug]:
         return _distinct([b for r in self.runs for b in bugs_of(r)])
 
+    def runs_with(self, bug: Bug) -> int:
+        return sum(1 for r in self.runs if any(bug.same(b) for b in bugs_of(r)))
+
     def counts(self) -> str:
         if self.failed:
             return f"failed {self.failed}/{self.n}"
@@ -151,6 +166,13 @@ class Comparison:
     gone: list[Bug] = field(default_factory=list)  # on base, never on head
     error_side: str | None = None
     error: str | None = None
+    # for fixed and regressed: the runs the verdict rests on (evidence.py)
+    evidence: Evidence | None = None
+
+    @property
+    def called(self) -> str:
+        """The verdict, with the chance it is luck when it rests on clean runs."""
+        return f"{self.verdict} (p = {self.evidence.p:.2g})" if self.evidence else self.verdict
 
     def line(self) -> str:
         """The verdict as one line of a mailing-list reply."""
@@ -174,7 +196,7 @@ class Comparison:
             detail += f"; gone on head: {_titles(self.gone)}"
         if self.verdict in (STILL_FAILING, FLAKY) and not (self.new or self.gone):
             detail += "; same bugs"
-        return f"{self.scenario}: {self.verdict}: {detail}"
+        return f"{self.scenario}: {self.called}: {detail}"
 
     def to_json(self) -> dict:
         return {
@@ -183,11 +205,24 @@ class Comparison:
             "line": self.line(),
             "error_side": self.error_side,
             "error": self.error,
+            "evidence": _evidence_json(self.evidence),
             "new_titles": [b.title for b in self.new],
             "gone_titles": [b.title for b in self.gone],
             "base": self.base.to_json(),
             "head": self.head.to_json(),
         }
+
+
+def _evidence_json(found: Evidence | None) -> dict | None:
+    if found is None:
+        return None
+    return {
+        "hits": found.hits,
+        "ran": found.ran,
+        "clean": found.clean,
+        "p": found.p,
+        "needed": found.needed,
+    }
 
 
 def _titles(bugs: list[Bug], shown: int = 2) -> str:
@@ -217,19 +252,50 @@ def compare(scenario: str, base: Side, head: Side) -> Comparison:
     base_bugs, head_bugs = base.bugs, head.bugs
     new = [b for b in head_bugs if not any(b.same(x) for x in base_bugs)]
     gone = [b for b in base_bugs if not any(b.same(x) for x in head_bugs)]
-    if new:
-        verdict = REGRESSED  # a new bug counts also when both sides fail
+    found = None
+    if new:  # a new bug counts also when both sides fail; the most frequent one carries it
+        verdict = REGRESSED
+        found = min((Evidence(head.runs_with(b), head.n, base.n) for b in new), key=_p)
     elif not base.failed:
         verdict = UNCHANGED_PASS if not head.failed else REGRESSED
     elif not head.failed:
-        verdict = FIXED
+        found = Evidence(base.failed, base.n, head.n)
+        verdict = FIXED if found.enough else LIKELY_FIXED
     elif gone:
         verdict = CHANGED
     elif base.failed < base.n or head.failed < head.n:
         verdict = FLAKY
     else:
         verdict = STILL_FAILING
-    return Comparison(scenario, verdict, base, head, new=new, gone=gone)
+    return Comparison(scenario, verdict, base, head, new=new, gone=gone, evidence=found)
+
+
+def _p(found: Evidence) -> float:
+    return found.p
+
+
+def more_runs(c: Comparison, bound: int) -> tuple[str, int] | None:
+    """The side that needs more runs for the verdict to be more than luck, and how many.
+
+    fixed: head must pass as often as base's failure rate asks; regressed: base
+    must run without the new bug as often as its rate on head asks. At most
+    ``bound`` runs a side: past it the verdict keeps its p (likely fixed).
+    """
+    if c.evidence is None or c.evidence.enough:
+        return None
+    clean = c.head if c.verdict == LIKELY_FIXED else c.base
+    wanted = min(bound, c.evidence.needed) - clean.n
+    return (clean.name, wanted) if wanted > 0 else None
+
+
+def changes_verdict(c: Comparison, added: ItemResult) -> bool:
+    """Whether a run added to the side ``more_runs`` named ends the need for more of them:
+    any failure on a head called fixed, a new bug (or no verdict) on base for regressed."""
+    if added.status == "error":
+        return True
+    if c.verdict == REGRESSED:
+        return any(b.same(n) for b in bugs_of(added) for n in c.new)
+    return added.status == "fail"
 
 
 def compare_all(

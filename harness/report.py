@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
-from harness import paths
+from harness import evidence, paths
 from harness.compare import Comparison, table
 from harness.run import BootRecord, ItemResult
 
@@ -243,20 +243,39 @@ def _series_case(c: Comparison) -> TestCase:
     return case
 
 
+P_MEANS = (
+    "p: the chance that the side without the bug still has it, at the rate the other side",
+    "showed it (k failed runs of n counted as k/(n+1)), and passed every run by luck. fixed",
+    f"needs p <= {evidence.MISS_PROBABILITY:.0%} (head is run more until it is); a regression is",
+    f"confirmed by running base more; at most {evidence.MAX_RUNS} runs a side (past that: likely",
+    "fixed).",
+)
+
+
 def series_report_text(outcome: SeriesOutcome) -> str:
     """report.md: plain text fit to paste into a mailing-list reply or a merge request."""
     lines = []
     for side in outcome.sides:
         lines.append(f'{side.name}: {side.commit[:12]} ("{side.subject}")')
-    runs = max((c.base.n for c in outcome.comparisons), default=0)
-    lines += ["", f"Scenarios, {runs} run(s) per side with the same seeds:", ""]
+    runs = min((min(c.base.n, c.head.n) for c in outcome.comparisons), default=0)
+    header = f"Scenarios, {runs} run(s) per side with the same seeds (more where a verdict needed"
+    lines += ["", header + " them):", ""]
     lines += [f"  {line}" for line in table(outcome.comparisons)]
     for name, why in outcome.left_out.items():
         lines.append(f"  {name}: not run (--affected: {why})")
+    if any(c.evidence for c in outcome.comparisons):
+        lines += ["", *P_MEANS]
+    added = [(side.name, more) for side in outcome.sides for more in side.more]
+    if added:
+        lines += ["", "Runs added:"]
+        lines += [f"  {n}: {m.scenario}: {m.why}; ran {len(m.results)}" for n, m in added]
     for c in outcome.comparisons:
         for label, bugs in (("new on head", c.new), ("gone on head", c.gone)):
             for bug in bugs:
-                lines += ["", f"{c.scenario}: {label}: {bug.title}", _trimmed(bug.splat.excerpt)]
+                seen = f"in {c.head.runs_with(bug)}/{c.head.n} head runs, {c.base.runs_with(bug)}"
+                seen += f"/{c.base.n} base runs"
+                lines += ["", f"{c.scenario}: {label}: {bug.title} ({seen})"]
+                lines.append(_trimmed(bug.splat.excerpt))
     lines += ["", "Reproduce:", f"  {shlex.join(outcome.command)}"]
     for side in outcome.sides:
         lines.append(f"  {side.name}: {side.repro}")
@@ -289,57 +308,65 @@ def write_series(out: Path, outcome: SeriesOutcome) -> None:
 
 
 def bisect_report_text(outcome: BisectOutcome) -> str:
-    """bisect.md: the result, the target, the table of tested commits, how to reproduce."""
-    lines = [f"bisect {outcome.scenario}: {outcome.result}", ""]
-    if outcome.target:
-        lines.append(f"target: {outcome.target}")
-    if outcome.rate:
-        lines.append(
-            f"rate on the bad commit: {outcome.rate}; {outcome.runs_per_commit} run(s) per commit"
-        )
+    """bisect.md: the result, per bug its rate and the commits it was decided on, the
+    tested commits, how to reproduce."""
+    lines = [f"bisect {outcome.scenario}: {outcome.result}"]
+    if outcome.already:
+        lines.append(f"on the good commit too (not bisected): {'; '.join(outcome.already)}")
     if outcome.others:
+        lines.append(f"other crashes seen (no bug of the bad commit): {'; '.join(outcome.others)}")
+    marks = "runs: X reproduced, . clean, o other crash, c cut short, e no verdict, - not run"
+    for n, bug in enumerate(outcome.bugs, 1):
+        lines += ["", f"bug {n}: {bug.title}", f"  {bug.result}"]
         lines.append(
-            f"other crashes seen (never counted as the target): {'; '.join(outcome.others)}"
+            f"  rate on the bad commit: {bug.hits}/{bug.ran}; {bug.runs_per_commit} run(s) "
+            f"per commit; commits ({marks}; build reused: the runs made for another bug):"
         )
-    lines += [
-        "",
-        "tested commits (runs: X reproduced, . clean, o other crash, c cut short, "
-        "e no verdict, - not run):",
-    ]
-    lines += [f"  {t.line()}" for t in outcome.tested]
+        lines += [f"    {step.line()}" for step in bug.steps]
+    lines += ["", "tested commits (built and run; every bug's runs at once):"]
+    for t in outcome.tested:
+        build = f"{t.build_s:.0f} s" if t.build_s is not None else "-"
+        seen = "; ".join(t.titles()) or ("not built: " + t.unbuilt if not t.built else "clean")
+        lines.append(
+            f"  {t.role:<14} {t.commit[:12]} build {build:>6}  {len(t.results)} run(s): {seen}"
+        )
     lines += ["", "reproduce:", f"  {shlex.join(outcome.command)}"]
     lines += [f"  {t.role}: {t.repro}" for t in outcome.tested]
     return "\n".join(lines) + "\n"
 
 
 def write_bisect(out: Path, outcome: BisectOutcome) -> None:
-    """junit.xml (one testcase; a failure when inconclusive), summary.json, bisect.md."""
+    """junit.xml (a testcase per bug, a failure when inconclusive), summary.json, bisect.md."""
     out.mkdir(parents=True, exist_ok=True)
-    case = TestCase(
-        name=f"bisect {outcome.scenario}",
-        classname="bisect",
-        elapsed_sec=outcome.duration_s,
-        stdout=bisect_report_text(outcome),
-    )
-    if outcome.exit_code != 0:
-        case.add_failure_info(message=outcome.result, failure_type="inconclusive")
-    props = {"result": outcome.result, "target": outcome.target or "", "rate": outcome.rate}
-    if outcome.culprit:
-        props.update({f"culprit_{k}": str(v) for k, v in outcome.culprit.items()})
-    suite = TestSuite("lifetime-harness bisect", [case], properties=props)
+    text = bisect_report_text(outcome)
+    cases = []
+    for bug in outcome.bugs or [None]:
+        name = f"bisect {outcome.scenario}" + (f": {bug.title}" if bug else "")
+        case = TestCase(name=name, classname="bisect", elapsed_sec=outcome.duration_s, stdout=text)
+        code = bug.exit_code if bug else outcome.exit_code
+        if code != 0:
+            case.add_failure_info(
+                message=bug.result if bug else outcome.result, failure_type="inconclusive"
+            )
+        cases.append(case)
+    props = {"result": outcome.result}
+    for n, bug in enumerate(outcome.bugs, 1):
+        props[f"bug{n}_title"] = bug.title
+        props[f"bug{n}_rate"] = f"{bug.hits}/{bug.ran}"
+        if bug.culprit:
+            props.update({f"bug{n}_culprit_{k}": str(v) for k, v in bug.culprit.items()})
+    suite = TestSuite("lifetime-harness bisect", cases, properties=props)
     paths.atomic_write(out / "junit.xml", to_xml_report_string([suite]))
     summary = {
         "command": outcome.command,
         "exit_code": outcome.exit_code,
         "result": outcome.result,
         "culprit": outcome.culprit,
-        "target": outcome.target,
+        "bugs": [bug.to_json() for bug in outcome.bugs],
+        "on_the_good_commit_too": outcome.already,
         "other_crashes": outcome.others,
-        "rate": outcome.rate,
-        "runs_per_commit": outcome.runs_per_commit,
-        "skipped_candidates": outcome.skipped,
         "duration_s": outcome.duration_s,
         "tested": [t.to_json() for t in outcome.tested],
     }
     paths.atomic_write(out / "summary.json", json.dumps(summary, indent=1))
-    paths.atomic_write(out / "bisect.md", bisect_report_text(outcome))
+    paths.atomic_write(out / "bisect.md", text)

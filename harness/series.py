@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness import compare, pipeline, report, vcs
+from harness import compare, evidence, pipeline, report, vcs
 from harness.pipeline import PipelineError, RunOutcome, RunRequest
 from harness.progress import say
+from harness.run import Item, ItemResult
 from harness.scenario import Scenario
 
 # Why 3: a lifetime race that reproduces in most runs is caught on one side
@@ -39,6 +40,16 @@ class SideInfo:
     subject: str
     outcome: RunOutcome | None = None
     repro: str = ""
+    more: list[MoreRuns] = field(default_factory=list)  # added for a verdict's evidence
+
+    @property
+    def results(self) -> list[ItemResult]:
+        first = self.outcome.results if self.outcome else []
+        return first + [r for m in self.more for r in m.results]
+
+    @property
+    def exit_codes(self) -> list[int]:
+        return [o.exit_code for o in [self.outcome, *(m.outcome for m in self.more)] if o]
 
     def to_json(self) -> dict:
         build = (self.outcome.info.build or {}) if self.outcome else {}
@@ -52,6 +63,26 @@ class SideInfo:
             "harness_error": self.outcome.info.harness_error if self.outcome else None,
             "results": str(self.outcome.out) if self.outcome else None,
             "reproduce": self.repro,
+            "more_runs": [m.to_json() for m in self.more],
+        }
+
+
+@dataclass
+class MoreRuns:
+    """Runs of one scenario added to a side after the first N, with the next seeds."""
+
+    scenario: str
+    why: str
+    outcome: RunOutcome
+    results: list[ItemResult]  # numbered on from the side's earlier runs
+
+    def to_json(self) -> dict:
+        return {
+            "scenario": self.scenario,
+            "why": self.why,
+            "runs": len(self.results),
+            "exit_code": self.outcome.exit_code,
+            "results": str(self.outcome.out),
         }
 
 
@@ -138,16 +169,13 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
                 info.outcome = pipeline.run_scenarios(side_request)
                 if info.outcome.exit_code == pipeline.EXIT_INTERRUPTED:
                     break
+            outcome.comparisons = _compare(names, outcome.sides)
+            if selected and pipeline.EXIT_INTERRUPTED not in _codes(outcome):
+                outcome.comparisons = _more_evidence(request, worktree, outcome, selected)
     except vcs.ApplyError as exc:
         raise PipelineError(str(exc), pipeline.EXIT_BUILD) from exc
     except vcs.VcsError as exc:
         raise PipelineError(str(exc)) from exc
-    base_side, head_side = outcome.sides
-    outcome.comparisons = compare.compare_all(
-        names,
-        base_side.outcome.results if base_side.outcome else [],
-        head_side.outcome.results if head_side.outcome else [],
-    )
     outcome.exit_code = exit_code_for(outcome)
     outcome.duration_s = round(time.monotonic() - started, 1)
     report.write_series(out, outcome)
@@ -155,6 +183,91 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
         say(line)
     say(f"series: {out}/report.md  {verdict_counts(outcome.comparisons)}")
     return outcome
+
+
+def _compare(names: list[str], sides: list[SideInfo]) -> list[compare.Comparison]:
+    base, head = sides
+    return compare.compare_all(names, base.results, head.results)
+
+
+def _codes(outcome: SeriesOutcome) -> list[int]:
+    return [code for side in outcome.sides for code in side.exit_codes]
+
+
+def _more_evidence(
+    request: SeriesRequest,
+    worktree: vcs.Worktree,
+    outcome: SeriesOutcome,
+    selected: list[Scenario],
+) -> list[compare.Comparison]:
+    """Run a side more wherever a fixed or regressed verdict could still be luck.
+
+    Head first (the worktree is there), then base; each scenario's added runs
+    stop at the first run that changes the verdict, and a verdict the added
+    runs turn into another may ask for runs of its own (fixed turned
+    regressed), so this goes round until nothing is asked for; every side
+    stops at the bound, so it ends.
+    """
+    bound = max(evidence.MAX_RUNS, request.repeat or DEFAULT_REPEAT)
+    by_name = {sc.name: sc for sc in selected}
+    sides = {info.name: info for info in outcome.sides}
+    names = [sc.name for sc in selected]
+    comparisons = outcome.comparisons
+    at = "head"
+    while True:
+        wanted = [(c, more) for c in comparisons if (more := compare.more_runs(c, bound))]
+        if not wanted:
+            return comparisons
+        wanted.sort(key=lambda w: w[1][0] != at)  # the side checked out first
+        for c, (side_name, count) in wanted:
+            info = sides[side_name]
+            if side_name != at:
+                worktree.checkout(info.commit)
+                at = side_name
+            why = f"{c.verdict} ({c.evidence.text() if c.evidence else ''}): {count} more run(s)"
+            say(f"{side_name}: {c.scenario}: {why}")
+            added = _run_more(request, worktree, info, by_name[c.scenario], c, count, why)
+            if added.outcome.exit_code == pipeline.EXIT_INTERRUPTED or not added.results:
+                return _compare(names, outcome.sides)
+        comparisons = _compare(names, outcome.sides)
+
+
+def _run_more(
+    request: SeriesRequest,
+    worktree: vcs.Worktree,
+    info: SideInfo,
+    sc: Scenario,
+    c: compare.Comparison,
+    count: int,
+    why: str,
+) -> MoreRuns:
+    """``count`` more runs of ``sc`` on the checked-out side, seeds following the earlier ones."""
+    first = sum(1 for r in info.results if r.item.scenario.name == sc.name)
+    seed = (sc.seed if request.seed is None else request.seed) + first
+
+    def enough(finished: list[ItemResult]) -> str | None:
+        changed = [r.item.id for r in finished if compare.changes_verdict(c, r)]
+        return f"{changed[0]} changed the verdict" if changed else None
+
+    more_request = replace(
+        request,
+        tree=str(worktree.path),
+        out_dir=str(Path(request.out_dir).resolve() / f"{info.name}-more-{len(info.more) + 1}"),
+        scenarios=(sc.path,),
+        repeat=count,
+        seed=seed,
+        enough=enough,
+    )
+    ran = pipeline.run_scenarios(more_request)
+    results = [_numbered_on(r, first) for r in ran.results if r.status != "skipped"]
+    info.more.append(MoreRuns(sc.name, why, ran, results))
+    return info.more[-1]
+
+
+def _numbered_on(result: ItemResult, first: int) -> ItemResult:
+    item = result.item
+    rep = first + item.repetition
+    return replace(result, item=Item(f"{item.scenario.name}#{rep}", item.scenario, rep, item.seed))
 
 
 def verdict_counts(comparisons: list[compare.Comparison]) -> str:
@@ -168,7 +281,7 @@ def verdict_counts(comparisons: list[compare.Comparison]) -> str:
 
 def exit_code_for(outcome: SeriesOutcome) -> int:
     """0 nothing regressed, 1 regressed, 3 a side did not build, 4 a scenario got no verdict."""
-    side_codes = [s.outcome.exit_code for s in outcome.sides if s.outcome]
+    side_codes = _codes(outcome)
     if pipeline.EXIT_INTERRUPTED in side_codes:
         return pipeline.EXIT_INTERRUPTED
     if compare.regressed(outcome.comparisons):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import bisect
+from harness import bisect, evidence
 from harness.run import Item, ItemResult
 from harness.scenario import load_scenario
 from tests.test_compare import CONTROLLER, REGMAP, SPI_NOR_READ, splats_of
@@ -29,7 +29,7 @@ def result(*found, status=None, cycles_done=5, error=None) -> ItemResult:
     [(1, 1, 7), (3, 3, 4), (3, 5, 7), (3, 10, 15), (1, 10, 49)],
 )
 def test_runs_per_commit_keep_a_miss_under_one_percent(hits, ran, runs):
-    assert bisect.runs_needed(hits, ran) == runs
+    assert evidence.runs_needed(hits, ran) == runs
     rate = hits / (ran + 1)
     assert (1 - rate) ** runs <= 0.01 < (1 - rate) ** (runs - 1)
 
@@ -81,20 +81,32 @@ def test_bisect_cli_bad_input(repo, tmp_path):  # noqa: F811
     assert "Traceback" not in done.stderr
 
 
-class Scripted(bisect._Bisector):
-    """The git bisect driver over a real repository, with each commit's verdict scripted."""
+LOGS = ROOT / "tests" / "data" / "logs"
+UAF = splats_of("harness-gpio-sim-value-map-freed-early.log")[0]  # Read in __bitmap_replace
+LOCKDEP = splats_of("module-abba.log")[0]  # possible deadlock in selftest_take_ba
 
-    def __init__(self, request, worktree, verdicts):
+
+class Recorded(bisect._Bisector):
+    """The git bisect driver over a real repository; building and booting a commit is
+    replaced by that commit's recorded runs (real splats), handed out one run at a
+    time until the bisector's stopping rule says enough, as the runner does."""
+
+    def __init__(self, request, worktree, runs_of):
         super().__init__(request, SCENARIO.path, worktree)
-        self.verdicts = verdicts
-        self.target = SPI_NOR_READ
+        self.runs_of = runs_of  # commit -> the list of its runs (None: does not build)
+        self.built: list[str] = []  # commits built and booted, in order
 
-    def test(self, commit, role, runs, stop_after):
-        verdict = self.verdicts[commit]
-        outcome = {"bad": "reproduced", "good": "clean", "skip": "no-verdict"}[verdict]
-        runs_seen = [bisect.RunSeen("x", "fail", outcome, [])]
-        tested = bisect.Tested(commit, "", role, verdict, "", runs=runs_seen, build_s=1.0)
-        self.tested.append(tested)
+    def run(self, commit, role, runs, done):
+        self.built.append(commit)
+        recorded = self.runs_of(commit)
+        tested = bisect.Tested(commit, f"subject of {commit[:7]}", role, build_s=1.0)
+        if recorded is None:
+            tested.built, tested.unbuilt = False, "make: *** [drivers/a.o] Error 1"
+            return tested
+        for i in range(runs):
+            tested.results.append(recorded[i % len(recorded)])
+            if done(tested.results):
+                break
         return tested
 
 
@@ -107,43 +119,157 @@ def line_history(repo, n):  # noqa: F811
     return commits
 
 
-def drive(repo, tmp_path, verdicts, old, new, fix=False):  # noqa: F811
+def drive(repo, tmp_path, runs_of, old, new, fix=False, **options):  # noqa: F811
     from harness import vcs
 
-    request = bisect.BisectRequest(out_dir=str(tmp_path / "out"), fix=fix, runs=1)
+    request = bisect.BisectRequest(out_dir=str(tmp_path / "out"), fix=fix, **options)
     with vcs.worktree(repo) as wt:
-        b = Scripted(request, wt, verdicts)
+        b = Recorded(request, wt, runs_of)
         (tmp_path / "out").mkdir(exist_ok=True)
         good, bad = (new, old) if fix else (old, new)
-        return bisect._bisect(b, request, repo, wt, good, bad, old, new)
+        outcome = bisect._bisect(b, request, repo, wt, good, bad, old, new)
+        return outcome, b
+
+
+def one_bug(bad_from, skip=(), fixed=False):
+    """Every commit from index ``bad_from`` on reproduces the lifetime bug in every run."""
+
+    def runs_of(c, index):
+        i = index[c]
+        if i in skip:
+            return [result(error="could not start the guest: ...")]
+        has = (i < bad_from) if fixed else (i >= bad_from)
+        return [result(SPI_NOR_READ, cycles_done=1)] if has else [result()]
+
+    return runs_of
 
 
 def test_git_bisect_driver_finds_the_culprit_and_keeps_the_log(repo, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     c = line_history(repo, 8)
-    verdicts = {x: ("good" if i < 6 else "bad") for i, x in enumerate(c)}
-    verdicts[c[4]] = "skip"
-    outcome = drive(repo, tmp_path, verdicts, c[0], c[8])
+    index = {x: i for i, x in enumerate(c)}
+    runs_of = one_bug(6, skip={4})
+    outcome, _ = drive(repo, tmp_path, lambda x: runs_of(x, index), c[0], c[8])
     assert outcome.exit_code == 0 and outcome.culprit["commit"] == c[6]
     assert outcome.culprit["subject"] == "commit 6"
     assert "# first bad commit" in (tmp_path / "out" / "bisect.log").read_text()
-    assert len([t for t in outcome.tested if t.role.startswith("step")]) <= 5
+    (bug,) = outcome.bugs
+    assert len([s for s in bug.steps if s.role.startswith("step")]) <= 5
 
 
 def test_git_bisect_driver_says_inconclusive_among_skipped(repo, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     c = line_history(repo, 4)
-    verdicts = {c[0]: "good", c[1]: "good", c[2]: "skip", c[3]: "skip", c[4]: "bad"}
-    outcome = drive(repo, tmp_path, verdicts, c[0], c[4])
+    index = {x: i for i, x in enumerate(c)}
+    runs_of = one_bug(4, skip={2, 3})
+    outcome, _ = drive(repo, tmp_path, lambda x: runs_of(x, index), c[0], c[4])
     assert outcome.exit_code == 1
     assert outcome.result.startswith("inconclusive: the culprit is among skipped commits")
-    assert set(outcome.skipped) >= {c[2], c[3]}
+    assert set(outcome.bugs[0].skipped) >= {c[2], c[3]}
 
 
 def test_fix_bisection_finds_the_first_commit_without_the_bug(repo, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     c = line_history(repo, 6)
-    verdicts = {x: ("bad" if i < 4 else "good") for i, x in enumerate(c)}
-    outcome = drive(repo, tmp_path, verdicts, c[0], c[6], fix=True)
+    index = {x: i for i, x in enumerate(c)}
+    runs_of = one_bug(4, fixed=True)
+    outcome, _ = drive(repo, tmp_path, lambda x: runs_of(x, index), c[0], c[6], fix=True)
     assert outcome.exit_code == 0 and outcome.culprit["commit"] == c[4]
     assert "fixed" in outcome.result
+
+
+def two_bugs(index, warn_from=2, uaf_from=6, build_break=4):
+    """tests/history.py's shape: a WARN on the scenario's path from commit 2, a build break
+    at 4, the use-after-free from 6; the WARN comes first in each run, the KASAN report
+    cuts the run short."""
+
+    def runs_of(c):
+        i = index[c]
+        if i == build_break:
+            return None
+        found = ([WARNING] if i >= warn_from else []) + ([UAF] if i >= uaf_from else [])
+        return [result(*found, cycles_done=1 if i >= uaf_from else 5)]
+
+    return runs_of
+
+
+def test_every_bug_of_the_bad_commit_gets_its_own_culprit_most_severe_first(
+    repo,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """The bad endpoint shows an unrelated WARN (from commit 2) and a use-after-free (from
+    commit 6) in every run: both are bisected, the KASAN report first, and the WARN's
+    bisection decides on the runs the first one already made wherever it can."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    c = line_history(repo, 8)
+    index = {x: i for i, x in enumerate(c)}
+    outcome, b = drive(repo, tmp_path, two_bugs(index), c[0], c[8])
+    assert outcome.exit_code == 0, outcome.result
+    uaf, warn = outcome.bugs
+    assert (uaf.title, warn.title) == (UAF.title, WARNING.title)
+    assert uaf.culprit["commit"] == c[6] and warn.culprit["commit"] == c[2]
+    assert outcome.result == (
+        f"2 bugs: {c[6][:12]} (commit 6) introduced {UAF.title}; "
+        f"{c[2][:12]} (commit 2) introduced {WARNING.title}"
+    )
+    assert outcome.others == [] and outcome.already == []
+    # the runs of every built commit are reused: the WARN's bisection builds less
+    reused = [s for s in warn.steps if s.reused]
+    assert reused, "the WARN's bisection reuses the UAF's runs"
+    assert len(b.built) == len(set(b.built)), "no commit is built twice"
+    assert len(b.built) < len(uaf.steps) + len(warn.steps)
+    # a commit with the WARN only is good for the UAF (the run ended), bad for the WARN
+    warned = [s for s in uaf.steps if index[s.tested.commit] in (2, 3, 5)]
+    assert warned and all(s.verdict == "good" for s in warned)
+    assert all("other crash: WARNING in lkdtm_WARNING" in s.why for s in warned)
+    assert all(s.verdict == "bad" for s in warn.steps if index[s.tested.commit] in (2, 3, 5))
+    # the build break is skip for both, in either's table
+    for bug in outcome.bugs:
+        assert all(s.verdict == "skip" for s in bug.steps if index[s.tested.commit] == 4)
+    log = (tmp_path / "out" / "bisect.log").read_text()
+    assert log.index(f"# bug: {UAF.title}") < log.index(f"# bug: {WARNING.title}")
+    assert f"# first bad commit: [{c[6]}]" in log and f"# first bad commit: [{c[2]}]" in log
+
+
+def test_title_chooses_one_bug_and_a_bug_the_good_commit_has_is_not_bisected(
+    repo,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    c = line_history(repo, 8)
+    index = {x: i for i, x in enumerate(c)}
+    outcome, _ = drive(repo, tmp_path, two_bugs(index), c[0], c[8], title=WARNING.title)
+    assert [bug.title for bug in outcome.bugs] == [WARNING.title]
+    assert outcome.culprit["commit"] == c[2] and outcome.exit_code == 0
+    assert outcome.others == [UAF.title]  # seen, never a target
+    # the WARN is already on the good commit: only the use-after-free is bisected
+    outcome, _ = drive(repo, tmp_path, two_bugs(index, warn_from=0), c[0], c[8])
+    assert [bug.title for bug in outcome.bugs] == [UAF.title]
+    assert outcome.already == [WARNING.title] and outcome.culprit["commit"] == c[6]
+
+
+def test_severity_puts_memory_safety_before_lockdep_before_warn():
+    runs = [result(WARNING, LOCKDEP), result(WARNING, UAF)]
+    assert [s.title for s in bisect.distinct_bugs(runs)] == [
+        UAF.title,
+        LOCKDEP.title,
+        WARNING.title,
+    ]
+
+
+def test_bisect_report_lists_each_bug_with_its_commits(repo, tmp_path, monkeypatch):  # noqa: F811
+    from harness import report
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    c = line_history(repo, 8)
+    index = {x: i for i, x in enumerate(c)}
+    outcome, _ = drive(repo, tmp_path, two_bugs(index), c[0], c[8])
+    outcome.scenario, outcome.command = SCENARIO.name, ["harness", "bisect"]
+    report.write_bisect(tmp_path / "out", outcome)
+    text = (tmp_path / "out" / "bisect.md").read_text()
+    assert f"bug 1: {UAF.title}" in text and f"bug 2: {WARNING.title}" in text
+    assert "reused" in text
+    junit = (tmp_path / "out" / "junit.xml").read_text()
+    assert junit.count("<testcase") == 2 and "<failure" not in junit

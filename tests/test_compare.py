@@ -78,13 +78,47 @@ def test_different_bugs_stay_different():
     assert not splats.same_bug(SPI_NOR_READ, gpf)  # another kind
 
 
-def test_fixed():
-    c = verdict([run(0, SPI_NOR_READ), run(1, DIRMAP_READ), run(2)], [run(0), run(1), run(2)])
-    assert c.verdict == compare.FIXED
+def test_fixed_needs_head_runs_that_base_rate_makes_more_than_luck():
+    """Base failed 2 of 3 (a rate of 2/4): a head with the bug passes 3 runs with p = 0.125,
+    so 3 clean runs are not "fixed"; 7 are (0.5 ** 7 = 0.0078)."""
+    base = [run(0, SPI_NOR_READ), run(1, DIRMAP_READ), run(2)]
+    c = verdict(base, [run(i) for i in range(3)])
+    assert c.verdict == compare.LIKELY_FIXED
+    assert c.evidence.p == 0.125
+    assert compare.more_runs(c, bound=10) == ("head", 4)
+    c = verdict(base, [run(i) for i in range(7)])
+    assert c.verdict == compare.FIXED and compare.more_runs(c, bound=10) is None
     assert c.line().endswith(
-        "fixed: failed 2/3 on base, passed 3/3 on head; gone on head: "
+        "fixed (p = 0.0078): failed 2/3 on base, passed 7/7 on head; gone on head: "
         "KASAN: slab-use-after-free Read in spi_nor_read"
     )
+    # seen once in 3 base runs: 17 clean runs would be needed; the bound stops at 10
+    rare = [run(0, SPI_NOR_READ), run(1), run(2)]
+    c = verdict(rare, [run(i) for i in range(3)])
+    assert compare.more_runs(c, bound=10) == ("head", 7)
+    c = verdict(rare, [run(i) for i in range(10)])
+    assert compare.more_runs(c, bound=10) is None
+    assert c.line().startswith(f"{SCENARIO.name}: likely fixed (p = 0.056): failed 1/3 on base")
+    # a failure among the added head runs ends them
+    assert compare.changes_verdict(c, run(10, SPI_NOR_READ))
+    assert not compare.changes_verdict(c, run(10))
+
+
+def test_a_regression_is_confirmed_by_running_base_as_often_as_its_rate_on_head_asks():
+    once = verdict([run(i) for i in range(3)], [run(0, REGMAP), run(1), run(2)])
+    assert once.verdict == compare.REGRESSED
+    assert compare.more_runs(once, bound=10) == ("base", 7)  # 1/4 would need 17: bound
+    always = verdict([run(i) for i in range(3)], [run(i, REGMAP) for i in range(3)])
+    assert compare.more_runs(always, bound=10) == ("base", 1)  # 0.25 ** 3 > 1 %
+    confirmed = verdict([run(i) for i in range(4)], [run(i, REGMAP) for i in range(3)])
+    assert confirmed.verdict == compare.REGRESSED and compare.more_runs(confirmed, 10) is None
+    assert "regressed (p = 0.0039): passed 4/4 on base" in confirmed.line()
+    # base's added runs stop at the new bug; then it is not new
+    assert compare.changes_verdict(always, run(3, REGMAP))
+    assert not compare.changes_verdict(always, run(3, SPI_NOR_READ))
+    base = [run(0), run(1), run(2), run(3, REGMAP)]
+    seen_on_base = verdict(base, [run(i, REGMAP) for i in range(3)])
+    assert seen_on_base.verdict == compare.FLAKY and seen_on_base.evidence is None
 
 
 def test_regressed_when_a_pass_turns_into_a_splat():
@@ -150,8 +184,8 @@ def outcome_for(comparisons, tmp_path) -> SeriesOutcome:
 
 
 def test_series_results_junit_fails_only_regressions_and_report_is_plain_text(tmp_path):
-    fixed = verdict([run(0, SPI_NOR_READ)] * 3, [run(0)] * 3)
-    regressed = replace(verdict([run(0)] * 3, [run(0, REGMAP)] * 3), scenario="mtd-unplug")
+    fixed = verdict([run(0, SPI_NOR_READ)] * 3, [run(0)] * 4)
+    regressed = replace(verdict([run(0)] * 4, [run(0, REGMAP)] * 3), scenario="mtd-unplug")
     report.write_series(tmp_path, outcome_for([fixed, regressed], tmp_path))
     junit = (tmp_path / "junit.xml").read_text()
     assert junit.count("<failure") == 1
@@ -159,8 +193,13 @@ def test_series_results_junit_fails_only_regressions_and_report_is_plain_text(tm
     assert 'name="base_commit" value="' + "a" * 40 in junit
     assert "<skipped" in junit
     text = (tmp_path / "report.md").read_text()
-    assert "fixed: failed 3/3 on base, passed 3/3 on head" in text
-    assert "mtd-unplug: new on head: KASAN: slab-use-after-free Read in regmap_raw_read" in text
+    assert "fixed (p = 0.0039): failed 3/3 on base, passed 4/4 on head" in text
+    assert "regressed (p = 0.0039): passed 4/4 on base, failed 3/3 on head" in text
+    assert "p: the chance that the side without the bug still has it" in text
+    assert (
+        "mtd-unplug: new on head: KASAN: slab-use-after-free Read in regmap_raw_read "
+        "(in 3/3 head runs, 0/4 base runs)" in text
+    )
     assert "BUG: KASAN: slab-use-after-free in regmap_raw_read" in text  # the excerpt
     assert "gpio-sim-plug-cycle: not run (--affected" in text
     assert "head: git -C wt checkout b && harness run" in text
