@@ -443,8 +443,10 @@ def series(
     """What a patch series changes: SCENARIOS on --base and on base + series.
 
     Both sides build in one harness worktree (head incrementally after base)
-    and run the same items with the same seeds. Per scenario: fixed,
-    regressed, still failing, changed, flaky, unchanged pass or error.
+    and run the same items with the same seeds. Per scenario: fixed (likely
+    fixed), regressed, still failing, changed, flaky, unchanged pass or error;
+    fixed and regressed only once the clean side ran often enough that luck
+    is at most 1 % likely (a side is run more for it, up to 10 runs).
     --out gets base/ and head/ (each a full `harness run` result) and, on
     top, junit.xml, summary.json and report.md (paste it into a reply).
 
@@ -488,7 +490,7 @@ def series(
     help="runs per commit (default: from the bad commit's reproduction rate, "
     "for a 1% chance of calling a commit with the bug good)",
 )
-@click.option("--title", help="the splat to bisect when the bad commit shows several")
+@click.option("--title", help="bisect only this splat (default: every bug of the bad commit)")
 @click.option("--fix", is_flag=True, help="find the commit that fixed it (--bad is older)")
 @click.option("--out", "out_dir", default="results", show_default=True, help="results directory")
 @ACCEL_OPTION
@@ -508,20 +510,22 @@ def bisect_cmd(
     seed: int | None,
     run_timeout: float,
 ) -> None:
-    """The commit that introduced (--fix: fixed) the bug SCENARIO finds.
+    """The commit that introduced (--fix: fixed) each bug SCENARIO finds.
 
-    Checks the endpoints first (the bad commit's reproduction rate, the good
-    commit's clean runs), sizes the runs per commit from that rate, drives git
-    bisect in the harness worktree (incremental builds), counts only the
-    target bug as a reproduction: another crash is listed, and is good if the
-    scenario ran to its end, skip if it cut the run short; a build, boot or
-    fixture failure is skip. --out gets junit.xml, summary.json, bisect.md,
-    bisect.log and steps/ (every tested commit's run).
+    Checks the endpoints first (the bad commit's bugs and the reproduction
+    rate of each, the good commit's clean runs), then bisects every bug the
+    bad commit has and the good one has not (--title: one), most severe
+    first, sizing the runs per commit from its rate; drives git bisect in the
+    harness worktree (incremental builds; a commit is built and booted once
+    for all bugs). Only the bug being bisected is a reproduction: another
+    crash is good if the scenario ran to its end, skip if it cut the run
+    short; a build, boot or fixture failure is skip. --out gets junit.xml,
+    summary.json, bisect.md, bisect.log and steps/ (every built commit's run).
 
     \b
     Exit status:
-      0  found the commit
-      1  inconclusive (the reason is the last line)
+      0  found the commit of every bug bisected
+      1  inconclusive for a bug or for all (the reason is the last line)
       2  bad input (option, scenario, revision)
       3  the tree or an endpoint could not be built
 

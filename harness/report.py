@@ -245,10 +245,10 @@ def _series_case(c: Comparison) -> TestCase:
 
 P_MEANS = (
     "p: the chance that the side without the bug still has it, at the rate the other side",
-    "showed it (k failed runs of n counted as k/(n+1)), and passed every run by luck. fixed",
-    f"needs p <= {evidence.MISS_PROBABILITY:.0%} (head is run more until it is); a regression is",
-    f"confirmed by running base more; at most {evidence.MAX_RUNS} runs a side (past that: likely",
-    "fixed).",
+    "showed it (k failed runs of n counted as k/(n+1)), and passed every run by luck.",
+    f"fixed needs p <= {evidence.MISS_PROBABILITY:.0%}: head is run more until it is, at most "
+    f"{evidence.MAX_RUNS} runs (past that:",
+    "likely fixed); a regression is confirmed by running base more, as far.",
 )
 
 

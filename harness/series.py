@@ -224,7 +224,7 @@ def _more_evidence(
             if side_name != at:
                 worktree.checkout(info.commit)
                 at = side_name
-            why = f"{c.verdict} ({c.evidence.text() if c.evidence else ''}): {count} more run(s)"
+            why = f"{c.verdict}, {c.evidence.text() if c.evidence else ''}: {count} more run(s)"
             say(f"{side_name}: {c.scenario}: {why}")
             added = _run_more(request, worktree, info, by_name[c.scenario], c, count, why)
             if added.outcome.exit_code == pipeline.EXIT_INTERRUPTED or not added.results:

@@ -1,9 +1,11 @@
 """A made-up history on the default tree for bisection: the boot test and the benchmark share it.
 
-Eight commits on the imported commit: docs and harmless driver edits, an
-unrelated WARN on a path gpio-sim-remove-under-readers hits (commit 2), a
-build break (commit 4, repaired by commit 5) and the injected lifetime bug of
-tests/data/series/gpio-sim-value-map-freed-early (commit 6).
+Eight commits on the imported commit: docs and harmless driver edits, two
+injected bugs, each a patch in tests/data/series that says what it breaks
+(an unrelated WARN on a path gpio-sim-remove-under-readers hits, commit 2:
+gpio-sim-warn-on-line-0; the lifetime bug, commit 6:
+gpio-sim-value-map-freed-early) and a build break (commit 4, repaired by
+commit 5). The last commit shows both bugs in every run of the scenario.
 """
 
 from pathlib import Path
@@ -12,13 +14,17 @@ from harness import vcs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = "gpio-sim-remove-under-readers"
-# the bad commit's first splat is the unrelated WARN (at the first line request): name the bug
+# the bad commit's first splat is the unrelated WARN (at the first line request)
 TARGET = "KASAN: slab-use-after-free Read in __bitmap_replace"
 CULPRIT = 6  # index in make_history()'s list
+WARN = "WARNING in gpio_sim_request"
+WARN_CULPRIT = 2
 BUILD_BREAK = 4
 SIM = "drivers/gpio/gpio-sim.c"
 DOC = "Documentation/admin-guide/gpio/gpio-sim.rst"
-INJECTED = ROOT / "tests" / "data" / "series" / "gpio-sim-value-map-freed-early"
+SERIES = ROOT / "tests" / "data" / "series"
+INJECTED = SERIES / "gpio-sim-value-map-freed-early"
+INJECTED_WARN = SERIES / "gpio-sim-warn-on-line-0"
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -32,6 +38,12 @@ def commit(tree: Path, subject: str) -> str:
     return vcs.git(tree, "rev-parse", "HEAD")
 
 
+def apply(tree: Path, series: Path) -> str:
+    (patch,) = vcs.series_files(series)
+    vcs.git(tree, "am", "-q", "--3way", str(patch), identity=True)
+    return vcs.git(tree, "rev-parse", "HEAD")
+
+
 def make_history(repo: Path, where: Path) -> list[str]:
     """Commits 1..8 on the import, in a scratch worktree; kept under refs/harness/test-bisect."""
     vcs.git(repo, "worktree", "add", "-q", "--detach", str(where), vcs.IMPORT_REF)
@@ -39,24 +51,14 @@ def make_history(repo: Path, where: Path) -> list[str]:
     history = [vcs.resolve(repo, vcs.IMPORT_REF)]
     edit(doc, "gpio-sim", "gpio-sim (the GPIO simulator)")
     history.append(commit(where, "docs: gpio-sim: name the simulator"))
-    edit(
-        sim,
-        "\tstruct gpio_sim_chip *chip = gpiochip_get_data(gc);\n\n\tscoped_guard(mutex, "
-        "&chip->lock)\n\t\t__set_bit(offset, chip->request_map);",
-        "\tstruct gpio_sim_chip *chip = gpiochip_get_data(gc);\n\n"
-        '\tWARN_ONCE(offset == 0, "gpio-sim: line 0 requested\\n");\n'
-        "\tscoped_guard(mutex, &chip->lock)\n\t\t__set_bit(offset, chip->request_map);",
-    )
-    history.append(commit(where, "gpio: sim: warn when line 0 is requested (unrelated WARN)"))
+    history.append(apply(where, INJECTED_WARN))
     edit(doc, "GPIO simulator", "GPIO simulator, a testing module")
     history.append(commit(where, "docs: gpio-sim: say what it is for"))
     edit(sim, "static DEFINE_IDA(gpio_sim_ida);", "static DEFINE_IDA(gpio_sim_ida)")
     history.append(commit(where, "gpio: sim: drop a semicolon (breaks the build)"))
     edit(sim, "static DEFINE_IDA(gpio_sim_ida)", "static DEFINE_IDA(gpio_sim_ida);")
     history.append(commit(where, "gpio: sim: put the semicolon back"))
-    (patch,) = vcs.series_files(INJECTED)
-    vcs.git(where, "am", "-q", "--3way", str(patch), identity=True)
-    history.append(vcs.git(where, "rev-parse", "HEAD"))
+    history.append(apply(where, INJECTED))
     edit(doc, "a testing module", "a module for testing")
     history.append(commit(where, "docs: gpio-sim: wording"))
     edit(sim, "/* Default to input mode. */", "/* Every line starts as an input. */")

@@ -2,10 +2,13 @@
 
 1. spi-dln2-transfer-length: the fix for the u16 transfer length the harness
    found (reads of 64 KiB or more return unfilled buffers). mtd-data-integrity
-   must be called fixed; the others, which the fix does not touch, unchanged.
+   must be called fixed, after head ran as often as base's failure rate asks
+   (1 of 1 failed: 7 clean head runs for p <= 1 %); the others, which the fix
+   does not touch, unchanged.
 2. gpio-sim-value-map-freed-early: an injected devres-ordering bug (the value
    bitmap freed before gpiochip_remove() numbs the chip). gpio-sim-remove-
-   under-readers must be called regressed, with the KASAN title.
+   under-readers must be called regressed, with the KASAN title, after base
+   ran without it as often as its rate on head asks.
 
 Both run on the default tree's own checkout, which shares the build directory
 of the other boot tests: each side's build compiles the series' files and links.
@@ -57,12 +60,17 @@ def test_a_real_fix_is_called_fixed_and_the_rest_unchanged(tmp_path):
     fixed = verdicts["mtd-data-integrity"]
     assert fixed["verdict"] == "fixed", fixed["line"]
     assert fixed["base"]["runs"][0]["titles"], "base must fail with a named expectation"
+    assert fixed["head"]["n"] == 7 and fixed["evidence"]["p"] <= 0.01
+    (more,) = summary["sides"]["head"]["more_runs"]
+    assert more["scenario"] == "mtd-data-integrity" and more["runs"] == 6
     assert verdicts["mtd-spi-nor-unbind-during-read"]["verdict"] == "still failing"
     assert verdicts["gpio-sim-remove-under-readers"]["verdict"] == "unchanged pass"
     head_build = summary["sides"]["head"]
     assert 0 < head_build["objects_compiled"] < 20, "the head build is incremental"
     report = (tmp_path / "report.md").read_text()
-    assert "mtd-data-integrity: fixed: failed 1/1 on base, passed 1/1 on head" in report
+    assert (
+        "mtd-data-integrity: fixed (p = 0.0078): failed 1/1 on base, passed 7/7 on head" in report
+    )
     for side in ("base", "head"):
         assert (tmp_path / side / "junit.xml").exists()
         assert (tmp_path / side / "console.log").stat().st_size > 0
@@ -88,8 +96,13 @@ def test_an_injected_lifetime_bug_is_called_regressed_with_its_kasan_title(tmp_p
     regressed = verdicts["gpio-sim-remove-under-readers"]
     assert regressed["verdict"] == "regressed", regressed["line"]
     assert regressed["new_titles"] == ["KASAN: slab-use-after-free Read in __bitmap_replace"]
-    assert regressed["base"]["failed"] == 0 and regressed["base"]["n"] == 3
-    assert regressed["head"]["failed"] >= 1
+    assert regressed["head"]["failed"] >= 1 and regressed["head"]["n"] == 3
+    # confirmed: base ran without it as often as its rate on head asks (4 runs for 3 of 3)
+    assert regressed["base"]["failed"] == 0 and regressed["base"]["n"] >= 4
+    assert regressed["evidence"]["p"] <= 0.01
+    (more,) = summary["sides"]["base"]["more_runs"]
+    assert more["scenario"] == "gpio-sim-remove-under-readers"
+    assert "regressed (p = " in (tmp_path / "report.md").read_text()
     junit = ET.parse(tmp_path / "junit.xml").getroot()
     (failure,) = junit.iter("failure")
     assert (

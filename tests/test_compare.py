@@ -9,6 +9,7 @@ from harness import compare, report, splats
 from harness.run import Item, ItemResult
 from harness.scenario import load_scenario
 from harness.series import SeriesOutcome, SideInfo, select
+from tests.test_vcs import git
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / "tests" / "data" / "logs"
@@ -303,3 +304,102 @@ def test_a_fault_after_the_kasan_report_is_its_echo_not_a_new_bug():
     # without a KASAN report before it, a fault is a bug of its own
     c = verdict([run(0, put)] * 3, [run(0, adjust)] * 3)
     assert c.verdict == compare.REGRESSED
+
+
+class Recorded:
+    """`harness run` of one side, with building and booting replaced by recorded runs
+    (real splats): ``splats_at(side, seed)`` is what the run with that seed showed. Each
+    run is its own boot, so the runner's ``enough`` is asked after every run."""
+
+    def __init__(self, repo: Path, base: str, splats_at):
+        self.sides = {git(repo, "rev-parse", base): "base", git(repo, "rev-parse", "HEAD"): "head"}
+        self.splats_at = splats_at
+        self.calls: list[tuple[str, list[int]]] = []  # side, seeds asked for
+
+    def __call__(self, request):
+        from harness import pipeline
+        from harness.run import expand
+
+        side = self.sides[git(Path(request.tree), "rev-parse", "HEAD")]
+        items = expand(pipeline.load(request), request.repeat, request.seed)
+        self.calls.append((side, [i.seed for i in items]))
+        results = []
+        for item in items:
+            found = self.splats_at(side, item.seed)
+            result = ItemResult(item, splats=found, status="fail" if found else "pass")
+            results.append(result)
+            if request.enough and request.enough(results):
+                break
+        info = report.RunInfo(command=["harness", "run"])
+        return pipeline.RunOutcome(results, Path(request.out_dir), 0, info)
+
+
+def series_over(tmp_path, monkeypatch, splats_at, repeat):
+    from harness import pipeline, series
+
+    repo = tmp_path / "linux"
+    (repo / "drivers").mkdir(parents=True)
+    (repo / "drivers" / "a.c").write_text("int a;\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base")
+    (repo / "drivers" / "a.c").write_text("int a = 1;\n")
+    git(repo, "commit", "-q", "-a", "-m", "the series")
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    recorded = Recorded(repo, "HEAD~1", splats_at)
+    monkeypatch.setattr(pipeline, "run_scenarios", recorded)
+    request = series.SeriesRequest(
+        tree=str(repo),
+        scenarios=(SCENARIO.name,),
+        out_dir=str(tmp_path / "out"),
+        base="HEAD~1",
+        head="HEAD",
+        repeat=repeat,
+    )
+    return series.run_series(request), recorded
+
+
+def test_series_runs_head_more_until_fixed_is_more_than_luck(tmp_path, monkeypatch):
+    """Base failed its one run: a head with the bug at that rate (1/2) passes 1 run half
+    the time, so head is run until 7 clean runs (p = 0.0078), with the next seeds."""
+    seed = SCENARIO.seed
+    outcome, recorded = series_over(
+        tmp_path, monkeypatch, lambda side, s: [SPI_NOR_READ] if side == "base" else [], repeat=1
+    )
+    (c,) = outcome.comparisons
+    assert c.verdict == compare.FIXED and c.head.n == 7 and outcome.exit_code == 0
+    assert recorded.calls == [
+        ("base", [seed]),
+        ("head", [seed]),
+        ("head", list(range(seed + 1, seed + 7))),
+    ]
+    assert [r.item.id for r in c.head.runs][1:] == [f"{SCENARIO.name}#{i}" for i in range(1, 7)]
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "fixed (p = 0.0078): failed 1/1 on base, passed 7/7 on head" in text
+    assert (
+        "head: mtd-spi-nor-unbind-during-read: likely fixed, p = 0.5 (1/1 against 1 clean): "
+        "6 more run(s); ran 6" in text
+    )
+
+
+def test_series_confirms_a_regression_on_base_and_drops_it_when_base_has_the_bug(
+    tmp_path, monkeypatch
+):
+    seed = SCENARIO.seed
+    outcome, recorded = series_over(
+        tmp_path, monkeypatch, lambda side, s: [REGMAP] if side == "head" else [], repeat=3
+    )
+    (c,) = outcome.comparisons
+    assert c.verdict == compare.REGRESSED and outcome.exit_code == 1
+    assert recorded.calls[-1] == ("base", [seed + 3])  # 0.25 ** 3 > 1 %: a fourth base run
+    assert "regressed (p = 0.0039): passed 4/4 on base, failed 3/3 on head" in c.line()
+    # the fourth base run shows the "new" bug: base had it all along, rarely
+    outcome, recorded = series_over(
+        tmp_path / "again",
+        monkeypatch,
+        lambda side, s: [REGMAP] if side == "head" or s == seed + 3 else [],
+        repeat=3,
+    )
+    (c,) = outcome.comparisons
+    assert c.verdict == compare.FLAKY and outcome.exit_code == 0
+    assert c.line().endswith("failed 1/4 on base, failed 3/3 on head; same bugs")
