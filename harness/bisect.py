@@ -420,16 +420,16 @@ def _bisect(
     new: str,
 ) -> BisectOutcome:
     bugs: list[BugBisection] = []
+    found: list[Splat] = []  # the bad endpoint's bugs (--title: the one)
     already: list[str] = []
 
     def finish(code: int, result: str) -> BisectOutcome:
-        known = [bug.target for bug in bugs]
         others = [
-            t
+            s.title
             for tested in b.tested
             for r in tested.results
             for s in r.splats
-            if not any(splats.same_bug(s, k) for k in known) and (t := s.title) not in already
+            if not any(splats.same_bug(s, k) for k in found)
         ]
         return BisectOutcome(
             "", code, result, bugs, already, list(dict.fromkeys(others)), b.tested, b.out, []
@@ -452,16 +452,17 @@ def _bisect(
     if not ran:
         why = (endpoint.results[0].error or "not run") if endpoint.results else "no runs"
         return finish(EXIT_INCONCLUSIVE, f"on the bad commit the scenario did not run: {why}")
-    found = distinct_bugs(endpoint.results)
+    found[:] = distinct_bugs(endpoint.results)
     if request.title:
         match = chosen(found, request.title)
         if match is None:
             seen = "; ".join(endpoint.titles()) or "none"
+            found.clear()
             return finish(
                 EXIT_INCONCLUSIVE,
                 f"no splat titled {request.title!r} on the bad commit in {ran} runs (seen: {seen})",
             )
-        found = [match]
+        found[:] = [match]
     if not found:
         return finish(EXIT_INCONCLUSIVE, f"no bug showed on the bad commit in {ran} runs")
     for target in found:
@@ -493,9 +494,9 @@ def _bisect(
     bugs[:] = live
     if not bugs:
         return finish(EXIT_INCONCLUSIVE, f"the good commit already fails: {'; '.join(already)}")
-    for i, bug in enumerate(bugs):
-        if not bug.result:
-            _bisect_one(b, bug, bugs[i:], request, repo, worktree, old, new)
+    pending = [bug for bug in bugs if not bug.result]  # the good endpoint decided the rest
+    for i, bug in enumerate(pending):
+        _bisect_one(b, bug, pending[i:], request, repo, worktree, old, new)
     code = EXIT_FOUND if all(bug.exit_code == EXIT_FOUND for bug in bugs) else EXIT_INCONCLUSIVE
     if len(bugs) == 1:
         return finish(code, bugs[0].result)

@@ -314,7 +314,9 @@ def bisect_report_text(outcome: BisectOutcome) -> str:
     if outcome.already:
         lines.append(f"on the good commit too (not bisected): {'; '.join(outcome.already)}")
     if outcome.others:
-        lines.append(f"other crashes seen (no bug of the bad commit): {'; '.join(outcome.others)}")
+        lines.append(
+            f"other crashes seen (never counted as a reproduction): {'; '.join(outcome.others)}"
+        )
     marks = "runs: X reproduced, . clean, o other crash, c cut short, e no verdict, - not run"
     for n, bug in enumerate(outcome.bugs, 1):
         lines += ["", f"bug {n}: {bug.title}", f"  {bug.result}"]
