@@ -205,24 +205,12 @@ class Comparison:
             "line": self.line(),
             "error_side": self.error_side,
             "error": self.error,
-            "evidence": _evidence_json(self.evidence),
+            "evidence": self.evidence.to_json() if self.evidence else None,
             "new_titles": [b.title for b in self.new],
             "gone_titles": [b.title for b in self.gone],
             "base": self.base.to_json(),
             "head": self.head.to_json(),
         }
-
-
-def _evidence_json(found: Evidence | None) -> dict | None:
-    if found is None:
-        return None
-    return {
-        "hits": found.hits,
-        "ran": found.ran,
-        "clean": found.clean,
-        "p": found.p,
-        "needed": found.needed,
-    }
 
 
 def _titles(bugs: list[Bug], shown: int = 2) -> str:
@@ -255,7 +243,7 @@ def compare(scenario: str, base: Side, head: Side) -> Comparison:
     found = None
     if new:  # a new bug counts also when both sides fail; the most frequent one carries it
         verdict = REGRESSED
-        found = min((Evidence(head.runs_with(b), head.n, base.n) for b in new), key=_p)
+        found = min((Evidence(head.runs_with(b), head.n, base.n) for b in new), key=lambda e: e.p)
     elif not base.failed:
         verdict = UNCHANGED_PASS if not head.failed else REGRESSED
     elif not head.failed:
@@ -268,10 +256,6 @@ def compare(scenario: str, base: Side, head: Side) -> Comparison:
     else:
         verdict = STILL_FAILING
     return Comparison(scenario, verdict, base, head, new=new, gone=gone, evidence=found)
-
-
-def _p(found: Evidence) -> float:
-    return found.p
 
 
 def more_runs(c: Comparison, bound: int) -> tuple[str, int] | None:

@@ -56,3 +56,12 @@ class Evidence:
     def text(self) -> str:
         """'p = 0.0039 (3/3 against 4 clean)': what a report line says about the evidence."""
         return f"p = {self.p:.2g} ({self.hits}/{self.ran} against {self.clean} clean)"
+
+    def to_json(self) -> dict:
+        return {
+            "hits": self.hits,
+            "ran": self.ran,
+            "clean": self.clean,
+            "p": self.p,
+            "needed": self.needed,
+        }

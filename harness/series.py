@@ -4,7 +4,9 @@ Both sides are built in the repository's one harness worktree, base first and
 then head, so the head build recompiles what the series touched and links;
 each side is one ordinary `harness run` (pipeline.run_scenarios) into
 ``out/base`` and ``out/head``, with the same items and seeds. compare.py turns
-the two sides' results into a verdict per scenario.
+the two sides' results into a verdict per scenario; where a fixed or
+regressed verdict could still be luck (evidence.py), the side it rests on is
+run more, with the next seeds, into ``out/<side>-more-N``.
 """
 
 from __future__ import annotations
