@@ -74,9 +74,6 @@ class RunSeen:
     titles: list[str]
     why: str = ""
 
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
-
 
 @dataclass
 class Tested:
