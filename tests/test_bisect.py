@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import bisect, evidence
+from harness import bisect, evidence, splats
 from harness.run import Item, ItemResult
 from harness.scenario import load_scenario
 from tests.test_compare import CONTROLLER, REGMAP, SPI_NOR_READ, splats_of
@@ -81,8 +81,11 @@ def test_bisect_cli_bad_input(repo, tmp_path):  # noqa: F811
     assert "Traceback" not in done.stderr
 
 
-LOGS = ROOT / "tests" / "data" / "logs"
-UAF = splats_of("harness-gpio-sim-value-map-freed-early.log")[0]  # Read in __bitmap_replace
+# one run of gpio-sim-remove-under-readers on tests/history.py's last commit (a real boot):
+# the injected WARN at the first line request, then the injected use-after-free
+GPIO_WARN, UAF = splats.parse(
+    (ROOT / "tests" / "data" / "bisect" / "gpio-sim-warn-and-value-map-freed-early.log").read_text()
+)
 LOCKDEP = splats_of("module-abba.log")[0]  # possible deadlock in selftest_take_ba
 
 
@@ -187,7 +190,7 @@ def two_bugs(index, warn_from=2, uaf_from=6, build_break=4):
         i = index[c]
         if i == build_break:
             return None
-        found = ([WARNING] if i >= warn_from else []) + ([UAF] if i >= uaf_from else [])
+        found = ([GPIO_WARN] if i >= warn_from else []) + ([UAF] if i >= uaf_from else [])
         return [result(*found, cycles_done=1 if i >= uaf_from else 5)]
 
     return runs_of
@@ -207,11 +210,11 @@ def test_every_bug_of_the_bad_commit_gets_its_own_culprit_most_severe_first(
     outcome, b = drive(repo, tmp_path, two_bugs(index), c[0], c[8])
     assert outcome.exit_code == 0, outcome.result
     uaf, warn = outcome.bugs
-    assert (uaf.title, warn.title) == (UAF.title, WARNING.title)
+    assert (uaf.title, warn.title) == (UAF.title, GPIO_WARN.title)
     assert uaf.culprit["commit"] == c[6] and warn.culprit["commit"] == c[2]
     assert outcome.result == (
         f"2 bugs: {c[6][:12]} (commit 6) introduced {UAF.title}; "
-        f"{c[2][:12]} (commit 2) introduced {WARNING.title}"
+        f"{c[2][:12]} (commit 2) introduced {GPIO_WARN.title}"
     )
     assert outcome.others == [] and outcome.already == []
     # the runs of every built commit are reused: the WARN's bisection builds less
@@ -222,13 +225,13 @@ def test_every_bug_of_the_bad_commit_gets_its_own_culprit_most_severe_first(
     # a commit with the WARN only is good for the UAF (the run ended), bad for the WARN
     warned = [s for s in uaf.steps if index[s.tested.commit] in (2, 3, 5)]
     assert warned and all(s.verdict == "good" for s in warned)
-    assert all("other crash: WARNING in lkdtm_WARNING" in s.why for s in warned)
+    assert all("other crash: WARNING in gpio_sim_request" in s.why for s in warned)
     assert all(s.verdict == "bad" for s in warn.steps if index[s.tested.commit] in (2, 3, 5))
     # the build break is skip for both, in either's table
     for bug in outcome.bugs:
         assert all(s.verdict == "skip" for s in bug.steps if index[s.tested.commit] == 4)
     log = (tmp_path / "out" / "bisect.log").read_text()
-    assert log.index(f"# bug: {UAF.title}") < log.index(f"# bug: {WARNING.title}")
+    assert log.index(f"# bug: {UAF.title}") < log.index(f"# bug: {GPIO_WARN.title}")
     assert f"# first bad commit: [{c[6]}]" in log and f"# first bad commit: [{c[2]}]" in log
 
 
@@ -240,22 +243,22 @@ def test_title_chooses_one_bug_and_a_bug_the_good_commit_has_is_not_bisected(
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     c = line_history(repo, 8)
     index = {x: i for i, x in enumerate(c)}
-    outcome, _ = drive(repo, tmp_path, two_bugs(index), c[0], c[8], title=WARNING.title)
-    assert [bug.title for bug in outcome.bugs] == [WARNING.title]
+    outcome, _ = drive(repo, tmp_path, two_bugs(index), c[0], c[8], title=GPIO_WARN.title)
+    assert [bug.title for bug in outcome.bugs] == [GPIO_WARN.title]
     assert outcome.culprit["commit"] == c[2] and outcome.exit_code == 0
     assert outcome.others == [UAF.title]  # seen, never a target
     # the WARN is already on the good commit: only the use-after-free is bisected
     outcome, _ = drive(repo, tmp_path, two_bugs(index, warn_from=0), c[0], c[8])
     assert [bug.title for bug in outcome.bugs] == [UAF.title]
-    assert outcome.already == [WARNING.title] and outcome.culprit["commit"] == c[6]
+    assert outcome.already == [GPIO_WARN.title] and outcome.culprit["commit"] == c[6]
 
 
 def test_severity_puts_memory_safety_before_lockdep_before_warn():
-    runs = [result(WARNING, LOCKDEP), result(WARNING, UAF)]
+    runs = [result(GPIO_WARN, LOCKDEP), result(GPIO_WARN, UAF)]
     assert [s.title for s in bisect.distinct_bugs(runs)] == [
         UAF.title,
         LOCKDEP.title,
-        WARNING.title,
+        GPIO_WARN.title,
     ]
 
 
@@ -269,7 +272,7 @@ def test_bisect_report_lists_each_bug_with_its_commits(repo, tmp_path, monkeypat
     outcome.scenario, outcome.command = SCENARIO.name, ["harness", "bisect"]
     report.write_bisect(tmp_path / "out", outcome)
     text = (tmp_path / "out" / "bisect.md").read_text()
-    assert f"bug 1: {UAF.title}" in text and f"bug 2: {WARNING.title}" in text
+    assert f"bug 1: {UAF.title}" in text and f"bug 2: {GPIO_WARN.title}" in text
     assert "reused" in text
     junit = (tmp_path / "out" / "junit.xml").read_text()
     assert junit.count("<testcase") == 2 and "<failure" not in junit
