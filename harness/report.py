@@ -329,9 +329,8 @@ def bisect_report_text(outcome: BisectOutcome) -> str:
     for t in outcome.tested:
         build = f"{t.build_s:.0f} s" if t.build_s is not None else "-"
         seen = "; ".join(t.titles()) or ("not built: " + t.unbuilt if not t.built else "clean")
-        lines.append(
-            f"  {t.role:<14} {t.commit[:12]} build {build:>6}  {len(t.results)} run(s): {seen}"
-        )
+        ran = sum(1 for r in t.results if r.status != "skipped")
+        lines.append(f"  {t.role:<14} {t.commit[:12]} build {build:>6}  {ran} run(s): {seen}")
     lines += ["", "reproduce:", f"  {shlex.join(outcome.command)}"]
     lines += [f"  {t.role}: {t.repro}" for t in outcome.tested]
     return "\n".join(lines) + "\n"
