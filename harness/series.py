@@ -184,6 +184,9 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
     for line in compare.table(outcome.comparisons):
         say(line)
     say(f"series: {out}/report.md  {verdict_counts(outcome.comparisons)}")
+    if nothing_tested(outcome):
+        left = f"{len(outcome.left_out)} left out by --affected" if outcome.left_out else ""
+        say(f"series: nothing was tested ({left or 'every selected scenario was skipped'})")
     return outcome
 
 
@@ -282,7 +285,8 @@ def verdict_counts(comparisons: list[compare.Comparison]) -> str:
 
 
 def exit_code_for(outcome: SeriesOutcome) -> int:
-    """0 nothing regressed, 1 regressed, 3 a side did not build, 4 a scenario got no verdict."""
+    """0 nothing regressed, 1 regressed, 3 a side did not build, 4 a scenario got no verdict,
+    5 nothing was tested."""
     side_codes = _codes(outcome)
     if pipeline.EXIT_INTERRUPTED in side_codes:
         return pipeline.EXIT_INTERRUPTED
@@ -292,4 +296,11 @@ def exit_code_for(outcome: SeriesOutcome) -> int:
         return pipeline.EXIT_BUILD
     if any(c.verdict == compare.ERROR for c in outcome.comparisons):
         return pipeline.EXIT_NO_VERDICT
+    if nothing_tested(outcome):
+        return pipeline.EXIT_NOTHING_RAN
     return pipeline.EXIT_PASS
+
+
+def nothing_tested(outcome: SeriesOutcome) -> bool:
+    """No scenario ran on both sides: --affected chose none, or every one was skipped."""
+    return all(c.verdict == compare.SKIPPED for c in outcome.comparisons)

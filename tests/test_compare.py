@@ -403,3 +403,16 @@ def test_series_confirms_a_regression_on_base_and_drops_it_when_base_has_the_bug
     (c,) = outcome.comparisons
     assert c.verdict == compare.FLAKY and outcome.exit_code == 0
     assert c.line().endswith("failed 1/4 on base, failed 3/3 on head; same bugs")
+
+
+def test_a_series_that_tested_nothing_has_its_own_exit_status(tmp_path):
+    """--affected selecting no scenario, or every one skipped on a side: not a pass."""
+    from harness import pipeline
+    from harness.series import exit_code_for
+
+    none = outcome_for([], tmp_path)
+    assert exit_code_for(none) == pipeline.EXIT_NOTHING_RAN
+    skipped = compare.Comparison(SCENARIO.name, compare.SKIPPED, side("base"), side("head"))
+    assert exit_code_for(outcome_for([skipped], tmp_path)) == pipeline.EXIT_NOTHING_RAN
+    fixed = verdict([run(0, SPI_NOR_READ)] * 3, [run(0)] * 4)
+    assert exit_code_for(outcome_for([fixed, skipped], tmp_path)) == pipeline.EXIT_PASS
