@@ -77,18 +77,29 @@ def bugs_of(result: ItemResult) -> list[Bug]:
 
 
 def without_echoes(found: list[Splat]) -> list[Splat]:
-    """The run's splats less the faults that follow its KASAN report.
+    """The run's splats less the reports that follow its first KASAN report.
 
-    After KASAN has reported a freed object, the kernel goes on with it and
+    After KASAN has reported a freed object, the kernel goes on with it: it
     falls over wherever it is used next (a GPF in spi_mem_adjust_op_size in one
-    run, in task_work_add in another): where is chance, and KASAN's report is
-    the bug. A fault with no KASAN report before it stays a bug of its own.
+    run, in task_work_add in another) and, with kasan_multi_shot, KASAN reports
+    each later touch of it or of what took its memory (use-after-free in the
+    next caller, out-of-bounds on the reallocated object). Which of those come
+    and where is chance; the first report is the bug (a report on another object
+    and path stays a bug of its own). A report during boot,
+    before the item started, is its own incident and does not mask the item's.
     """
-    ordered = list(found)  # in console order, as the parser found them
-    first_kasan = next((i for i, s in enumerate(ordered) if s.kind == "kasan"), None)
-    if first_kasan is None:
+    booting = [s for s in found if s.outside.startswith("during boot")]
+    running = [s for s in found if not s.outside.startswith("during boot")]
+    return _after_first_kasan(booting) + _after_first_kasan(running)
+
+
+def _after_first_kasan(ordered: list[Splat]) -> list[Splat]:
+    at = next((i for i, s in enumerate(ordered) if s.kind == "kasan"), None)
+    if at is None:
         return ordered
-    return ordered[: first_kasan + 1] + [s for s in ordered[first_kasan + 1 :] if s.kind != "oops"]
+    first = ordered[at]
+    later = [s for s in ordered[at + 1 :] if s.kind != "oops" and not splats.echoes(first, s)]
+    return [*ordered[: at + 1], *later]
 
 
 def _distinct(bugs: list[Bug]) -> list[Bug]:

@@ -798,3 +798,12 @@ def same_bug(a: Splat, b: Splat) -> bool:
         return True
     freed = _teardown(a)
     return freed is not None and freed == _teardown(b) and bool(_access_path(a) & _access_path(b))
+
+
+def echoes(first: Splat, later: Splat) -> bool:
+    """Whether a later KASAN report of one run follows from its first: the same bug, or
+    an access on the first one's path (the stale pointer used again, or the freed
+    memory's next owner read out of bounds: kasan_multi_shot reports each)."""
+    if later.kind != "kasan" or first.kind != "kasan":
+        return False
+    return same_bug(first, later) or bool(_access_path(first) & _access_path(later))

@@ -29,3 +29,27 @@ def test_the_harness_boots_with_every_kasan_report_on():
         "KASAN: slab-use-after-free Read in lkdtm_READ_AFTER_FREE",
         "KASAN: slab-use-after-free Write in lkdtm_WRITE_AFTER_FREE",
     ]
+
+
+def _item_splats(name: str) -> list[splats.Splat]:
+    return splats.parse((DATA / name).read_text(errors="replace"))
+
+
+def test_a_multi_shot_cascade_compares_as_its_first_report():
+    """kasan_multi_shot reports each later touch of a freed object (and of what took its
+    memory); series and bisect must still see one bug, the one a one-shot kernel showed."""
+    from harness.compare import without_echoes
+
+    unplug = _item_splats("7.3-multi-shot-mtd-unplug-during-read.log")
+    assert len(unplug) == 3
+    assert [s.title for s in without_echoes(unplug)] == [
+        "KASAN: slab-use-after-free Read in __put_mtd_device"
+    ]
+    unbind = _item_splats("7.3-multi-shot-mtd-unbind-during-read.log")
+    kept = without_echoes(unbind)
+    assert len(unbind) >= 10 and kept[0].title == "KASAN: slab-use-after-free Read in spi_nor_read"
+    assert not any(s.kind == "oops" for s in kept)
+    one_shot = splats.parse(
+        (DATA.parent / "logs" / "harness-mtd-unbind-spi-device.log").read_text()
+    )
+    assert splats.same_bug(kept[0], one_shot[0]), "the same bug as the 6.12 one-shot report"
