@@ -80,11 +80,12 @@ def _read(path: str) -> str:
         return ""
 
 
-def detectors_off(lockdep_stats: str, hung_task_warnings: str) -> list[str]:
+def detectors_off(lockdep_stats: str, hung_task_warnings: str, tainted: int = 0) -> list[str]:
     """Detectors this kernel has that have switched themselves off, each with why.
 
     Lockdep stops after its first report (debug_locks_off(), no taint), the
-    hung-task detector after hung_task_warnings reports: the items after that
+    hung-task detector after hung_task_warnings reports, KASAN after its first
+    report (one-shot, see harness/boot.py BASE_CMDLINE): the items after that
     would run unwatched, so they need a fresh boot. Empty texts: not built in.
     """
     off = []
@@ -93,11 +94,15 @@ def detectors_off(lockdep_stats: str, hung_task_warnings: str) -> list[str]:
         off.append("lockdep turned itself off (debug_locks is 0 in /proc/lockdep_stats)")
     if hung_task_warnings.strip() == "0":
         off.append("the hung-task detector used up its reports (hung_task_warnings is 0)")
+    if tainted & (1 << TAINT_LETTERS.index("B")):
+        off.append("KASAN has reported in this boot (taint B) and reports only its first bug")
     return off
 
 
 def detectors_off_now() -> list[str]:
-    return detectors_off(_read("/proc/lockdep_stats"), _read("/proc/sys/kernel/hung_task_warnings"))
+    return detectors_off(
+        _read("/proc/lockdep_stats"), _read("/proc/sys/kernel/hung_task_warnings"), taint()
+    )
 
 
 def _progressed(worker: Worker, before: dict) -> bool:

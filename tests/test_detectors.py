@@ -22,9 +22,11 @@ def test_without_kasan_multi_shot_the_second_bug_of_a_boot_is_never_reported():
     ]
 
 
-def test_the_harness_boots_with_every_kasan_report_on():
+def test_kasan_multi_shot_reports_the_second_bug_too_but_the_harness_stays_one_shot():
+    """What multi-shot would add; the harness reboots after a KASAN report instead (its
+    cascades interleave and retitle one bug: see the test below)."""
     log = (DATA / "lkdtm-kasan-twice-multi-shot.log").read_text()
-    assert set(boot.BASE_CMDLINE) <= set(_cmdline(log))
+    assert "kasan_multi_shot" in _cmdline(log) and "kasan_multi_shot" not in boot.BASE_CMDLINE
     assert [s.title for s in splats.parse(log)] == [
         "KASAN: slab-use-after-free Read in lkdtm_READ_AFTER_FREE",
         "KASAN: slab-use-after-free Write in lkdtm_WRITE_AFTER_FREE",

@@ -40,6 +40,14 @@ def test_lockdep_that_turned_itself_off_is_a_detector_off():
     assert "lockdep turned itself off" in why
 
 
+def test_a_boot_whose_kasan_has_fired_is_not_used_for_another_item():
+    """KASAN is one-shot: once it reported (taint B), later bugs of that boot go unreported
+    (tests/data/detectors/lkdtm-kasan-twice-one-shot.log), so the next item needs a boot."""
+    (why,) = runner.detectors_off("", "-1", OOT | W | B)
+    assert "KASAN has reported in this boot (taint B)" in why
+    assert runner.detectors_off("", "-1", OOT | W) == []
+
+
 def test_a_used_up_hung_task_detector_is_off_and_a_missing_one_is_not():
     assert runner.detectors_off("", "0") == [
         "the hung-task detector used up its reports (hung_task_warnings is 0)"
@@ -101,6 +109,7 @@ def test_items_of_a_boot_whose_lockdep_was_already_off_get_no_verdict(tmp_path, 
         "/proc/sys/kernel/hung_task_warnings": "-1\n",
     }
     monkeypatch.setattr(runner, "_read", proc.__getitem__)
+    monkeypatch.setattr(runner, "taint", lambda: OOT)
     events = []
     monkeypatch.setattr(runner, "event", lambda kind, **f: events.append((kind, f.get("id"))))
     assert runner.main(["runner.py", str(plan)]) == 0
