@@ -511,7 +511,7 @@ def summary_line(out: Path, results: list[ItemResult]) -> str:
             continue
         named = f" ({', '.join(ids)})" if ids and status != "pass" else ""
         parts.append(f"{status} {len(ids)}{named}")
-    if all(r.status == "skipped" for r in results):
+    if exit_code_for(results) == EXIT_NOTHING_RAN:
         parts.append("nothing was tested")
     return f"results: {out}/junit.xml  " + ", ".join(parts)
 
