@@ -646,14 +646,20 @@ class ScenarioRun:
 
     # --- whole scenario ------------------------------------------------------
 
-    def unwatched(self, why: str) -> dict:
-        """The result of an item not run because a detector was already off after boot."""
-        event("start", id=self.id, cycles=0)
+    def _identity(self) -> dict:
+        """What every result of this item starts with: which item it is."""
         return {
             "id": self.id,
             "scenario": self.sc["name"],
             "repetition": self.item["repetition"],
             "seed": self.item["seed"],
+        }
+
+    def unwatched(self, why: str) -> dict:
+        """The result of an item not run because a detector was already off after boot."""
+        event("start", id=self.id, cycles=0)
+        return {
+            **self._identity(),
             "cycles_done": 0,
             "cycles": self.sc["cycles"],
             "error": f"not run: {why} before this item (during boot), so it would run unwatched",
@@ -725,10 +731,7 @@ class ScenarioRun:
         if taint_gained(taint_before, taint_after):
             self.needs_reboot = True
         return {
-            "id": self.id,
-            "scenario": self.sc["name"],
-            "repetition": self.item["repetition"],
-            "seed": self.item["seed"],
+            **self._identity(),
             "cycles_done": self.cycle + 1 if error is None else self.cycle,
             "cycles": self.sc["cycles"],
             "error": error,
