@@ -39,13 +39,13 @@ venv: $(VENV)/.installed
 
 test: deps
 	$(PY) -m pytest -m "not boot" -q
-	$(PY) -m pytest -m boot -q --capture=sys
+	$(PY) -m pytest -m boot -q --capture=sys --durations=0
 
 test-fast: venv
 	$(PY) -m pytest -m "not boot" -q
 
 test-boot: deps
-	$(PY) -m pytest -m boot -q --capture=sys
+	$(PY) -m pytest -m boot -q --capture=sys --durations=0
 
 lint: venv
 	$(VENV)/bin/ruff check harness guest tests benchmarks
