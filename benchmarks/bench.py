@@ -87,7 +87,7 @@ def boot_to_first_step(image: Path, chosen) -> float:
     """Host wall time from starting QEMU (vng --dry-run included) to the scenario start event."""
     work = Path(tempfile.mkdtemp(prefix="bench-boot-"))
     scenario = paths.SCENARIOS_DIR / "gpio-sim-remove-under-readers.yaml"
-    from harness.run import expand
+    from harness.results import expand
     from harness.scenario import load_scenario
 
     (item,) = expand([load_scenario(scenario)], repeat=1, seed=None)

@@ -10,7 +10,7 @@ and then its "no root" panic (proof that it got through early boot, memory
 and CPU setup, driver init) within a short bound. The verdict is kept per
 (kernel image, host boot, QEMU) in the cache, so the probe costs one boot
 once. Boots that still print nothing under KVM are caught by the runner
-(``run.Runner``), which then falls back to TCG for the rest of the run.
+(``runner.Runner``), which then falls back to TCG for the rest of the run.
 """
 
 from __future__ import annotations

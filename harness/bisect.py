@@ -28,10 +28,11 @@ from pathlib import Path
 
 from harness import compare, evidence, pipeline, report, splats, vcs
 from harness.evidence import MISS_PROBABILITY, runs_needed
-from harness.pipeline import PipelineError, RunRequest
+from harness.pipeline import RunRequest
 from harness.progress import say
-from harness.run import ItemResult
+from harness.results import ItemResult
 from harness.splats import Splat
+from harness.status import Exit, PipelineError
 
 ENDPOINT_RUNS = evidence.MAX_RUNS  # at most, on the bad commit, to measure the rates
 # Of every bug seen, enough to stop measuring: 4 in a row make a clean step need
@@ -39,8 +40,6 @@ ENDPOINT_RUNS = evidence.MAX_RUNS  # at most, on the bad commit, to measure the 
 # endpoint run costs about what a step run does, and it saves one at every good step.
 ENDPOINT_REPRODUCTIONS = 4
 
-EXIT_FOUND = 0
-EXIT_INCONCLUSIVE = 1
 
 # Which bug a report puts first: memory safety and hangs, then locking, then the
 # rest (a leak, a kind the parser learns later), WARN last.
@@ -228,7 +227,7 @@ class BugBisection:
     hits: int  # on the bad endpoint
     ran: int
     runs_per_commit: int
-    exit_code: int = EXIT_INCONCLUSIVE
+    exit_code: int = Exit.INCONCLUSIVE
     result: str = ""
     culprit: dict | None = None
     steps: list[Step] = field(default_factory=list)
@@ -347,9 +346,9 @@ class _Bisector:
                 self.request, self.worktree.path, commit, [self.scenario], runs
             ),
         )
-        if outcome.exit_code == pipeline.EXIT_INTERRUPTED:
+        if outcome.exit_code == Exit.INTERRUPTED:
             raise KeyboardInterrupt
-        if outcome.exit_code in (pipeline.EXIT_BUILD, pipeline.EXIT_BAD_INPUT):
+        if outcome.exit_code in (Exit.BUILD, Exit.BAD_INPUT):
             tested.built = False
             tested.unbuilt = (outcome.info.harness_error or "").splitlines()[0]
         else:
@@ -451,7 +450,7 @@ def _bisect(
     ran = sum(1 for r in endpoint.results if r.status != "skipped")
     if not ran:
         why = (endpoint.results[0].error or "not run") if endpoint.results else "no runs"
-        return finish(EXIT_INCONCLUSIVE, f"on the bad commit the scenario did not run: {why}")
+        return finish(Exit.INCONCLUSIVE, f"on the bad commit the scenario did not run: {why}")
     found[:] = distinct_bugs(endpoint.results)
     if request.title:
         match = chosen(found, request.title)
@@ -459,12 +458,12 @@ def _bisect(
             seen = "; ".join(endpoint.titles()) or "none"
             found.clear()
             return finish(
-                EXIT_INCONCLUSIVE,
+                Exit.INCONCLUSIVE,
                 f"no splat titled {request.title!r} on the bad commit in {ran} runs (seen: {seen})",
             )
         found[:] = [match]
     if not found:
-        return finish(EXIT_INCONCLUSIVE, f"no bug showed on the bad commit in {ran} runs")
+        return finish(Exit.INCONCLUSIVE, f"no bug showed on the bad commit in {ran} runs")
     for target in found:
         hits = sum(1 for r in endpoint.results if classify(r, target).outcome == "reproduced")
         per_commit = request.runs or runs_needed(hits, ran)
@@ -493,15 +492,15 @@ def _bisect(
                 bug.result = f"the good commit could not be tested: {bug.steps[-1].why}"
     bugs[:] = live
     if not bugs:
-        return finish(EXIT_INCONCLUSIVE, f"the good commit already fails: {'; '.join(already)}")
+        return finish(Exit.INCONCLUSIVE, f"the good commit already fails: {'; '.join(already)}")
     pending = [bug for bug in bugs if not bug.result]  # the good endpoint decided the rest
     for i, bug in enumerate(pending):
         _bisect_one(b, bug, pending[i:], request, repo, worktree, old, new)
-    code = EXIT_FOUND if all(bug.exit_code == EXIT_FOUND for bug in bugs) else EXIT_INCONCLUSIVE
+    code = Exit.FOUND if all(bug.exit_code == Exit.FOUND for bug in bugs) else Exit.INCONCLUSIVE
     if len(bugs) == 1:
         return finish(code, bugs[0].result)
     said = "; ".join(
-        bug.result if bug.exit_code == EXIT_FOUND else f"{bug.title}: {bug.result}" for bug in bugs
+        bug.result if bug.exit_code == Exit.FOUND else f"{bug.title}: {bug.result}" for bug in bugs
     )
     return finish(code, f"{len(bugs)} bugs: {said}")
 
@@ -543,7 +542,7 @@ def _bisect_one(
                     "tested": seen.verdict if seen else "endpoint",
                 }
                 what = "fixed" if request.fix else "introduced"
-                bug.exit_code = EXIT_FOUND
+                bug.exit_code = Exit.FOUND
                 bug.result = f"{culprit[:12]} ({bug.culprit['subject']}) {what} {bug.title}"
                 return
             if "only 'skip'ped commits left" in said:

@@ -18,6 +18,7 @@ from harness import merge as merge_mod
 from harness import scenario as scenario_mod
 from harness import series as series_mod
 from harness import tree as tree_mod
+from harness.status import Exit, PipelineError
 from harness.yamlnodes import SchemaErrors
 
 TREE_HELP = (
@@ -29,7 +30,7 @@ KCONFIG_HELP = (
 )
 
 
-def _fail(message: str, code: int = pipeline.EXIT_BAD_INPUT) -> None:
+def _fail(message: str, code: int = Exit.BAD_INPUT) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
@@ -39,12 +40,12 @@ def _stage() -> Iterator[None]:
     """A pipeline stage's error becomes a message and its exit status, never a traceback."""
     try:
         yield
-    except pipeline.PipelineError as exc:
+    except PipelineError as exc:
         _fail(str(exc), exc.code)
     except textfile.TextFileError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
-        _fail("interrupted", pipeline.EXIT_INTERRUPTED)
+        _fail("interrupted", Exit.INTERRUPTED)
 
 
 def _run_fields(
@@ -230,7 +231,7 @@ def fetch_cmd(kernel: str) -> None:
     try:
         found = tree_mod.default_tree(debsource.tarball(debsource.package(kernel)))
     except (debsource.SourceError, tree_mod.TreeError) as exc:
-        _fail(str(exc), pipeline.EXIT_BUILD)
+        _fail(str(exc), Exit.BUILD)
     click.echo(found.path)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from harness import splats
 from harness.evidence import Evidence
-from harness.run import ItemResult
+from harness.results import ItemResult
 from harness.splats import Splat
 
 REGRESSED = "regressed"

@@ -22,33 +22,12 @@ from harness import accel as accel_mod
 from harness import artifact, kapi, kconfig, locks, report, shard, vcs
 from harness.build import BuildError, BuildRecord, ConfigResult, build, configure
 from harness.progress import say
-from harness.run import Item, ItemResult, Runner, expand
+from harness.results import Item, ItemResult, expand
+from harness.runner import Runner
 from harness.scenario import Scenario, load_scenarios, resolve
+from harness.status import Exit, PipelineError
 from harness.tree import KernelTree, TreeError, default_tree, default_tree_path, open_tree
 from harness.yamlnodes import SchemaErrors
-
-# Exit statuses of `harness run` (and of every command that runs scenarios).
-EXIT_PASS = 0  # every item has a verdict and passed
-EXIT_FAIL = 1  # every item has a verdict; some failed
-EXIT_BAD_INPUT = 2  # scenario, option or input file is wrong
-EXIT_BUILD = 3  # configuration or kernel build failed
-EXIT_NO_VERDICT = 4  # some items got no verdict (no boot, no guest result, harness problem)
-EXIT_NOTHING_RAN = 5  # every selected item was skipped (or none was selected): nothing tested
-EXIT_INTERRUPTED = 130
-
-
-class PipelineError(Exception):
-    def __init__(
-        self,
-        message: str,
-        code: int = EXIT_BAD_INPUT,
-        build_s: float | None = None,
-        summary: str | None = None,
-    ):
-        super().__init__(message)
-        self.code = code
-        self.build_s = build_s  # seconds a failed build ran, when it got that far
-        self.summary = summary or message.splitlines()[0]  # one line for each 'no verdict'
 
 
 @dataclass(frozen=True)
@@ -158,7 +137,7 @@ def config_kernel(
     except kconfig.FragmentError as exc:
         raise PipelineError(str(exc)) from exc
     except BuildError as exc:
-        raise PipelineError(str(exc), EXIT_BUILD) from exc
+        raise PipelineError(str(exc), Exit.BUILD) from exc
 
 
 def build_kernel(
@@ -166,11 +145,11 @@ def build_kernel(
 ) -> tuple[ConfigResult, BuildRecord]:
     result = config_kernel(request, tree, scenarios)
     if result.mismatches:
-        raise PipelineError(result.report(), EXIT_BUILD, summary=result.summary())
+        raise PipelineError(result.report(), Exit.BUILD, summary=result.summary())
     try:
         return result, build(result, use_ccache=request.use_ccache)
     except BuildError as exc:
-        raise PipelineError(str(exc), EXIT_BUILD, exc.duration_s) from exc
+        raise PipelineError(str(exc), Exit.BUILD, exc.duration_s) from exc
 
 
 def choose_accel(request: ExecRequest, record: BuildRecord) -> accel_mod.Accel:
@@ -239,11 +218,11 @@ def exit_code_for_statuses(statuses: list[str], outside_splats: int = 0) -> int:
     of skipped items only tested nothing. A kernel report no item could take (a boot
     that ran none) fails the run all the same."""
     if "error" in statuses:
-        return EXIT_NO_VERDICT
+        return Exit.NO_VERDICT
     ran = [s for s in statuses if s != "skipped"]
     if not ran:
-        return EXIT_NOTHING_RAN
-    return EXIT_PASS if all(s == "pass" for s in ran) and not outside_splats else EXIT_FAIL
+        return Exit.NOTHING_RAN
+    return Exit.PASS if all(s == "pass" for s in ran) and not outside_splats else Exit.FAIL
 
 
 def _sigterm(signum, frame) -> None:
@@ -434,7 +413,7 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
     to_run = shard.boot_order(fit, times)
     results: list[ItemResult] = []
     runner: Runner | None = None
-    exit_code = EXIT_NO_VERDICT
+    exit_code = Exit.NO_VERDICT
     why_none = "not run: the kernel was not built"
     try:
         if not to_run:
@@ -462,7 +441,7 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
         exit_code = exit_code_for(skipped)
         if not items and request.shard is not None:
             say(f"shard {request.shard}: no items fall to this shard")
-            exit_code = EXIT_PASS
+            exit_code = Exit.PASS
     except PipelineError as exc:
         say(f"error: {exc}")
         info.harness_error = str(exc)
@@ -472,7 +451,7 @@ def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
         why_none = f"not run: {exc.summary}"
     except KeyboardInterrupt:
         info.interrupted = True
-        exit_code = EXIT_INTERRUPTED
+        exit_code = Exit.INTERRUPTED
         say("interrupted: QEMU stopped, writing partial results")
     finally:
         if runner is not None and runner.guest is not None:
@@ -511,7 +490,7 @@ def summary_line(out: Path, results: list[ItemResult]) -> str:
             continue
         named = f" ({', '.join(ids)})" if ids and status != "pass" else ""
         parts.append(f"{status} {len(ids)}{named}")
-    if exit_code_for(results) == EXIT_NOTHING_RAN:
+    if exit_code_for(results) == Exit.NOTHING_RAN:
         parts.append("nothing was tested")
     return f"results: {out}/junit.xml  " + ", ".join(parts)
 

@@ -17,7 +17,7 @@ from junit_xml import TestCase, TestSuite, to_xml_report_string
 
 from harness import evidence, paths
 from harness.compare import Comparison, table
-from harness.run import BootRecord, ItemResult
+from harness.results import BootRecord, ItemResult
 
 if TYPE_CHECKING:  # series.py and bisect.py write their results through this module
     from harness.bisect import BisectOutcome

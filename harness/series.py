@@ -16,10 +16,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness import compare, evidence, pipeline, report, vcs
-from harness.pipeline import PipelineError, RunOutcome, RunRequest
+from harness.pipeline import RunOutcome, RunRequest
 from harness.progress import say
-from harness.run import Item, ItemResult
+from harness.results import Item, ItemResult
 from harness.scenario import Scenario
+from harness.status import Exit, PipelineError
 
 # Why 3: a lifetime race that reproduces in most runs is caught on one side
 # and the other side's 3 clean runs make "fixed" more than luck, at a cost of
@@ -147,7 +148,7 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
                 vcs.restore_import(repo)
             base = vcs.resolve(repo, request.base)
             head = _head_commit(request, worktree, base)
-            outcome = SeriesOutcome([], [], out, pipeline.EXIT_PASS, command, str(repo))
+            outcome = SeriesOutcome([], [], out, Exit.PASS, command, str(repo))
             outcome.worktree = str(worktree.path)
             outcome.touched = vcs.changed_files(repo, base, head)
             say(f"series: {len(outcome.touched)} file(s) differ between base and head")
@@ -169,13 +170,13 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
                     request, tree=str(worktree.path), out_dir=str(out / info.name), scenarios=paths
                 )
                 info.outcome = pipeline.run_scenarios(side_request)
-                if info.outcome.exit_code == pipeline.EXIT_INTERRUPTED:
+                if info.outcome.exit_code == Exit.INTERRUPTED:
                     break
             outcome.comparisons = _compare(names, outcome.sides)
-            if selected and pipeline.EXIT_INTERRUPTED not in _codes(outcome):
+            if selected and Exit.INTERRUPTED not in _codes(outcome):
                 outcome.comparisons = _more_evidence(request, worktree, outcome, selected)
     except vcs.ApplyError as exc:
-        raise PipelineError(str(exc), pipeline.EXIT_BUILD) from exc
+        raise PipelineError(str(exc), Exit.BUILD) from exc
     except vcs.VcsError as exc:
         raise PipelineError(str(exc)) from exc
     outcome.exit_code = exit_code_for(outcome)
@@ -232,7 +233,7 @@ def _more_evidence(
             why = f"{c.verdict}, {c.evidence.text() if c.evidence else ''}: {count} more run(s)"
             say(f"{side_name}: {c.scenario}: {why}")
             added = _run_more(request, worktree, info, by_name[c.scenario], c, count, why)
-            if added.outcome.exit_code == pipeline.EXIT_INTERRUPTED or not added.results:
+            if added.outcome.exit_code == Exit.INTERRUPTED or not added.results:
                 return _compare(names, outcome.sides)
         comparisons = _compare(names, outcome.sides)
 
@@ -288,17 +289,17 @@ def exit_code_for(outcome: SeriesOutcome) -> int:
     """0 nothing regressed, 1 regressed, 3 a side did not build, 4 a scenario got no verdict,
     5 nothing was tested."""
     side_codes = _codes(outcome)
-    if pipeline.EXIT_INTERRUPTED in side_codes:
-        return pipeline.EXIT_INTERRUPTED
+    if Exit.INTERRUPTED in side_codes:
+        return Exit.INTERRUPTED
     if compare.regressed(outcome.comparisons):
-        return pipeline.EXIT_FAIL
-    if pipeline.EXIT_BUILD in side_codes:
-        return pipeline.EXIT_BUILD
+        return Exit.FAIL
+    if Exit.BUILD in side_codes:
+        return Exit.BUILD
     if any(c.verdict == compare.ERROR for c in outcome.comparisons):
-        return pipeline.EXIT_NO_VERDICT
+        return Exit.NO_VERDICT
     if nothing_tested(outcome):
-        return pipeline.EXIT_NOTHING_RAN
-    return pipeline.EXIT_PASS
+        return Exit.NOTHING_RAN
+    return Exit.PASS
 
 
 def nothing_tested(outcome: SeriesOutcome) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import paths, textfile
-from harness.run import Item
+from harness.results import Item
 
 DURATIONS_FILE = paths.SCENARIOS_DIR / "durations.json"
 # Seconds assumed for a scenario the table has not measured, and for a boot with no figure.

@@ -11,6 +11,7 @@ import pytest
 from harness import artifact, kapi, pipeline
 from harness.build import BuildRecord
 from harness.scenario import load_scenarios, resolve
+from harness.status import Exit, PipelineError
 
 DATA = Path(__file__).parent / "data"
 CONFIG = DATA / "config-6.12-harness"
@@ -139,7 +140,7 @@ def test_run_refuses_an_artifact_lacking_an_option_before_any_boot(tmp_path):
         scenarios=("gpio-sim-plug-cycle",), kernel=str(path), out_dir=str(out)
     )
     outcome = pipeline.run_scenarios(request)
-    assert outcome.exit_code == pipeline.EXIT_BAD_INPUT
+    assert outcome.exit_code == Exit.BAD_INPUT
     summary = json.loads((out / "summary.json").read_text())
     assert "CONFIG_GPIO_SIM=y (gpio-sim.config:" in summary["harness_error"]
     assert summary["boots"] == [] and summary["items"][0]["status"] == "error"
@@ -152,5 +153,5 @@ def test_run_refuses_an_artifact_lacking_an_option_before_any_boot(tmp_path):
 def test_kernel_with_tree_or_kconfig_is_bad_input(tmp_path):
     for extra in ({"tree": str(tmp_path)}, {"kconfig": (str(CONFIG),)}):
         request = pipeline.RunRequest(kernel=str(tmp_path / "k.tar.gz"), **extra)
-        with pytest.raises(pipeline.PipelineError, match="--tree and --kconfig belong"):
+        with pytest.raises(PipelineError, match="--tree and --kconfig belong"):
             pipeline.run_scenarios(request)

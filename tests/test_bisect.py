@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from harness import bisect, evidence, splats
-from harness.run import Item, ItemResult
+from harness.results import Item, ItemResult
 from harness.scenario import load_scenario
 from tests.test_compare import CONTROLLER, REGMAP, SPI_NOR_READ, splats_of
 from tests.test_inputs import harness

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import pipeline, vcs
+from harness import vcs
+from harness.status import Exit
 from harness.tree import default_tree
 from tests.harnesscli import harness
 
@@ -47,7 +48,7 @@ def commit_on_import(repo: Path, where: Path, ref: str, change) -> str:
 
 def test_revocable_scenarios_are_skipped_without_the_api(tmp_path):
     code, output = harness("run", SHARED, OWN, "--out", str(tmp_path))
-    assert code == pipeline.EXIT_NOTHING_RAN, "not applicable is not a failure, nor a pass"
+    assert code == Exit.NOTHING_RAN, "not applicable is not a failure, nor a pass"
     assert "nothing was tested" in output
     junit = ET.parse(tmp_path / "junit.xml").getroot()
     cases = {c.get("name"): c for c in junit.iter("testcase")}

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from harness import compare, report, splats
-from harness.run import Item, ItemResult
+from harness.results import Item, ItemResult
 from harness.scenario import load_scenario
 from harness.series import SeriesOutcome, SideInfo, select
+from harness.status import Exit
 from tests.test_vcs import git
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -318,7 +319,7 @@ class Recorded:
 
     def __call__(self, request):
         from harness import pipeline
-        from harness.run import expand
+        from harness.results import expand
 
         side = self.sides[git(Path(request.tree), "rev-parse", "HEAD")]
         items = expand(pipeline.load(request), request.repeat, request.seed)
@@ -407,12 +408,11 @@ def test_series_confirms_a_regression_on_base_and_drops_it_when_base_has_the_bug
 
 def test_a_series_that_tested_nothing_has_its_own_exit_status(tmp_path):
     """--affected selecting no scenario, or every one skipped on a side: not a pass."""
-    from harness import pipeline
     from harness.series import exit_code_for
 
     none = outcome_for([], tmp_path)
-    assert exit_code_for(none) == pipeline.EXIT_NOTHING_RAN
+    assert exit_code_for(none) == Exit.NOTHING_RAN
     skipped = compare.Comparison(SCENARIO.name, compare.SKIPPED, side("base"), side("head"))
-    assert exit_code_for(outcome_for([skipped], tmp_path)) == pipeline.EXIT_NOTHING_RAN
+    assert exit_code_for(outcome_for([skipped], tmp_path)) == Exit.NOTHING_RAN
     fixed = verdict([run(0, SPI_NOR_READ)] * 3, [run(0)] * 4)
-    assert exit_code_for(outcome_for([fixed, skipped], tmp_path)) == pipeline.EXIT_PASS
+    assert exit_code_for(outcome_for([fixed, skipped], tmp_path)) == Exit.PASS

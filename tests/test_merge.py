@@ -10,9 +10,10 @@ from click.testing import CliRunner
 
 from harness import merge, pipeline, report, shard
 from harness.cli import main
-from harness.run import BootRecord, ItemResult, expand
+from harness.results import BootRecord, ItemResult, expand
 from harness.scenario import load_scenarios, resolve
 from harness.splats import parse
+from harness.status import Exit
 
 LOGS = Path(__file__).parent / "data" / "logs"
 SCENARIOS = ["gpio-sim-plug-cycle", "gpio-sim-remove-under-readers", "mtd-data-integrity"]
@@ -73,7 +74,7 @@ def test_two_shards_merge_into_every_testcase_once_with_its_shard(tmp_path):
     ]
     assert {i["shard"] for i in summary["items"] if i["id"] in {x.id for x in two}} == {2}
     assert summary["counts"] == {"pass": len(one), "fail": len(two), "error": 0, "skipped": 0}
-    assert merged.exit_code == pipeline.EXIT_FAIL
+    assert merged.exit_code == Exit.FAIL
     assert summary["properties"]["config_hash"] == "abc"
     assert summary["properties"]["accelerator"] == "1/2: tcg: shard 1; 2/2: tcg: shard 2"
     suite = ET.parse(tmp_path / "out" / "junit.xml").getroot().find("testsuite")
@@ -86,7 +87,7 @@ def test_a_shard_that_left_nothing_is_an_error_per_item_it_owed(tmp_path):
     (tmp_path / "s2" / "summary.json").unlink()  # the job died before writing
     _write_shard(tmp_path / "s3", 3, 3)
     merged, shards = merge.merge([tmp_path / d for d in ("s1", "s2", "s3")])
-    assert merged.exit_code == pipeline.EXIT_NO_VERDICT
+    assert merged.exit_code == Exit.NO_VERDICT
     errors = {i["id"]: i["error"] for i in merged.items if i["status"] == "error"}
     assert set(errors) == {i.id for i in owed} and owed
     assert all("shard 2/3 left no results" in e for e in errors.values())
@@ -98,14 +99,14 @@ def test_a_shard_that_left_nothing_is_an_error_per_item_it_owed(tmp_path):
 def test_a_shard_directory_not_given_at_all_is_missing_too(tmp_path):
     _write_shard(tmp_path / "s1", 1, 2)
     merged, _ = merge.merge([tmp_path / "s1"])
-    assert merged.exit_code == pipeline.EXIT_NO_VERDICT
+    assert merged.exit_code == Exit.NO_VERDICT
     assert merged.shards[1]["harness_error"] == "no results"
 
 
 def test_all_passing_shards_exit_0(tmp_path):
     _write_shard(tmp_path / "s1", 1, 2, outside=0)
     _write_shard(tmp_path / "s2", 2, 2, outside=0)
-    assert merge.merge([tmp_path / "s1", tmp_path / "s2"])[0].exit_code == pipeline.EXIT_PASS
+    assert merge.merge([tmp_path / "s1", tmp_path / "s2"])[0].exit_code == Exit.PASS
 
 
 def test_a_kernel_report_no_item_took_fails_the_merged_run(tmp_path):
@@ -113,7 +114,7 @@ def test_a_kernel_report_no_item_took_fails_the_merged_run(tmp_path):
     _write_shard(tmp_path / "s2", 2, 2, outside=1)  # every item passed, the boot did not
     merged = merge.merge([tmp_path / "s1", tmp_path / "s2"])[0]
     assert merged.counts["pass"] == len(merged.items) and merged.outside_splats == 1
-    assert merged.exit_code == pipeline.EXIT_FAIL
+    assert merged.exit_code == Exit.FAIL
 
 
 def test_shards_of_different_runs_are_refused(tmp_path):
@@ -182,7 +183,7 @@ def test_a_shard_without_a_readable_junit_xml_is_an_error_per_item(tmp_path, dam
     damage(tmp_path / "s2" / "junit.xml")
     dirs = [str(tmp_path / "s1"), str(tmp_path / "s2")]
     result = CliRunner().invoke(main, ["merge", *dirs, "--out", str(tmp_path / "o")])
-    assert result.exit_code == pipeline.EXIT_NO_VERDICT, result.output
+    assert result.exit_code == Exit.NO_VERDICT, result.output
     assert f"{dirs[1]}/junit.xml {problem}" in result.output
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     errors = {i["id"]: i["error"] for i in summary["items"] if i["status"] == "error"}

@@ -3,8 +3,9 @@
 from pathlib import Path
 
 from harness import pipeline
-from harness.run import ItemResult, expand
+from harness.results import ItemResult, expand
 from harness.scenario import load_scenario
+from harness.status import Exit
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
@@ -24,25 +25,25 @@ def results(*statuses: str) -> list[ItemResult]:
 
 
 def test_all_passed_is_0_and_a_failure_is_1():
-    assert pipeline.exit_code_for(results("pass", "pass")) == pipeline.EXIT_PASS
-    assert pipeline.exit_code_for(results("pass", "fail")) == pipeline.EXIT_FAIL
+    assert pipeline.exit_code_for(results("pass", "pass")) == Exit.PASS
+    assert pipeline.exit_code_for(results("pass", "fail")) == Exit.FAIL
 
 
 def test_an_item_without_verdict_is_its_own_status_even_beside_failures():
-    assert pipeline.exit_code_for(results("fail", "error")) == pipeline.EXIT_NO_VERDICT
-    assert pipeline.exit_code_for(results("error", "error")) == pipeline.EXIT_NO_VERDICT
-    assert len({0, 1, 2, 3, pipeline.EXIT_NO_VERDICT, pipeline.EXIT_NOTHING_RAN}) == 6
+    assert pipeline.exit_code_for(results("fail", "error")) == Exit.NO_VERDICT
+    assert pipeline.exit_code_for(results("error", "error")) == Exit.NO_VERDICT
+    assert len({0, 1, 2, 3, Exit.NO_VERDICT, Exit.NOTHING_RAN}) == 6
 
 
 def test_a_run_in_which_nothing_ran_is_not_a_pass():
-    assert pipeline.exit_code_for([]) == pipeline.EXIT_NOTHING_RAN
-    assert pipeline.exit_code_for(results("skipped", "skipped")) == pipeline.EXIT_NOTHING_RAN
-    assert pipeline.exit_code_for(results("skipped", "pass")) == pipeline.EXIT_PASS
-    assert pipeline.exit_code_for(results("skipped", "error")) == pipeline.EXIT_NO_VERDICT
+    assert pipeline.exit_code_for([]) == Exit.NOTHING_RAN
+    assert pipeline.exit_code_for(results("skipped", "skipped")) == Exit.NOTHING_RAN
+    assert pipeline.exit_code_for(results("skipped", "pass")) == Exit.PASS
+    assert pipeline.exit_code_for(results("skipped", "error")) == Exit.NO_VERDICT
 
 
 def test_a_kernel_report_no_item_could_take_fails_a_passing_run():
-    assert pipeline.exit_code_for(results("pass", "pass"), outside_splats=1) == pipeline.EXIT_FAIL
+    assert pipeline.exit_code_for(results("pass", "pass"), outside_splats=1) == Exit.FAIL
 
 
 def test_last_line_names_failing_and_erroring_items():

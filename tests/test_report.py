@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness import report
-from harness.run import BootRecord, ItemResult, expand
+from harness.results import BootRecord, ItemResult, expand
 from harness.scenario import load_scenario
 from harness.splats import Splat
 

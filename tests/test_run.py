@@ -1,4 +1,4 @@
-"""Which item a kernel report counts against (harness/run.py attribute), on a real
+"""Which item a kernel report counts against (harness/runner.py attribute), on a real
 two-item console log of the 6.12 harness kernel whose second item hit a KASAN report.
 
 The variants move the real kmsg markers, as the guest writes them, around the real
@@ -9,7 +9,7 @@ release) and one during boot must still fail an item, never vanish into a
 
 from pathlib import Path
 
-from harness.run import attribute
+from harness.runner import attribute
 
 LOG = Path(__file__).resolve().parent / "data" / "logs" / "harness-nvmem-in-kernel-consumer.log"
 FIRST = "nvmem-unbind-adapter-during-read-fw-devlink-off"
@@ -63,7 +63,7 @@ def test_a_report_in_a_boot_that_ran_no_item_is_left_for_the_run():
 
 def test_a_harness_timeout_dump_alone_is_no_verdict_but_a_kernel_hang_fails():
     from harness import splats
-    from harness.run import Item, ItemResult, _verdict
+    from harness.results import Item, ItemResult, decide
     from harness.scenario import load_scenarios, resolve
 
     (sc,) = load_scenarios(resolve(["gpio-sim-plug-cycle"]))
@@ -71,8 +71,8 @@ def test_a_harness_timeout_dump_alone_is_no_verdict_but_a_kernel_hang_fails():
     text = hang_log.read_text(errors="replace")
     dump = splats.parse(text[text.index("harness-host: ") :])
     timed_out = ItemResult(Item("x", sc, 0, 1), guest={}, splats=dump)
-    _verdict(timed_out)
+    decide(timed_out)
     assert timed_out.status == "error" and "no kernel detector fired" in timed_out.error
     hung = ItemResult(Item("x", sc, 0, 1), guest={}, splats=splats.parse(text))
-    _verdict(hung)
+    decide(hung)
     assert hung.status == "fail"

@@ -56,7 +56,7 @@ def test_a_used_up_hung_task_detector_is_off_and_a_missing_one_is_not():
 
 
 def _run_of(name: str):
-    from harness.run import expand
+    from harness.results import expand
     from harness.scenario import load_scenarios, resolve
 
     (item,) = expand(load_scenarios(resolve([name])), 1, 1)
@@ -94,7 +94,7 @@ def test_a_template_no_fixture_gives_is_a_harness_error_not_a_path():
 def test_items_of_a_boot_whose_lockdep_was_already_off_get_no_verdict(tmp_path, monkeypatch):
     """Off before the boot's first item (a report during boot): a reboot gives the same, so
     every item is reported unrun with why, never as a pass without lockdep."""
-    from harness.run import expand
+    from harness.results import expand
     from harness.scenario import load_scenarios, resolve
 
     items = expand(load_scenarios(resolve(["gpio-sim-plug-cycle"])), 2, 1)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from harness import shard
 from harness.cli import main
-from harness.run import expand
+from harness.results import expand
 from harness.scenario import load_scenarios, resolve
 
 TABLE = shard.load_durations()

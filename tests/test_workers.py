@@ -1,7 +1,7 @@
 """Proof of work, driven on the host through the guest's own worker and runner code.
 
 Each test loads a shipped scenario and turns it into the plan entry the guest
-gets (harness.run.Item), builds the scenario's real fixture object (its chip
+gets (harness.results.Item), builds the scenario's real fixture object (its chip
 model, not started: no gadget, no kernel) and runs the scenario's workers on a
 file that holds what the kernel would serve, or on a pipe that carries
 gpiolib-cdev's 48-byte event records. Only what stands for the kernel is
@@ -25,7 +25,7 @@ import runner  # noqa: E402
 import workers  # noqa: E402
 
 from harness import report  # noqa: E402
-from harness.run import Item, ItemResult  # noqa: E402
+from harness.results import Item, ItemResult  # noqa: E402
 from harness.scenario import load_scenario  # noqa: E402
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import accel as accel_mod
@@ -19,7 +18,7 @@ from harness import splats
 from harness.accel import Accel
 from harness.boot import BootError, BootSpec, Guest
 from harness.progress import say
-from harness.scenario import Scenario
+from harness.results import BootRecord, Item, ItemResult, decide, kernel_reports
 from harness.splats import Splat
 
 BOOT_TIMEOUT = {"kvm": 120.0, "tcg": 300.0}
@@ -27,64 +26,6 @@ BOOT_TIMEOUT = {"kvm": 120.0, "tcg": 300.0}
 # take to report before the boot is given up (it normally needs a few seconds).
 FATAL_GRACE = {"kvm": 30.0, "tcg": 90.0}
 CONSOLE_TAIL = 60
-
-
-@dataclass(frozen=True)
-class Item:
-    """One repetition of one scenario (one JUnit testcase)."""
-
-    id: str
-    scenario: Scenario
-    repetition: int
-    seed: int
-
-    def plan_entry(self) -> dict:
-        return {
-            "id": self.id,
-            "scenario": self.scenario.to_json(),
-            "repetition": self.repetition,
-            "seed": self.seed,
-        }
-
-
-@dataclass
-class ItemResult:
-    item: Item
-    status: str = "error"  # pass | fail | error | skipped (not run: enough was seen)
-    guest: dict | None = None
-    splats: list[Splat] = field(default_factory=list)
-    violations: list[str] = field(default_factory=list)
-    error: str | None = None
-    console: str = ""
-    boot: int = 0
-    duration_s: float = 0.0
-    first_splat_s: float | None = None  # kernel time from the scenario's start to its first splat
-
-
-@dataclass
-class BootRecord:
-    index: int
-    console: str
-    cmdline: tuple[str, ...]
-    seconds_to_ready: float | None
-    ended: str
-    qemu_command: str = ""
-    outside_splats: list[Splat] = field(default_factory=list)
-    accel: str = ""
-    why: str = ""  # why this boot happened (first boot of a command line, a reboot after ...)
-    left_because: str = ""  # why items were left for another boot, if any
-    ended_by: str = ""  # the item that ended this boot (crashed it, tainted it), if any
-
-
-def expand(scenarios: list[Scenario], repeat: int | None, seed: int | None) -> list[Item]:
-    items = []
-    for sc in scenarios:
-        count = repeat or sc.repeat
-        for rep in range(count):
-            item_id = sc.name if count == 1 else f"{sc.name}#{rep}"
-            base = sc.seed if seed is None else seed
-            items.append(Item(item_id, sc, rep, base + rep))
-    return items
 
 
 def _tail(path: Path, lines: int = CONSOLE_TAIL) -> str:
@@ -129,26 +70,6 @@ def outside_owner(line: int, spans: dict[str, tuple[int, int | None]]) -> tuple[
     return None, "during boot, before any item"
 
 
-def kernel_reports(result: ItemResult) -> list[Splat]:
-    """The item's splats less the harness's own timeout dumps, which blame no kernel."""
-    return [s for s in result.splats if s.kind != splats.TIMEOUT]
-
-
-def _verdict(result: ItemResult) -> None:
-    if result.error:
-        result.status = "error"
-    elif kernel_reports(result) or result.violations:
-        result.status = "fail"
-    elif result.splats:
-        result.status = "error"
-        result.error = (
-            f"{result.splats[0].title}: the harness ran out of time and dumped the blocked "
-            "tasks, but no kernel detector fired and no call into the kernel was seen stuck"
-        )
-    else:
-        result.status = "pass"
-
-
 class Runner:
     def __init__(
         self,
@@ -180,7 +101,7 @@ class Runner:
             if item.id not in self.finished and result.guest is None and result.error is None:
                 running = self.current is not None and self.current.id == item.id
                 result.error = f"{why} while running" if running else f"not run ({why})"
-                _verdict(result)
+                decide(result)
             out.append(result)
         return out
 
@@ -250,7 +171,7 @@ class Runner:
             self.guest = None
             for item in pending:
                 results[item.id].error = f"could not start the guest: {exc}"
-                _verdict(results[item.id])
+                decide(results[item.id])
             return {item.id for item in pending}
         by_id = {item.id: item for item in pending}
         done: set[str] = set()
@@ -406,7 +327,7 @@ class Runner:
                     f"kernel tainted {gained} but no splat was recognised in the console "
                     f"log: look at {console}"
                 )
-        _verdict(result)
+        decide(result)
         self.finished.add(item_id)
         say(
             f"  {item_id}: {result.status.upper()}"
@@ -448,5 +369,5 @@ class Runner:
                     "use auto (falls back to TCG) or tcg"
                 )
                 results[item.id].console = str(console)
-                _verdict(results[item.id])
+                decide(results[item.id])
         return {item.id for item in pending}
