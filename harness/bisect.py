@@ -26,9 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness import compare, evidence, pipeline, report, splats, vcs
+from harness import compare, evidence, report, splats, stages, vcs
+from harness.commands import run as run_command
+from harness.commands.run import RunRequest
 from harness.evidence import MISS_PROBABILITY, runs_needed
-from harness.pipeline import RunRequest
 from harness.progress import say
 from harness.results import ItemResult
 from harness.splats import Splat
@@ -333,7 +334,7 @@ class _Bisector:
             repeat=runs,
             enough=enough,
         )
-        outcome = pipeline.run_scenarios(step_request)
+        outcome = run_command.run_scenarios(step_request)
         build = outcome.info.build or {}
         tested = Tested(
             commit,
@@ -342,7 +343,7 @@ class _Bisector:
             build_s=build.get("duration_s"),
             objects=build.get("objects_compiled"),
             out=str(out),
-            repro=pipeline.commit_repro_command(
+            repro=run_command.commit_repro_command(
                 self.request, self.worktree.path, commit, [self.scenario], runs
             ),
         )
@@ -373,10 +374,10 @@ def _range_steps(repo: Path, old: str, new: str) -> int:
 
 def run_bisect(request: BisectRequest) -> BisectOutcome:
     started = time.monotonic()
-    pipeline.install_signal_handlers()
-    (scenario,) = pipeline.load(request)
-    repo = pipeline.open_repository(request)
-    command = pipeline.invocation(request)
+    stages.install_signal_handlers()
+    (scenario,) = stages.load(request)
+    repo = stages.open_repository(request)
+    command = run_command.invocation(request)
     out = Path(request.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     try:

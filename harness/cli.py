@@ -11,13 +11,14 @@ from pathlib import Path
 
 import click
 
-from harness import accel, debsource, kapi, pipeline, shard, splats, textfile
+from harness import accel, debsource, kapi, shard, splats, stages, textfile
 from harness import artifact as artifact_mod
 from harness import bisect as bisect_mod
 from harness import merge as merge_mod
 from harness import scenario as scenario_mod
 from harness import series as series_mod
 from harness import tree as tree_mod
+from harness.commands import run as run_command
 from harness.status import Exit, PipelineError
 from harness.yamlnodes import SchemaErrors
 
@@ -101,12 +102,12 @@ def config(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ...])
     \b
     Example: harness config --tree ~/linux gpio-sim-plug-cycle
     """
-    request = pipeline.ConfigRequest(tree=tree, kconfig=extra, scenarios=scenarios)
+    request = stages.ConfigRequest(tree=tree, kconfig=extra, scenarios=scenarios)
     with _stage():
-        selected = pipeline.load(request)
-        with pipeline.tree_in_use(request):
-            tree = pipeline.open_kernel_tree(request)
-            result = pipeline.config_kernel(request, tree, selected)
+        selected = stages.load(request)
+        with stages.tree_in_use(request):
+            tree = stages.open_kernel_tree(request)
+            result = stages.config_kernel(request, tree, selected)
     click.echo(result.report())
     click.echo(f".config: {result.dotconfig}")
     sys.exit(1 if result.mismatches else 0)
@@ -134,12 +135,12 @@ def build_cmd(
       harness build --tree ~/linux --kconfig my-series.config
       harness build --tree . --artifact kernel.tar.gz     # a CI build job
     """
-    request = pipeline.BuildRequest(tree=tree, kconfig=extra, scenarios=scenarios)
+    request = stages.BuildRequest(tree=tree, kconfig=extra, scenarios=scenarios)
     with _stage():
-        selected = pipeline.load(request)
-        with pipeline.tree_in_use(request):
-            tree = pipeline.open_kernel_tree(request)
-            _, record = pipeline.build_kernel(request, tree, selected)
+        selected = stages.load(request)
+        with stages.tree_in_use(request):
+            tree = stages.open_kernel_tree(request)
+            _, record = stages.build_kernel(request, tree, selected)
             if artifact is not None:
                 written = artifact_mod.pack(record, tree.path, Path(artifact))
                 click.echo(f"artifact: {written} ({written.stat().st_size >> 20} MiB)", err=True)
@@ -163,7 +164,7 @@ def check_cmd(files: tuple[str, ...], tree: str | None) -> None:
     \b
     Example: harness check scenarios/my-new-scenario.yaml
     """
-    where = pipeline.api_tree(tree)
+    where = stages.api_tree(tree)
     try:  # with the tree, so that a covers entry is checked against what it names
         scenarios = scenario_mod.load_scenarios(scenario_mod.resolve(list(files)), where)
     except SchemaErrors as exc:
@@ -179,8 +180,8 @@ def list_cmd(tree: str | None) -> None:
     """List built-in scenarios: summary, kconfig fragments, command line, covered sources,
     kernel APIs they need."""
     with _stage():
-        scenarios = pipeline.load(pipeline.ConfigRequest())
-    where = pipeline.api_tree(tree)
+        scenarios = stages.load(stages.ConfigRequest())
+    where = stages.api_tree(tree)
     for sc in scenarios:
         covers = ", ".join(sc.covers) or "(nothing listed: --affected never selects it)"
         needs = f"\n    needs: {kapi.explain(sc.needs, where)}" if sc.needs else ""
@@ -328,13 +329,13 @@ def run(
       HARNESS_ACCEL=tcg harness run scenarios/gpio-sim-plug-cycle.yaml --repeat 5 --out /tmp/r
       harness run --kernel kernel.tar.gz --shard 2/4 --out shard-2   # a CI test job
     """
-    request = pipeline.RunRequest(
+    request = run_command.RunRequest(
         **_run_fields(tree, extra, scenarios, accel, out_dir, run_timeout, repeat, seed),
         kernel=kernel,
         shard=shard_spec,
     )
     with _stage():
-        outcome = pipeline.run_scenarios(request)
+        outcome = run_command.run_scenarios(request)
     sys.exit(outcome.exit_code)
 
 

@@ -15,8 +15,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import paths, pipeline, report, textfile
+from harness import paths, report, textfile
 from harness import shard as shard_mod
+from harness.commands import run as run_command
 from harness.progress import say
 
 SUITE = "lifetime-harness"
@@ -55,7 +56,7 @@ class Merged:
     @property
     def exit_code(self) -> int:
         statuses = [i["status"] for i in self.items]
-        return pipeline.exit_code_for_statuses(statuses, self.outside_splats)
+        return run_command.exit_code_for_statuses(statuses, self.outside_splats)
 
 
 # What names the kernel a shard booted: shards of one run boot one build of one tree.

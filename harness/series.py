@@ -2,7 +2,7 @@
 
 Both sides are built in the repository's one harness worktree, base first and
 then head, so the head build recompiles what the series touched and links;
-each side is one ordinary `harness run` (pipeline.run_scenarios) into
+each side is one ordinary `harness run` (commands.run.run_scenarios) into
 ``out/base`` and ``out/head``, with the same items and seeds. compare.py turns
 the two sides' results into a verdict per scenario; where a fixed or
 regressed verdict could still be luck (evidence.py), the side it rests on is
@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness import compare, evidence, pipeline, report, vcs
-from harness.pipeline import RunOutcome, RunRequest
+from harness import compare, evidence, report, stages, vcs
+from harness.commands import run as run_command
+from harness.commands.run import RunOutcome, RunRequest
 from harness.progress import say
 from harness.results import Item, ItemResult
 from harness.scenario import Scenario
@@ -135,13 +136,13 @@ def _head_commit(request: SeriesRequest, worktree: vcs.Worktree, base: str) -> s
 def run_series(request: SeriesRequest) -> SeriesOutcome:
     """Apply, build and run both sides, compare, and write the results."""
     started = time.monotonic()
-    pipeline.install_signal_handlers()
+    stages.install_signal_handlers()
     if request.repeat is None:
         request = replace(request, repeat=DEFAULT_REPEAT)
-    scenarios = pipeline.load(request)
+    scenarios = stages.load(request)
     out = Path(request.out_dir).resolve()
-    command = pipeline.invocation(request)
-    repo = pipeline.open_repository(request)
+    command = run_command.invocation(request)
+    repo = stages.open_repository(request)
     try:
         with vcs.worktree(repo) as worktree:
             if vcs.harness_owned(repo):  # its HEAD is where the last series left it
@@ -159,7 +160,7 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
             paths = tuple(sc.path for sc in selected)
             for side, commit in (("base", base), ("head", head)):
                 info = SideInfo(side, commit, vcs.subject(repo, commit))
-                info.repro = pipeline.commit_repro_command(
+                info.repro = run_command.commit_repro_command(
                     request, worktree.path, commit, names, request.repeat
                 )
                 outcome.sides.append(info)
@@ -169,7 +170,7 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
                 side_request = replace(
                     request, tree=str(worktree.path), out_dir=str(out / info.name), scenarios=paths
                 )
-                info.outcome = pipeline.run_scenarios(side_request)
+                info.outcome = run_command.run_scenarios(side_request)
                 if info.outcome.exit_code == Exit.INTERRUPTED:
                     break
             outcome.comparisons = _compare(names, outcome.sides)
@@ -264,7 +265,7 @@ def _run_more(
         seed=seed,
         enough=enough,
     )
-    ran = pipeline.run_scenarios(more_request)
+    ran = run_command.run_scenarios(more_request)
     results = [_numbered_on(r, first) for r in ran.results if r.status != "skipped"]
     info.more.append(MoreRuns(sc.name, why, ran, results))
     return info.more[-1]

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import artifact, kapi, pipeline
+from harness import artifact, kapi
 from harness.build import BuildRecord
+from harness.commands import run as run_command
 from harness.scenario import load_scenarios, resolve
 from harness.status import Exit, PipelineError
 
@@ -136,10 +137,10 @@ def test_run_refuses_an_artifact_lacking_an_option_before_any_boot(tmp_path):
     dotconfig.write_text(dotconfig.read_text().replace("CONFIG_GPIO_SIM=y\n", ""))
     path = artifact.pack(record, tmp_path, tmp_path / "k.tar.gz")
     out = tmp_path / "results"
-    request = pipeline.RunRequest(
+    request = run_command.RunRequest(
         scenarios=("gpio-sim-plug-cycle",), kernel=str(path), out_dir=str(out)
     )
-    outcome = pipeline.run_scenarios(request)
+    outcome = run_command.run_scenarios(request)
     assert outcome.exit_code == Exit.BAD_INPUT
     summary = json.loads((out / "summary.json").read_text())
     assert "CONFIG_GPIO_SIM=y (gpio-sim.config:" in summary["harness_error"]
@@ -152,6 +153,6 @@ def test_run_refuses_an_artifact_lacking_an_option_before_any_boot(tmp_path):
 
 def test_kernel_with_tree_or_kconfig_is_bad_input(tmp_path):
     for extra in ({"tree": str(tmp_path)}, {"kconfig": (str(CONFIG),)}):
-        request = pipeline.RunRequest(kernel=str(tmp_path / "k.tar.gz"), **extra)
+        request = run_command.RunRequest(kernel=str(tmp_path / "k.tar.gz"), **extra)
         with pytest.raises(PipelineError, match="--tree and --kconfig belong"):
-            pipeline.run_scenarios(request)
+            run_command.run_scenarios(request)

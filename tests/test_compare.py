@@ -318,11 +318,12 @@ class Recorded:
         self.calls: list[tuple[str, list[int]]] = []  # side, seeds asked for
 
     def __call__(self, request):
-        from harness import pipeline
+        from harness import stages
+        from harness.commands import run as run_command
         from harness.results import expand
 
         side = self.sides[git(Path(request.tree), "rev-parse", "HEAD")]
-        items = expand(pipeline.load(request), request.repeat, request.seed)
+        items = expand(stages.load(request), request.repeat, request.seed)
         self.calls.append((side, [i.seed for i in items]))
         results = []
         for item in items:
@@ -332,11 +333,12 @@ class Recorded:
             if request.enough and request.enough(results):
                 break
         info = report.RunInfo(command=["harness", "run"])
-        return pipeline.RunOutcome(results, Path(request.out_dir), 0, info)
+        return run_command.RunOutcome(results, Path(request.out_dir), 0, info)
 
 
 def series_over(tmp_path, monkeypatch, splats_at, repeat):
-    from harness import pipeline, series
+    from harness import series
+    from harness.commands import run as run_command
 
     repo = tmp_path / "linux"
     (repo / "drivers").mkdir(parents=True)
@@ -348,7 +350,7 @@ def series_over(tmp_path, monkeypatch, splats_at, repeat):
     git(repo, "commit", "-q", "-a", "-m", "the series")
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     recorded = Recorded(repo, "HEAD~1", splats_at)
-    monkeypatch.setattr(pipeline, "run_scenarios", recorded)
+    monkeypatch.setattr(run_command, "run_scenarios", recorded)
     request = series.SeriesRequest(
         tree=str(repo),
         scenarios=(SCENARIO.name,),

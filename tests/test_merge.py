@@ -1,6 +1,7 @@
 """harness merge over shard directories written by the real report writer: every testcase
 once with its shard, an unreported item an error, shards of different runs refused."""
 
+import dataclasses
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -8,8 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness import merge, pipeline, report, shard
+from harness import merge, report, shard, stages
 from harness.cli import main
+from harness.commands import run as run_command
 from harness.results import BootRecord, ItemResult, expand
 from harness.scenario import load_scenarios, resolve
 from harness.splats import parse
@@ -31,14 +33,14 @@ def _write_shard(
     """What `harness run --shard index/total` leaves, with the real plan and writer
     (``outside``: kernel reports of a boot no item could take; ``kernel`` replaces
     properties that name the kernel it booted)."""
-    request = pipeline.RunRequest(scenarios=tuple(SCENARIOS), repeat=repeat)
-    request = pipeline.replace(request, shard=shard.Shard(index, total))
+    request = run_command.RunRequest(scenarios=tuple(SCENARIOS), repeat=repeat)
+    request = dataclasses.replace(request, shard=shard.Shard(index, total))
     info = report.RunInfo(command=["harness", "run", "--shard", f"{index}/{total}"])
     info.properties.update({"config_hash": "abc", "accelerator": f"tcg: shard {index}"})
     info.properties.update({"tree_commit": "c0ffee", "kernel_artifact_sha256": "5a5a"})
     info.properties.update(kernel or {})
     every = expand(load_scenarios(resolve(SCENARIOS)), repeat, None)
-    items = pipeline.shard_items(request, every, info, pipeline.measured_times(request))
+    items = run_command.shard_items(request, every, info, stages.measured_times(request))
     results = [ItemResult(i, status=status, duration_s=3.0, boot=1) for i in items]
     splats = parse((LOGS / "harness-nvmem-in-kernel-consumer.log").read_text())[:outside]
     boots = [BootRecord(1, "c.log", (), 20.0, "done", accel="tcg", outside_splats=splats)]

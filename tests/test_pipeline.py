@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from harness import pipeline
+from harness.commands import run as run_command
 from harness.results import ItemResult, expand
 from harness.scenario import load_scenario
 from harness.status import Exit
@@ -25,29 +25,29 @@ def results(*statuses: str) -> list[ItemResult]:
 
 
 def test_all_passed_is_0_and_a_failure_is_1():
-    assert pipeline.exit_code_for(results("pass", "pass")) == Exit.PASS
-    assert pipeline.exit_code_for(results("pass", "fail")) == Exit.FAIL
+    assert run_command.exit_code_for(results("pass", "pass")) == Exit.PASS
+    assert run_command.exit_code_for(results("pass", "fail")) == Exit.FAIL
 
 
 def test_an_item_without_verdict_is_its_own_status_even_beside_failures():
-    assert pipeline.exit_code_for(results("fail", "error")) == Exit.NO_VERDICT
-    assert pipeline.exit_code_for(results("error", "error")) == Exit.NO_VERDICT
+    assert run_command.exit_code_for(results("fail", "error")) == Exit.NO_VERDICT
+    assert run_command.exit_code_for(results("error", "error")) == Exit.NO_VERDICT
     assert len({0, 1, 2, 3, Exit.NO_VERDICT, Exit.NOTHING_RAN}) == 6
 
 
 def test_a_run_in_which_nothing_ran_is_not_a_pass():
-    assert pipeline.exit_code_for([]) == Exit.NOTHING_RAN
-    assert pipeline.exit_code_for(results("skipped", "skipped")) == Exit.NOTHING_RAN
-    assert pipeline.exit_code_for(results("skipped", "pass")) == Exit.PASS
-    assert pipeline.exit_code_for(results("skipped", "error")) == Exit.NO_VERDICT
+    assert run_command.exit_code_for([]) == Exit.NOTHING_RAN
+    assert run_command.exit_code_for(results("skipped", "skipped")) == Exit.NOTHING_RAN
+    assert run_command.exit_code_for(results("skipped", "pass")) == Exit.PASS
+    assert run_command.exit_code_for(results("skipped", "error")) == Exit.NO_VERDICT
 
 
 def test_a_kernel_report_no_item_could_take_fails_a_passing_run():
-    assert pipeline.exit_code_for(results("pass", "pass"), outside_splats=1) == Exit.FAIL
+    assert run_command.exit_code_for(results("pass", "pass"), outside_splats=1) == Exit.FAIL
 
 
 def test_last_line_names_failing_and_erroring_items():
-    line = pipeline.summary_line(Path("/r"), results("pass", "fail", "error"))
+    line = run_command.summary_line(Path("/r"), results("pass", "fail", "error"))
     assert line == (
         "results: /r/junit.xml  pass 1, fail 1 (gpio-sim-plug-cycle#1), "
         "error 1 (gpio-sim-plug-cycle#2)"
@@ -55,7 +55,7 @@ def test_last_line_names_failing_and_erroring_items():
 
 
 def test_each_item_without_verdict_says_why_and_where_its_console_is():
-    (line,) = pipeline.error_lines(results("pass", "error"), Path("/r"))
+    (line,) = run_command.error_lines(results("pass", "error"), Path("/r"))
     assert line == (
         "no verdict: gpio-sim-plug-cycle#1: the kernel did not reach the guest runner "
         "(timeout) (console: /r/boot-2.log)"
@@ -73,7 +73,7 @@ def test_a_helper_module_that_did_not_build_costs_only_the_scenarios_that_load_i
         )
     ]
     error = "gpio_consumer.c:147:13: error: void value not ignored as it ought to be (log: x)"
-    lost = pipeline.modules_lost(scenarios, {"gpio_consumer": error})
+    lost = run_command.modules_lost(scenarios, {"gpio_consumer": error})
     assert sorted(lost) == [
         "gpio-sim-remove-under-kernel-consumer",
         "nvmem-wp-gpio-removed-under-writers",
@@ -81,4 +81,4 @@ def test_a_helper_module_that_did_not_build_costs_only_the_scenarios_that_load_i
     assert lost["nvmem-wp-gpio-removed-under-writers"] == (
         f"helper module gpio_consumer did not build against this tree: {error}"
     )
-    assert pipeline.modules_lost(scenarios, {}) == {}
+    assert run_command.modules_lost(scenarios, {}) == {}

@@ -1,0 +1,1 @@
+"""One module per command: its request, its outcome and its result writer."""
