@@ -13,12 +13,12 @@ import click
 
 from harness import accel, debsource, kapi, shard, splats, stages, textfile
 from harness import artifact as artifact_mod
-from harness import bisect as bisect_mod
-from harness import merge as merge_mod
 from harness import scenario as scenario_mod
-from harness import series as series_mod
 from harness import tree as tree_mod
+from harness.commands import bisection as bisect_mod
+from harness.commands import merge as merge_mod
 from harness.commands import run as run_command
+from harness.commands import series as series_mod
 from harness.status import Exit, PipelineError
 from harness.yamlnodes import SchemaErrors
 

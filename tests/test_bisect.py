@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import bisect, evidence, splats
+from harness import evidence, splats
+from harness.commands import bisection
 from harness.results import Item, ItemResult
 from harness.scenario import load_scenario
 from tests.test_compare import CONTROLLER, REGMAP, SPI_NOR_READ, splats_of
@@ -35,36 +36,36 @@ def test_runs_per_commit_keep_a_miss_under_one_percent(hits, ran, runs):
 
 
 def test_only_the_target_bug_is_a_reproduction():
-    assert bisect.classify(result(SPI_NOR_READ), SPI_NOR_READ).outcome == "reproduced"
+    assert bisection.classify(result(SPI_NOR_READ), SPI_NOR_READ).outcome == "reproduced"
     # the same freed object met elsewhere is the same bug
     dirmap = next(s for s in splats_of("harness-mtd-unbind-nx-fault.log") if s.kind == "kasan")
-    assert bisect.classify(result(dirmap), SPI_NOR_READ).outcome == "reproduced"
-    assert bisect.classify(result(REGMAP), SPI_NOR_READ).outcome == "other-crash"
-    assert bisect.classify(result(), SPI_NOR_READ).outcome == "clean"
+    assert bisection.classify(result(dirmap), SPI_NOR_READ).outcome == "reproduced"
+    assert bisection.classify(result(REGMAP), SPI_NOR_READ).outcome == "other-crash"
+    assert bisection.classify(result(), SPI_NOR_READ).outcome == "clean"
 
 
 def test_another_crash_is_good_when_the_run_ended_and_skip_when_it_was_cut_short():
-    ended = [bisect.classify(result(WARNING), SPI_NOR_READ)] * 3
-    assert bisect.verdict_of(ended) == (
+    ended = [bisection.classify(result(WARNING), SPI_NOR_READ)] * 3
+    assert bisection.verdict_of(ended) == (
         "good",
         "3 runs without the target; other crash: WARNING in lkdtm_WARNING",
     )
-    cut = [bisect.classify(result(CONTROLLER, cycles_done=1), SPI_NOR_READ)]
+    cut = [bisection.classify(result(CONTROLLER, cycles_done=1), SPI_NOR_READ)]
     assert cut[0].outcome == "cut-short"
-    assert bisect.verdict_of(cut)[0] == "skip"
-    died = [bisect.classify(result(error="could not start the guest: ..."), SPI_NOR_READ)]
-    assert bisect.verdict_of(died)[0] == "skip"
+    assert bisection.verdict_of(cut)[0] == "skip"
+    died = [bisection.classify(result(error="could not start the guest: ..."), SPI_NOR_READ)]
+    assert bisection.verdict_of(died)[0] == "skip"
     hit = [
-        bisect.classify(result(WARNING), SPI_NOR_READ),
-        bisect.classify(result(SPI_NOR_READ), SPI_NOR_READ),
+        bisection.classify(result(WARNING), SPI_NOR_READ),
+        bisection.classify(result(SPI_NOR_READ), SPI_NOR_READ),
     ]
-    assert bisect.verdict_of(hit) == ("bad", "reproduced in 1 of 2")
+    assert bisection.verdict_of(hit) == ("bad", "reproduced in 1 of 2")
 
 
 def test_a_commit_where_the_scenario_does_not_apply_is_skip_not_good():
     absent = result(status="skipped", error="skipped: the tree has no include/linux/revocable.h")
-    seen = [bisect.classify(absent, SPI_NOR_READ)] * 2
-    assert bisect.verdict_of(seen) == (
+    seen = [bisection.classify(absent, SPI_NOR_READ)] * 2
+    assert bisection.verdict_of(seen) == (
         "skip",
         "the scenario did not run: skipped: the tree has no include/linux/revocable.h",
     )
@@ -89,7 +90,7 @@ GPIO_WARN, UAF = splats.parse(
 LOCKDEP = splats_of("module-abba.log")[0]  # possible deadlock in selftest_take_ba
 
 
-class Recorded(bisect._Bisector):
+class Recorded(bisection._Bisector):
     """The git bisect driver over a real repository; building and booting a commit is
     replaced by that commit's recorded runs (real splats), handed out one run at a
     time until the bisector's stopping rule says enough, as the runner does."""
@@ -102,7 +103,7 @@ class Recorded(bisect._Bisector):
     def run(self, commit, role, runs, done):
         self.built.append(commit)
         recorded = self.runs_of(commit)
-        tested = bisect.Tested(commit, f"subject of {commit[:7]}", role, build_s=1.0)
+        tested = bisection.Tested(commit, f"subject of {commit[:7]}", role, build_s=1.0)
         if recorded is None:
             tested.built, tested.unbuilt = False, "make: *** [drivers/a.o] Error 1"
             return tested
@@ -125,12 +126,12 @@ def line_history(repo, n):  # noqa: F811
 def drive(repo, tmp_path, runs_of, old, new, fix=False, **options):  # noqa: F811
     from harness import vcs
 
-    request = bisect.BisectRequest(out_dir=str(tmp_path / "out"), fix=fix, **options)
+    request = bisection.BisectRequest(out_dir=str(tmp_path / "out"), fix=fix, **options)
     with vcs.worktree(repo) as wt:
         b = Recorded(request, wt, runs_of)
         (tmp_path / "out").mkdir(exist_ok=True)
         good, bad = (new, old) if fix else (old, new)
-        outcome = bisect._bisect(b, request, repo, wt, good, bad, old, new)
+        outcome = bisection._bisect(b, request, repo, wt, good, bad, old, new)
         return outcome, b
 
 
@@ -255,7 +256,7 @@ def test_title_chooses_one_bug_and_a_bug_the_good_commit_has_is_not_bisected(
 
 def test_severity_puts_memory_safety_before_lockdep_before_warn():
     runs = [result(GPIO_WARN, LOCKDEP), result(GPIO_WARN, UAF)]
-    assert [s.title for s in bisect.distinct_bugs(runs)] == [
+    assert [s.title for s in bisection.distinct_bugs(runs)] == [
         UAF.title,
         LOCKDEP.title,
         GPIO_WARN.title,
@@ -263,14 +264,12 @@ def test_severity_puts_memory_safety_before_lockdep_before_warn():
 
 
 def test_bisect_report_lists_each_bug_with_its_commits(repo, tmp_path, monkeypatch):  # noqa: F811
-    from harness import report
-
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     c = line_history(repo, 8)
     index = {x: i for i, x in enumerate(c)}
     outcome, _ = drive(repo, tmp_path, two_bugs(index), c[0], c[8])
     outcome.scenario, outcome.command = SCENARIO.name, ["harness", "bisect"]
-    report.write_bisect(tmp_path / "out", outcome)
+    bisection.write_bisect(tmp_path / "out", outcome)
     text = (tmp_path / "out" / "bisect.md").read_text()
     assert f"bug 1: {UAF.title}" in text and f"bug 2: {GPIO_WARN.title}" in text
     assert "reused" in text

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from harness import compare, report, splats
+from harness.commands import series
+from harness.commands.series import SeriesOutcome, SideInfo, select
 from harness.results import Item, ItemResult
 from harness.scenario import load_scenario
-from harness.series import SeriesOutcome, SideInfo, select
 from harness.status import Exit
 from tests.test_vcs import git
 
@@ -188,7 +189,7 @@ def outcome_for(comparisons, tmp_path) -> SeriesOutcome:
 def test_series_results_junit_fails_only_regressions_and_report_is_plain_text(tmp_path):
     fixed = verdict([run(0, SPI_NOR_READ)] * 3, [run(0)] * 4)
     regressed = replace(verdict([run(0)] * 4, [run(0, REGMAP)] * 3), scenario="mtd-unplug")
-    report.write_series(tmp_path, outcome_for([fixed, regressed], tmp_path))
+    series.write_series(tmp_path, outcome_for([fixed, regressed], tmp_path))
     junit = (tmp_path / "junit.xml").read_text()
     assert junit.count("<failure") == 1
     assert 'message="regressed: KASAN: slab-use-after-free Read in regmap_raw_read"' in junit
@@ -239,7 +240,7 @@ def test_an_expectation_broken_by_a_splat_is_not_a_second_bug():
 
 def test_report_excerpt_keeps_the_reliable_frames():
     (uaf, _) = splats_of("harness-gpio-sim-value-map-freed-early.log")
-    text = report._trimmed(uaf.excerpt)
+    text = report.trimmed(uaf.excerpt)
     assert text.splitlines()[0].strip().startswith("BUG: KASAN: slab-use-after-free")
     assert "gpio_sim_get_multiple" in text and "linereq_ioctl" in text
     assert "? " not in text and "Hardware name" not in text
@@ -337,7 +338,6 @@ class Recorded:
 
 
 def series_over(tmp_path, monkeypatch, splats_at, repeat):
-    from harness import series
     from harness.commands import run as run_command
 
     repo = tmp_path / "linux"
@@ -410,7 +410,7 @@ def test_series_confirms_a_regression_on_base_and_drops_it_when_base_has_the_bug
 
 def test_a_series_that_tested_nothing_has_its_own_exit_status(tmp_path):
     """--affected selecting no scenario, or every one skipped on a side: not a pass."""
-    from harness.series import exit_code_for
+    from harness.commands.series import exit_code_for
 
     none = outcome_for([], tmp_path)
     assert exit_code_for(none) == Exit.NOTHING_RAN

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness import merge, report, shard, stages
+from harness import report, shard, stages
 from harness.cli import main
+from harness.commands import merge
 from harness.commands import run as run_command
 from harness.results import BootRecord, ItemResult, expand
 from harness.scenario import load_scenarios, resolve

@@ -19,14 +19,18 @@ rebuilds incrementally.
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness import compare, evidence, report, splats, stages, vcs
+from junit_xml import TestCase, TestSuite, to_xml_report_string
+
+from harness import compare, evidence, paths, splats, stages, vcs
 from harness.commands import run as run_command
 from harness.commands.run import RunRequest
 from harness.evidence import MISS_PROBABILITY, runs_needed
@@ -400,7 +404,7 @@ def run_bisect(request: BisectRequest) -> BisectOutcome:
     outcome.scenario = scenario.name
     outcome.command = command
     outcome.duration_s = round(time.monotonic() - started, 1)
-    report.write_bisect(out, outcome)
+    write_bisect(out, outcome)
     for bug in outcome.bugs:
         say(f"bug: {bug.title}")
         for s in bug.steps:
@@ -568,3 +572,69 @@ def _bisect_one(
         b.logs.append(f"# bug: {bug.title}\n{bug.log}\n")
         (b.out / "bisect.log").write_text("".join(b.logs))
         vcs.git(worktree.path, "bisect", "reset")
+
+
+def bisect_report_text(outcome: BisectOutcome) -> str:
+    """bisect.md: the result, per bug its rate and the commits it was decided on, the
+    tested commits, how to reproduce."""
+    lines = [f"bisect {outcome.scenario}: {outcome.result}"]
+    if outcome.already:
+        lines.append(f"on the good commit too (not bisected): {'; '.join(outcome.already)}")
+    if outcome.others:
+        lines.append(
+            f"other crashes seen (never counted as a reproduction): {'; '.join(outcome.others)}"
+        )
+    marks = "runs: X reproduced, . clean, o other crash, c cut short, e no verdict, - not run"
+    for n, bug in enumerate(outcome.bugs, 1):
+        lines += ["", f"bug {n}: {bug.title}", f"  {bug.result}"]
+        lines.append(
+            f"  rate on the bad commit: {bug.hits}/{bug.ran}; {bug.runs_per_commit} run(s) "
+            f"per commit; commits ({marks}; build reused: the runs made for another bug):"
+        )
+        lines += [f"    {step.line()}" for step in bug.steps]
+    lines += ["", "tested commits (built and run; every bug's runs at once):"]
+    for t in outcome.tested:
+        build = f"{t.build_s:.0f} s" if t.build_s is not None else "-"
+        seen = "; ".join(t.titles()) or ("not built: " + t.unbuilt if not t.built else "clean")
+        ran = sum(1 for r in t.results if r.status != "skipped")
+        lines.append(f"  {t.role:<14} {t.commit[:12]} build {build:>6}  {ran} run(s): {seen}")
+    lines += ["", "reproduce:", f"  {shlex.join(outcome.command)}"]
+    lines += [f"  {t.role}: {t.repro}" for t in outcome.tested]
+    return "\n".join(lines) + "\n"
+
+
+def write_bisect(out: Path, outcome: BisectOutcome) -> None:
+    """junit.xml (a testcase per bug, a failure when inconclusive), summary.json, bisect.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = bisect_report_text(outcome)
+    cases = []
+    for bug in outcome.bugs or [None]:
+        name = f"bisect {outcome.scenario}" + (f": {bug.title}" if bug else "")
+        case = TestCase(name=name, classname="bisect", elapsed_sec=outcome.duration_s, stdout=text)
+        code = bug.exit_code if bug else outcome.exit_code
+        if code != 0:
+            case.add_failure_info(
+                message=bug.result if bug else outcome.result, failure_type="inconclusive"
+            )
+        cases.append(case)
+    props = {"result": outcome.result}
+    for n, bug in enumerate(outcome.bugs, 1):
+        props[f"bug{n}_title"] = bug.title
+        props[f"bug{n}_rate"] = f"{bug.hits}/{bug.ran}"
+        if bug.culprit:
+            props.update({f"bug{n}_culprit_{k}": str(v) for k, v in bug.culprit.items()})
+    suite = TestSuite("lifetime-harness bisect", cases, properties=props)
+    paths.atomic_write(out / "junit.xml", to_xml_report_string([suite]))
+    summary = {
+        "command": outcome.command,
+        "exit_code": outcome.exit_code,
+        "result": outcome.result,
+        "culprit": outcome.culprit,
+        "bugs": [bug.to_json() for bug in outcome.bugs],
+        "on_the_good_commit_too": outcome.already,
+        "other_crashes": outcome.others,
+        "duration_s": outcome.duration_s,
+        "tested": [t.to_json() for t in outcome.tested],
+    }
+    paths.atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    paths.atomic_write(out / "bisect.md", text)

@@ -11,11 +11,15 @@ run more, with the next seeds, into ``out/<side>-more-N``.
 
 from __future__ import annotations
 
+import json
+import shlex
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness import compare, evidence, report, stages, vcs
+from junit_xml import TestCase, TestSuite, to_xml_report_string
+
+from harness import compare, evidence, paths, report, stages, vcs
 from harness.commands import run as run_command
 from harness.commands.run import RunOutcome, RunRequest
 from harness.progress import say
@@ -182,7 +186,7 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
         raise PipelineError(str(exc)) from exc
     outcome.exit_code = exit_code_for(outcome)
     outcome.duration_s = round(time.monotonic() - started, 1)
-    report.write_series(out, outcome)
+    write_series(out, outcome)
     for line in compare.table(outcome.comparisons):
         say(line)
     say(f"series: {out}/report.md  {verdict_counts(outcome.comparisons)}")
@@ -306,3 +310,95 @@ def exit_code_for(outcome: SeriesOutcome) -> int:
 def nothing_tested(outcome: SeriesOutcome) -> bool:
     """No scenario ran on both sides: --affected chose none, or every one was skipped."""
     return all(c.verdict == compare.SKIPPED for c in outcome.comparisons)
+
+
+def _series_properties(outcome: SeriesOutcome) -> dict[str, str]:
+    props = {"repository": outcome.repo, "worktree": outcome.worktree}
+    for side in outcome.sides:
+        data = side.to_json()
+        props[f"{side.name}_commit"] = side.commit
+        props[f"{side.name}_subject"] = side.subject
+        props[f"{side.name}_config_hash"] = str(data["config_hash"] or "(not built)")
+        props[f"{side.name}_reproduce"] = side.repro
+    return props
+
+
+def _series_case(c: compare.Comparison) -> TestCase:
+    case = TestCase(
+        name=c.scenario,
+        classname=f"series.{c.scenario}",
+        stdout=c.line(),
+        allow_multiple_subelements=True,
+    )
+    if c.verdict == "regressed":
+        # regressed always has new bugs: a base without failures has none to match
+        titles = "; ".join(b.title for b in c.new)
+        text = "\n\n".join(b.splat.excerpt for b in c.new)
+        case.add_failure_info(message=f"regressed: {titles}", output=text, failure_type="regressed")
+    elif c.verdict == "error":
+        case.add_error_info(message=f"could not run on {c.error_side}: {c.error}")
+    return case
+
+
+P_MEANS = (
+    "p: the chance that the side without the bug still has it, at the rate the other side",
+    "showed it (k failed runs of n counted as k/(n+1)), and passed every run by luck.",
+    f"fixed needs p <= {evidence.MISS_PROBABILITY:.0%}: head is run more until it is, at most "
+    f"{evidence.MAX_RUNS} runs (past that:",
+    "likely fixed); a regression is confirmed by running base more, as far.",
+)
+
+
+def series_report_text(outcome: SeriesOutcome) -> str:
+    """report.md: plain text fit to paste into a mailing-list reply or a merge request."""
+    lines = []
+    for side in outcome.sides:
+        lines.append(f'{side.name}: {side.commit[:12]} ("{side.subject}")')
+    runs = min((min(c.base.n, c.head.n) for c in outcome.comparisons), default=0)
+    header = f"Scenarios, {runs} run(s) per side with the same seeds (more where a verdict needed"
+    lines += ["", header + " them):", ""]
+    lines += [f"  {line}" for line in compare.table(outcome.comparisons)]
+    for name, why in outcome.left_out.items():
+        lines.append(f"  {name}: not run (--affected: {why})")
+    if any(c.evidence for c in outcome.comparisons):
+        lines += ["", *P_MEANS]
+    added = [(side.name, more) for side in outcome.sides for more in side.more]
+    if added:
+        lines += ["", "Runs added:"]
+        lines += [f"  {n}: {m.scenario}: {m.why}; ran {len(m.results)}" for n, m in added]
+    for c in outcome.comparisons:
+        for label, bugs in (("new on head", c.new), ("gone on head", c.gone)):
+            for bug in bugs:
+                seen = f"in {c.head.runs_with(bug)}/{c.head.n} head runs, {c.base.runs_with(bug)}"
+                seen += f"/{c.base.n} base runs"
+                lines += ["", f"{c.scenario}: {label}: {bug.title} ({seen})"]
+                lines.append(report.trimmed(bug.splat.excerpt))
+    lines += ["", "Reproduce:", f"  {shlex.join(outcome.command)}"]
+    for side in outcome.sides:
+        lines.append(f"  {side.name}: {side.repro}")
+    return "\n".join(lines) + "\n"
+
+
+def write_series(out: Path, outcome: SeriesOutcome) -> None:
+    """The series' own junit.xml, summary.json and report.md, next to base/ and head/."""
+    out.mkdir(parents=True, exist_ok=True)
+    cases = [_series_case(c) for c in outcome.comparisons]
+    for name, why in outcome.left_out.items():
+        skipped = TestCase(name=name, classname=f"series.{name}")
+        skipped.add_skipped_info(message=f"--affected: {why}")
+        cases.append(skipped)
+    suite = TestSuite("lifetime-harness series", cases, properties=_series_properties(outcome))
+    paths.atomic_write(out / "junit.xml", to_xml_report_string([suite]))
+    summary = {
+        "command": outcome.command,
+        "exit_code": outcome.exit_code,
+        "duration_s": outcome.duration_s,
+        "repository": outcome.repo,
+        "worktree": outcome.worktree,
+        "touched": outcome.touched,
+        "left_out": outcome.left_out,
+        "sides": {side.name: side.to_json() for side in outcome.sides},
+        "scenarios": [c.to_json() for c in outcome.comparisons],
+    }
+    paths.atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    paths.atomic_write(out / "report.md", series_report_text(outcome))
