@@ -139,9 +139,9 @@ def main() -> int:
             )
     os.environ["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
     _start_sysrq_helper(params.get("harness_sysrq_port"))
-    runner_dir = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, runner_dir)
-    import runner
+    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(1, project)  # after the zip, which holds the same package compiled
+    from guest import runner
 
     plan = params.get("harness_plan")
     if not plan:

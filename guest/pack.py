@@ -1,7 +1,7 @@
 """Write a zip of compiled modules: the guest runner and every module it imports.
 
 Run by the host with the interpreter the guest uses, so bytecode and stdlib
-match:  /usr/bin/python3 -IS guest/pack.py OUT.zip
+match:  /usr/bin/python3 -IS guest/pack.py OUT.zip (it holds the package guest/)
 The module list is what importing every guest module really loads; anything
 imported later still loads from the guest's root filesystem, only slower.
 """
@@ -12,13 +12,24 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def _guest_modules() -> list[str]:
+    """Every module of the guest package, as imported names (guest.adapters.dln2)."""
+    names = []
+    for top, dirs, files in os.walk(HERE):
+        dirs[:] = sorted(d for d in dirs if os.path.exists(os.path.join(top, d, "__init__.py")))
+        package = os.path.relpath(top, os.path.dirname(HERE)).replace(os.sep, ".")
+        for name in sorted(files):
+            if name.endswith(".py") and name != "pack.py":
+                names.append(package if name == "__init__.py" else f"{package}.{name[:-3]}")
+    return names
+
+
 def main(out: str) -> int:
-    sys.path.insert(0, HERE)
+    sys.path.insert(0, os.path.dirname(HERE))
     import importlib
 
-    for name in sorted(os.listdir(HERE)):  # init's main() runs only as __main__
-        if name.endswith(".py") and name != "pack.py":
-            importlib.import_module(name[:-3])
+    for name in _guest_modules():  # init's main() runs only as __main__
+        importlib.import_module(name)
     for name in ("tty", "traceback"):  # init.py imports these only when it needs them
         importlib.import_module(name)
 

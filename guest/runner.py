@@ -1,6 +1,6 @@
 """Guest side: run scenario items inside the VM and hand results back to the host.
 
-Invoked by the host as ``python3 guest/runner.py PLAN.json``. For each item it
+Started by guest/init.py (PID 1) with the plan the host wrote. For each item it
 marks the scenario in the kernel log (``harness: scenario-start/end ID`` via
 /dev/kmsg, so the host can attribute splats), sets fixtures up, runs workers
 and the action timeline cycle by cycle, checks what can be checked from user
@@ -24,11 +24,10 @@ import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import fixtures  # noqa: E402
-from waits import poll  # noqa: E402
-from workers import Handle, Worker  # noqa: E402
+from guest import fixtures, provider
+from guest.provider import FixtureError
+from guest.waits import poll
+from guest.workers.worker import Handle, Worker
 
 REMOVING = ("remove", "unbind", "unplug")
 RESTORING = ("create", "bind", "replug")
@@ -49,7 +48,7 @@ DEADLINE_MARGIN = 0.1
 DEADLINE_MARGIN_MAX = 30.0
 
 
-kmsg = fixtures.kmsg
+kmsg = provider.kmsg
 
 
 def event(kind: str, **fields) -> None:
@@ -145,7 +144,7 @@ class ScenarioRun:
         self.rng = random.Random(item["seed"])
         self.violations: list[str] = []
         self.actions: list[dict] = []
-        self.fixtures: dict[str, fixtures.Fixture] = {}
+        self.fixtures: dict[str, provider.Fixture] = {}
         self.held: list[tuple[int, Handle]] = []
         self.totals: dict[str, dict] = {}
         self.needs_reboot = False
@@ -176,7 +175,7 @@ class ScenarioRun:
         usb_index = 0
         for index, spec in enumerate(self.sc["fixtures"]):
             udc = f"dummy_udc.{usb_index}"
-            usb_index += spec["type"] in fixtures.USB_TYPES
+            usb_index += fixtures.uses_usb(spec["type"])
             instance = f"harness-{os.getpid()}-{index}"
             fixture = fixtures.make(spec, instance, udc, self.modules)
             self.fixtures[spec["name"]] = fixture
@@ -187,7 +186,7 @@ class ScenarioRun:
         for fixture in self.fixtures.values():
             try:
                 fixture.teardown()
-            except (OSError, fixtures.FixtureError) as exc:
+            except (OSError, FixtureError) as exc:
                 self.violate(f"teardown of {fixture.name} failed: {exc}")
 
     def resolve(self, template: str) -> str:
@@ -245,7 +244,7 @@ class ScenarioRun:
         if do == "sleep":
             time.sleep(action["duration"])
         elif do == "provoke" and action["via"] == "splat_selftest":
-            fixtures.insmod(self.modules, "splat_selftest", SELFTEST_TRIGGER)
+            provider.insmod(self.modules, "splat_selftest", SELFTEST_TRIGGER)
             SELFTEST_TRIGGER.write_text(action["what"])
         elif do == "provoke":
             Path("/sys/kernel/debug/provoke-crash/DIRECT").write_text(action["what"])
@@ -321,7 +320,7 @@ class ScenarioRun:
                 outcome["tid"] = threading.get_native_id()
                 try:
                     outcome["detail"] = self._perform(action, step)
-                except (OSError, fixtures.FixtureError) as exc:
+                except (OSError, FixtureError) as exc:
                     outcome["error"] = str(exc)
                 except Exception:  # an emulator's or the harness's fault, not the kernel's
                     outcome["harness_error"] = traceback.format_exc()
@@ -698,7 +697,7 @@ class ScenarioRun:
                 event("cycle", id=self.id, cycle=self.cycle, violations=len(self.violations))
                 if self.needs_reboot:
                     break
-        except fixtures.FixtureError as exc:
+        except FixtureError as exc:
             error = str(exc)
         except OSError as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -790,5 +789,5 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python3 -m guest.runner PLAN.json, from the project directory
     sys.exit(main(sys.argv))

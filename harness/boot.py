@@ -259,7 +259,7 @@ ROOTFLAGS = "rootflags=version=9p2000.L,trans=virtio,access=any,msize=524288,cac
 
 def guest_zip() -> Path | None:
     """The guest's modules as one zip (see guest/init.py), built once per guest code version."""
-    sources = sorted(paths.GUEST_DIR.glob("*.py"))
+    sources = sorted(paths.GUEST_DIR.rglob("*.py"))
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
     target = paths.cache_dir() / "guest" / f"guest-{digest}.zip"
     if target.exists():

@@ -34,7 +34,7 @@ from harness.yamlnodes import (
 )
 
 FIXTURE_TYPES = ("gpio-sim", "usb-i2c", "spi-nor", "revocable")
-# What the guest's emulators model (guest/chipmodels.py, guest/dln2.py).
+# What the guest's emulators model (guest/adapters/chipmodels.py, guest/adapters/dln2.py).
 ADAPTERS = {"usb-i2c": ("dln2", "cp2112"), "spi-nor": ("dln2",)}
 # The kconfig fragments a fixture cannot work without; added to the scenario's own list.
 USB_ADAPTER_FRAGMENTS = {"dln2": ("usb-gadget", "dln2"), "cp2112": ("usb-gadget", "cp2112")}

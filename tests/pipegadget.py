@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sys
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guest"))
-
-from gadget import Endpoint  # noqa: E402
+from guest.adapters.gadget import Endpoint
 
 
 class PipeGadget:

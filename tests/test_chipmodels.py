@@ -1,14 +1,9 @@
 """EEPROM and SPI NOR models: the semantics at24 and spi-nor rely on, byte by byte."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guest"))
-
-import chipmodels  # noqa: E402
-from chipmodels import Eeprom, SpiNorFlash  # noqa: E402
+from guest.adapters import chipmodels
+from guest.adapters.chipmodels import Eeprom, SpiNorFlash
 
 
 def test_patterns():

@@ -9,7 +9,6 @@ loop (cp2112_i2c_xfer: request, up to 10 status polls, force sends of at most
 
 import errno
 import struct
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,12 +16,10 @@ from pathlib import Path
 import pipegadget
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guest"))
-
-import cp2112  # noqa: E402
-import usbfixtures  # noqa: E402
-from chipmodels import Eeprom  # noqa: E402
-from gadget import ControlSetup, ControlTransfer, GadgetError, install_wake_handler  # noqa: E402
+from guest.adapters import cp2112
+from guest.adapters.chipmodels import Eeprom
+from guest.adapters.gadget import ControlSetup, ControlTransfer, GadgetError, install_wake_handler
+from guest.fixtures import usb as usbfixtures
 
 H = bytes.fromhex
 

@@ -8,20 +8,17 @@ dln2.py cannot hide behind a shared helper.
 import os
 import select
 import struct
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pipegadget
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guest"))
-
-import dln2  # noqa: E402
-import usbfixtures  # noqa: E402
-from chipmodels import Eeprom, SpiNorFlash  # noqa: E402
-from gadget import GadgetError, install_wake_handler  # noqa: E402
+from guest.adapters import dln2
+from guest.adapters.chipmodels import Eeprom, SpiNorFlash
+from guest.adapters.gadget import GadgetError, install_wake_handler
+from guest.fixtures import usb as usbfixtures
+from guest.fixtures import usb_i2c
 
 
 def req(size: int, cmd: int, echo: int, handle: int, payload: bytes = b"") -> bytes:
@@ -609,7 +606,7 @@ def test_eeprom_fixture_unplugs_halfway_through_the_read_in_progress():
     """point: halfway aims at the middle of a 4 KiB read from the EEPROM's address pointer."""
     assert install_wake_handler()
     spec = {"name": "eeprom0", "adapter": "dln2", "eeprom": "24c512", "address": 0x50}
-    fixture = usbfixtures.UsbI2cEeprom({**spec, "content": "counter", "seed": 0}, "t", "u", {})
+    fixture = usb_i2c.UsbI2cEeprom({**spec, "content": "counter", "seed": 0}, "t", "u", {})
     gadget = PipeGadget()
     emu = fixture.emulator = dln2.Emulator(fixture.device, gadget=gadget)
     emu.start()

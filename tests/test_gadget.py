@@ -4,17 +4,14 @@ import errno
 import os
 import socket
 import struct
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guest"))
-
-import gadget  # noqa: E402
-from gadget import ControlSetup, ControlTransfer  # noqa: E402
+from guest.adapters import gadget
+from guest.adapters.gadget import ControlSetup, ControlTransfer
 
 
 def parse_descriptors(blob: bytes) -> dict:

@@ -1,5 +1,6 @@
 """The shape of harness/ is kept by tooling, not by memory: the import-linter
-contracts in pyproject.toml (cli -> commands -> stages -> runner -> leaves, no
+contracts in pyproject.toml (harness: cli -> commands -> stages -> runner -> leaves;
+guest: runner -> fixtures, workers -> adapters -> provider; no imports of the host's, no
 circles among the leaves) must all hold, so an upward import fails here."""
 
 import os

@@ -1,14 +1,11 @@
 """Guest runner decisions that need no VM: which taint bits are a result."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guest"))
-
-import runner  # noqa: E402
+from guest import runner
 
 OOT, B, D, W = 1 << 12, 1 << 5, 1 << 7, 1 << 9
 
@@ -66,7 +63,7 @@ def _run_of(name: str):
 def test_an_emulator_failing_in_an_action_is_a_harness_error_not_a_kernel_result(monkeypatch):
     """A GadgetError from an adapter's unplug used to kill the action thread silently: no
     violation, and the kernel was blamed for consumers that "still ran"."""
-    import gadget
+    from guest.adapters import gadget
 
     run = _run_of("nvmem-usb-unplug-during-read")
     action = next(a for a in run.sc["actions"] if a["do"] == "unplug")

@@ -1,6 +1,5 @@
 """Scenario schema: the shipped files load; bad input names file, line, field and the fix."""
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -412,8 +411,7 @@ def test_a_revocable_fixture_is_read_through_its_template_only():
 def test_every_guest_fixture_gives_exactly_the_template_values_the_schema_knows():
     """The guest's values() (what it fills templates with) against FIXTURE_TEMPLATES, with
     the fixture objects the guest makes of the shipped scenarios' records (no setup)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guest"))
-    import fixtures
+    from guest import fixtures
 
     given = {}
     for sc in load_scenarios(paths.builtin_scenarios()):

@@ -10,23 +10,18 @@ replaced; the counting and the verdicts are the guest's.
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from guest import fixtures, gpiocdev, runner
+from guest.workers import worker as workers
+from harness import report
+from harness.results import Item, ItemResult
+from harness.scenario import load_scenario
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "guest"))
-
-import fixtures  # noqa: E402
-import gpio  # noqa: E402
-import runner  # noqa: E402
-import workers  # noqa: E402
-
-from harness import report  # noqa: E402
-from harness.results import Item, ItemResult  # noqa: E402
-from harness.scenario import load_scenario  # noqa: E402
 
 
 def plan_item(name: str) -> dict:
@@ -46,7 +41,7 @@ def run_of(monkeypatch):
         run = runner.ScenarioRun(plan_item(name), {})
         run.deadline = time.monotonic() + 60
         for spec in run.sc["fixtures"]:
-            if spec["type"] in fixtures.USB_TYPES:
+            if fixtures.uses_usb(spec["type"]):
                 run.fixtures[spec["name"]] = fixtures.make(spec, "harness-0-0", "dummy_udc.0", {})
         return run
 
@@ -186,7 +181,7 @@ class PipeEdgeWaiter(workers.Worker):
         return workers.Handle(self.read_end)
 
     def edges(self, count: int) -> None:
-        os.write(self.write_end, bytes(gpio.LINE_EVENT_SIZE * count))
+        os.write(self.write_end, bytes(gpiocdev.LINE_EVENT_SIZE * count))
 
 
 def edge_waiter(run: runner.ScenarioRun) -> PipeEdgeWaiter:

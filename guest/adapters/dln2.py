@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import gadget
-from gadget import (
+from guest.adapters import gadget
+from guest.adapters.gadget import (
     USB_CLASS_VENDOR_SPEC,
     XFER_BULK,
     AdapterEmulator,

@@ -20,7 +20,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-import gpio
+from guest import gpiocdev
+from guest.adapters import chipmodels
 
 # read-file asks for block_size bytes per read() (default 128 KiB, what `cat` asks):
 # mtdchar passes the whole request down in one mtd_read(); sysfs serves at most a page.
@@ -128,7 +129,7 @@ class Worker:
         if kind in ("gpio-get-values", "gpio-edge-events"):
             chip_fd = os.open(self._chip_path(), os.O_RDONLY)
             try:
-                line_fd = gpio.request_lines(
+                line_fd = gpiocdev.request_lines(
                     chip_fd,
                     lines,
                     edges=kind == "gpio-edge-events",
@@ -237,8 +238,6 @@ class Worker:
 
     def _compare(self, want: bytes, got: bytes, offset: int, what: str) -> None:
         """Record and raise (EBADMSG) the first differing byte, as a device offset."""
-        import chipmodels  # loaded already with the fixture whose model gave ``want``
-
         at = chipmodels.first_mismatch(want, got)
         if at is None:
             return
@@ -253,16 +252,16 @@ class Worker:
         """One operation; returns how many it counts as (an edge waiter's: events read)."""
         kind = self.kind
         if kind == "gpio-get-values":
-            gpio.get_values(handle.fd, len(lines))
+            gpiocdev.get_values(handle.fd, len(lines))
         elif kind == "gpio-edge-events":
             return self._edge_events(handle)
         elif kind == "gpio-chip-info":
-            gpio.chip_info(handle.fd)
+            gpiocdev.chip_info(handle.fd)
         elif kind == "open-close":
             fd = os.open(self._chip_path(), os.O_RDONLY)
             try:
                 if self.fixture is not None:
-                    gpio.chip_info(fd)
+                    gpiocdev.chip_info(fd)
                 else:
                     os.read(fd, 64)
             finally:
@@ -284,7 +283,7 @@ class Worker:
         ready, _, _ = select.select([handle.fd], [], [], 0.2)
         if not ready:
             return 0
-        return len(os.read(handle.fd, gpio.LINE_EVENT_SIZE * 16)) // gpio.LINE_EVENT_SIZE
+        return len(os.read(handle.fd, gpiocdev.LINE_EVENT_SIZE * 16)) // gpiocdev.LINE_EVENT_SIZE
 
     def _revocable_read(self, handle: Handle, state: ThreadState) -> None:
         """One read of the consumer file from offset 0 (threads may share the fd), judged."""

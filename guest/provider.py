@@ -1,4 +1,5 @@
-"""What a scenario's fixtures must offer the runner, whatever provider they emulate.
+"""What every fixture offers the runner and what they all use: the protocol, the error,
+kmsg and insmod. Below the fixtures, workers and adapters: it imports none of them.
 
 The runner only removes, re-creates, unbinds and binds providers and fills
 path templates; everything device-specific (configfs for gpio-sim, a USB
@@ -72,37 +73,3 @@ def insmod(modules: dict[str, str], name: str, loaded: Path) -> None:
     out = subprocess.run(["insmod", module], capture_output=True, text=True)
     if out.returncode != 0:
         raise FixtureError(f"insmod {module} failed: {out.stderr.strip()}")
-
-
-USB_TYPES = ("usb-i2c", "spi-nor")
-
-
-def make(spec: dict, instance: str, udc: str, modules: dict[str, str]) -> Fixture:
-    """The fixture object for one ``fixtures:`` entry of a scenario.
-
-    ``udc`` is the dummy_hcd UDC a USB adapter fixture plugs into; ``modules``
-    are the helper kernel modules built for this kernel.
-    """
-    if spec["type"] == "gpio-sim":
-        import gpio
-
-        consumer = None
-        if spec.get("kernel_consumer"):
-            label = spec["banks"][spec["consumer_bank"]]["label"]
-            consumer = gpio.KernelConsumer(modules, label, spec["consumer_line"])
-        return gpio.GpioSim(spec["name"], spec["banks"], instance, consumer)
-    if spec["type"] == "usb-i2c":
-        import usbfixtures
-
-        return usbfixtures.UsbI2cEeprom(spec, instance, udc, modules)
-    if spec["type"] == "spi-nor":
-        import usbfixtures
-
-        return usbfixtures.SpiNorFlash(spec, instance, udc, modules)
-    if spec["type"] == "revocable":
-        import revocable
-
-        return revocable.RevocableProvider(spec, modules)
-    raise FixtureError(
-        f"fixture {spec['name']}: type {spec['type']!r} is not supported by the guest"
-    )

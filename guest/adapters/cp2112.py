@@ -47,8 +47,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import gadget
-from gadget import (
+from guest.adapters import gadget
+from guest.adapters.gadget import (
     HID_DT_HID,
     HID_DT_REPORT,
     USB_CLASS_HID,

@@ -1,0 +1,1 @@
+"""The worker types: the consumers that use a provider while the runner removes it."""
