@@ -13,9 +13,9 @@ import hashlib
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import takewhile
 from pathlib import Path
 
@@ -58,8 +58,9 @@ class ApplyError(VcsError):
         )
 
 
-def git(repo: Path, *args: str, identity: bool = False) -> str:
-    """Run git in ``repo``; its stdout, or VcsError with its stderr."""
+def git(repo: Path, *args: str, identity: bool = False, ok: tuple[int, ...] = (0,)) -> str:
+    """Run git in ``repo``; its stdout, or VcsError with its stderr (an exit status not in
+    ``ok``)."""
     env = {**os.environ, **_IDENTITY} if identity else None
     try:
         out = subprocess.run(
@@ -72,7 +73,7 @@ def git(repo: Path, *args: str, identity: bool = False) -> str:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise VcsError(f"git {' '.join(args)} in {repo}: {exc}") from exc
-    if out.returncode != 0:
+    if out.returncode not in ok:
         said = "\n".join(x for x in (out.stdout.strip(), out.stderr.strip()) if x)[-3000:]
         raise VcsError(f"git {' '.join(args)} in {repo} failed: {said}")
     return out.stdout.strip()
@@ -281,3 +282,93 @@ def series_files(path: Path) -> list[Path]:
     if not re.search(r"^(From |Subject:|diff --git )", text, re.MULTILINE):
         raise VcsError(f"{path}: not a patch or an mbox (no 'From ', 'Subject:' or 'diff --git')")
     return [path]
+
+
+# --- bisection -----------------------------------------------------------------------
+
+OLD, NEW, SKIP = "old", "new", "skip"  # what a tested commit is: like the old end, the new, neither
+
+
+@dataclass(frozen=True)
+class BisectPoint:
+    """The commit git bisect checked out, and how far along the bisection is."""
+
+    commit: str
+    step: int  # 1 for the first commit tested
+    steps_left: int  # git's estimate of the steps after this one (rev-list --bisect-vars)
+
+
+@dataclass
+class BisectResult:
+    first: str | None  # the first commit in the new state, when git could name one
+    candidates: list[str]  # otherwise: the commits it could be (skipped ones and the new end)
+
+
+@dataclass
+class Bisection:
+    """``git bisect`` in a worktree, decided by a callable, read from git's refs.
+
+    The end is taken from refs/bisect/ (the new end, the old ends, the skipped
+    commits): the first new commit is found when no untested commit is left
+    between the new end and the old ones, and the bisection is inconclusive
+    when only skipped ones are. git's messages are not read, so no git
+    version's wording changes a verdict. ``log`` (git bisect log, which git
+    bisect replay takes) is there after ``run``, also when it raised.
+    """
+
+    path: Path
+    old: str
+    new: str
+    terms: tuple[str, str] = ("good", "bad")  # git's names for the old and the new state
+    log: str = field(default="", init=False)
+
+    def run(self, decide: Callable[[BisectPoint], str]) -> BisectResult:
+        """Bisect, asking ``decide`` (OLD, NEW or SKIP) about each commit git checks out."""
+        term_old, term_new = self.terms
+        named = (
+            []
+            if self.terms == ("good", "bad")
+            else [f"--term-old={term_old}", f"--term-new={term_new}"]
+        )
+        git(self.path, "bisect", "reset")  # a bisection left behind by a killed run
+        git(self.path, "bisect", "start", *named, self.new, self.old)
+        marks = {OLD: term_old, NEW: term_new, SKIP: "skip"}
+        step = 0
+        try:
+            while (left := self._left()) is not None:
+                step += 1
+                point = BisectPoint(git(self.path, "rev-parse", "HEAD"), step, left)
+                # exit status 2: only skipped commits are left, which _left() then sees
+                git(self.path, "bisect", marks[decide(point)], ok=(0, 2))
+            return self._result()
+        finally:
+            self.log = git(self.path, "bisect", "log")
+            git(self.path, "bisect", "reset")
+
+    def _refs(self) -> tuple[str, list[str], set[str]]:
+        term_old, term_new = self.terms
+        new = git(self.path, "rev-parse", f"refs/bisect/{term_new}")
+        listed = ["for-each-ref", "--format=%(objectname)"]
+        olds = git(self.path, *listed, f"refs/bisect/{term_old}-*").split()
+        skips = set(git(self.path, *listed, "refs/bisect/skip-*").split())
+        return new, olds, skips
+
+    def _candidates(self) -> tuple[str, list[str], set[str]]:
+        new, olds, skips = self._refs()
+        return new, git(self.path, "rev-list", new, "--not", *olds).split(), skips
+
+    def _left(self) -> int | None:
+        """Steps git expects after the commit it checked out; None when nothing is left."""
+        new, candidates, skips = self._candidates()
+        if all(c == new or c in skips for c in candidates):
+            return None
+        _, olds, _ = self._refs()
+        said = git(self.path, "rev-list", "--bisect-vars", new, "--not", *olds)
+        found = re.search(r"^bisect_steps=(\d+)$", said, re.M)
+        return int(found.group(1)) if found else 0
+
+    def _result(self) -> BisectResult:
+        new, candidates, _ = self._candidates()
+        if candidates == [new]:
+            return BisectResult(new, [new])
+        return BisectResult(None, candidates)

@@ -90,17 +90,17 @@ GPIO_WARN, UAF = splats.parse(
 LOCKDEP = splats_of("module-abba.log")[0]  # possible deadlock in selftest_take_ba
 
 
-class Recorded(bisection._Bisector):
-    """The git bisect driver over a real repository; building and booting a commit is
-    replaced by that commit's recorded runs (real splats), handed out one run at a
-    time until the bisector's stopping rule says enough, as the runner does."""
+class Recorded:
+    """What bisection runs a commit with (bisection.RunCommit), for the git bisect driver
+    over a real repository: building and booting the commit is replaced by its recorded
+    runs (real splats), handed out one run at a time until the stopping rule says
+    enough, as the runner does."""
 
-    def __init__(self, request, worktree, runs_of):
-        super().__init__(request, SCENARIO.path, worktree)
+    def __init__(self, runs_of):
         self.runs_of = runs_of  # commit -> the list of its runs (None: does not build)
         self.built: list[str] = []  # commits built and booted, in order
 
-    def run(self, commit, role, runs, done):
+    def __call__(self, commit, role, runs, done):
         self.built.append(commit)
         recorded = self.runs_of(commit)
         tested = bisection.Tested(commit, f"subject of {commit[:7]}", role, build_s=1.0)
@@ -128,11 +128,12 @@ def drive(repo, tmp_path, runs_of, old, new, fix=False, **options):  # noqa: F81
 
     request = bisection.BisectRequest(out_dir=str(tmp_path / "out"), fix=fix, **options)
     with vcs.worktree(repo) as wt:
-        b = Recorded(request, wt, runs_of)
+        recorded = Recorded(runs_of)
         (tmp_path / "out").mkdir(exist_ok=True)
         good, bad = (new, old) if fix else (old, new)
-        outcome = bisection._bisect(b, request, repo, wt, good, bad, old, new)
-        return outcome, b
+        commits = bisection.Commits(tmp_path / "out", recorded)
+        outcome = bisection.bisect_bugs(commits, request, repo, wt, good, bad, old, new)
+        return outcome, recorded
 
 
 def one_bug(bad_from, skip=(), fixed=False):

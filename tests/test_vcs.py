@@ -217,3 +217,59 @@ def test_series_with_head_on_a_repository_that_is_no_kernel_tree(repo, tmp_path,
     assert "is not a kernel source tree" in done.stderr
     assert "Traceback" not in done.stderr
     assert user_state(repo) == before
+
+
+def history(path: Path, n: int) -> list[str]:
+    """A repository of n + 1 commits, each changing one file."""
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    commits = []
+    for i in range(n + 1):
+        (path / "a.c").write_text(f"int a = {i};\n")
+        git(path, "add", "-A")
+        git(path, "commit", "-q", "-m", f"commit {i}")
+        commits.append(git(path, "rev-parse", "HEAD"))
+    return commits
+
+
+def test_bisection_names_the_first_new_commit_from_git_refs_not_its_messages(tmp_path):
+    commits = history(tmp_path / "r", 16)
+    index = {c: i for i, c in enumerate(commits)}
+    seen: list[vcs.BisectPoint] = []
+
+    def decide(point: vcs.BisectPoint) -> str:
+        seen.append(point)
+        return vcs.NEW if index[point.commit] >= 11 else vcs.OLD
+
+    bisection = vcs.Bisection(tmp_path / "r", commits[0], commits[-1])
+    found = bisection.run(decide)
+    assert found.first == commits[11]
+    assert [p.step for p in seen] == list(range(1, len(seen) + 1)) and len(seen) <= 5
+    assert seen[0].steps_left >= 3  # git's estimate for 16 commits: about log2(16) in all
+    assert f"# first bad commit: [{commits[11]}]" in bisection.log
+    assert git(tmp_path / "r", "rev-parse", "HEAD") == commits[-1], "the bisection is reset"
+
+
+def test_bisection_among_skipped_commits_is_inconclusive_with_every_candidate(tmp_path):
+    commits = history(tmp_path / "r", 8)
+    index = {c: i for i, c in enumerate(commits)}
+
+    def decide(point: vcs.BisectPoint) -> str:
+        i = index[point.commit]
+        return vcs.SKIP if i in (4, 5) else vcs.NEW if i >= 5 else vcs.OLD
+
+    found = vcs.Bisection(tmp_path / "r", commits[0], commits[-1]).run(decide)
+    assert found.first is None
+    assert set(found.candidates) == {commits[4], commits[5], commits[6]}, "git's 'could be any of'"
+
+
+def test_bisection_with_its_own_terms_for_a_fix(tmp_path):
+    commits = history(tmp_path / "r", 8)
+    index = {c: i for i, c in enumerate(commits)}
+
+    def decide(point: vcs.BisectPoint) -> str:  # the bug is gone from commit 3 on
+        return vcs.NEW if index[point.commit] >= 3 else vcs.OLD
+
+    bisection = vcs.Bisection(tmp_path / "r", commits[0], commits[-1], ("broken", "fixed"))
+    assert bisection.run(decide).first == commits[3]
+    assert "git bisect fixed" in bisection.log and "git bisect broken" in bisection.log

@@ -20,8 +20,6 @@ rebuilds incrementally.
 from __future__ import annotations
 
 import json
-import math
-import re
 import shlex
 import time
 from collections.abc import Callable
@@ -290,12 +288,17 @@ class BisectOutcome:
         return self.bugs[0].culprit if self.bugs else None
 
 
-class _Bisector:
-    def __init__(self, request: BisectRequest, scenario_path: str, worktree: vcs.Worktree):
-        self.request = request
-        self.scenario = scenario_path
-        self.worktree = worktree
-        self.out = Path(request.out_dir).resolve()
+# How a bisection gets a commit's runs: (commit, role, runs, done) -> Tested. BuildAndRun
+# builds and boots; the fast tests pass recorded runs.
+RunCommit = Callable[[str, str, int, Callable[[list[ItemResult]], bool]], Tested]
+
+
+class Commits:
+    """Every commit tested so far: each is built and run once, for every bug at once."""
+
+    def __init__(self, out: Path, run_commit: RunCommit):
+        self.out = out
+        self.run_commit = run_commit
         self.tested: list[Tested] = []
         self.logs: list[str] = []  # git bisect log, one per bug, for bisect.log
 
@@ -308,18 +311,29 @@ class _Bisector:
         if earlier is not None:
             say(f"{role}: {commit[:12]}: the runs of {earlier.role} (no build, no boot)")
             return earlier, True
-        tested = self.run(commit, role, runs, done)
+        tested = self.run_commit(commit, role, runs, done)
         self.tested.append(tested)
         return tested, False
 
-    def run(
+
+@dataclass
+class BuildAndRun:
+    """A commit's runs for real: checked out in the worktree, built, booted, run."""
+
+    request: BisectRequest
+    scenario: str  # the scenario's file
+    worktree: vcs.Worktree
+    count: int = 0  # commits run so far, for their directories' order
+
+    def __call__(
         self, commit: str, role: str, runs: int, done: Callable[[list[ItemResult]], bool]
     ) -> Tested:
         """Build ``commit`` and run the scenario up to ``runs`` times, until ``done``."""
         subject = vcs.subject(self.worktree.repo, commit)
         say(f"{role}: {commit[:12]} {subject!r}: up to {runs} run(s)")
         self.worktree.checkout(commit)
-        out = self.out / "steps" / f"{len(self.tested) + 1:02d}-{commit[:12]}"
+        self.count += 1
+        out = Path(self.request.out_dir).resolve() / "steps" / f"{self.count:02d}-{commit[:12]}"
         told: set[str] = set()
 
         def enough(finished: list[ItemResult]) -> str | None:
@@ -361,21 +375,6 @@ class _Bisector:
         return tested
 
 
-def _mark(worktree: vcs.Worktree, term: str) -> str:
-    """git bisect good/bad/skip; its words (it exits 2 when only skipped commits are left)."""
-    try:
-        return vcs.git(worktree.path, "bisect", term, identity=True)
-    except vcs.VcsError as exc:
-        if "only 'skip'ped commits left" in str(exc):
-            return str(exc)
-        raise
-
-
-def _range_steps(repo: Path, old: str, new: str) -> int:
-    count = int(vcs.git(repo, "rev-list", "--count", f"{old}..{new}"))
-    return max(1, math.ceil(math.log2(count))) if count > 1 else 1
-
-
 def run_bisect(request: BisectRequest) -> BisectOutcome:
     started = time.monotonic()
     stages.install_signal_handlers()
@@ -397,8 +396,8 @@ def run_bisect(request: BisectRequest) -> BisectOutcome:
                     f"{'--good' if request.fix else '--bad'} ({old[:12]} is not in {new[:12]}'s "
                     "history)" + ("" if request.fix else "; a fix-bisection needs --fix")
                 )
-            bisector = _Bisector(request, scenario.path, worktree)
-            outcome = _bisect(bisector, request, repo, worktree, good, bad, old, new)
+            commits = Commits(out, BuildAndRun(request, scenario.path, worktree))
+            outcome = bisect_bugs(commits, request, repo, worktree, good, bad, old, new)
     except vcs.VcsError as exc:
         raise PipelineError(str(exc)) from exc
     outcome.scenario = scenario.name
@@ -413,8 +412,8 @@ def run_bisect(request: BisectRequest) -> BisectOutcome:
     return outcome
 
 
-def _bisect(
-    b: _Bisector,
+def bisect_bugs(
+    b: Commits,
     request: BisectRequest,
     repo: Path,
     worktree: vcs.Worktree,
@@ -515,7 +514,7 @@ def _decided(bugs: list[BugBisection], results: list[ItemResult]) -> bool:
 
 
 def _bisect_one(
-    b: _Bisector,
+    b: Commits,
     bug: BugBisection,
     pending: list[BugBisection],
     request: BisectRequest,
@@ -526,52 +525,43 @@ def _bisect_one(
 ) -> None:
     """git bisect for ``bug``; each new commit is run for every bug still ``pending``."""
     say(f"bisecting: {bug.title}")
-    terms = ["--term-old=broken", "--term-new=fixed"] if request.fix else []
-    mark = {"bad": "broken", "good": "fixed"} if request.fix else {"bad": "bad", "good": "good"}
+    terms = ("broken", "fixed") if request.fix else ("good", "bad")
     runs = max(p.runs_per_commit for p in pending)
-    vcs.git(worktree.path, "bisect", "reset")  # a bisection left behind by a killed run
-    said = vcs.git(worktree.path, "bisect", "start", *terms, new, old)
-    steps = _range_steps(repo, old, new)
-    step = 0
+    as_end = {"good": vcs.OLD, "bad": vcs.NEW}  # a fix bisection's good commit is its new end
+    if request.fix:
+        as_end = {"good": vcs.NEW, "bad": vcs.OLD}
+
+    def decide(point: vcs.BisectPoint) -> str:
+        role = f"step {point.step} of ~{point.step + point.steps_left}"
+        tested, reused = b.test(point.commit, role, runs, lambda rs: _decided(pending, rs))
+        verdict = bug.use(role, tested, reused)
+        say(f"{role}: {point.commit[:12]}: {verdict}: {bug.steps[-1].why}")
+        return as_end.get(verdict, vcs.SKIP)
+
+    bisection = vcs.Bisection(worktree.path, old, new, terms)
     try:
-        while True:
-            first = re.search(r"^([0-9a-f]{40}) is the first (?:bad|new|fixed) commit", said, re.M)
-            if first:
-                culprit = first.group(1)
-                seen = next((s for s in bug.steps if s.tested.commit == culprit), None)
-                bug.culprit = {
-                    "commit": culprit,
-                    "subject": vcs.subject(repo, culprit),
-                    "author": vcs.git(repo, "log", "-1", "--format=%an <%ae>", culprit),
-                    "title": bug.title,
-                    "tested": seen.verdict if seen else "endpoint",
-                }
-                what = "fixed" if request.fix else "introduced"
-                bug.exit_code = Exit.FOUND
-                bug.result = f"{culprit[:12]} ({bug.culprit['subject']}) {what} {bug.title}"
-                return
-            if "only 'skip'ped commits left" in said:
-                left = re.findall(r"^([0-9a-f]{40})", said.split("could be any of:")[-1], re.M)
-                names = [f"{c[:12]} {vcs.subject(repo, c)}" for c in left]
-                bug.skipped = left
-                bug.result = "inconclusive: the culprit is among skipped commits: " + "; ".join(
-                    names
-                )
-                return
-            step += 1
-            commit = vcs.git(worktree.path, "rev-parse", "HEAD")
-            left = re.search(r"roughly (\d+) step", said)
-            steps = int(left.group(1)) + step if left else steps
-            role = f"step {step} of ~{steps}"
-            tested, reused = b.test(commit, role, runs, lambda rs: _decided(pending, rs))
-            verdict = bug.use(role, tested, reused)
-            say(f"{role}: {commit[:12]}: {verdict}: {bug.steps[-1].why}")
-            said = _mark(worktree, mark.get(verdict, "skip"))
+        found = bisection.run(decide)
     finally:
-        bug.log = vcs.git(worktree.path, "bisect", "log")
+        bug.log = bisection.log
         b.logs.append(f"# bug: {bug.title}\n{bug.log}\n")
         (b.out / "bisect.log").write_text("".join(b.logs))
-        vcs.git(worktree.path, "bisect", "reset")
+    if found.first is None:
+        names = [f"{c[:12]} {vcs.subject(repo, c)}" for c in found.candidates]
+        bug.skipped = found.candidates
+        bug.result = "inconclusive: the culprit is among skipped commits: " + "; ".join(names)
+        return
+    culprit = found.first
+    seen = next((s for s in bug.steps if s.tested.commit == culprit), None)
+    bug.culprit = {
+        "commit": culprit,
+        "subject": vcs.subject(repo, culprit),
+        "author": vcs.git(repo, "log", "-1", "--format=%an <%ae>", culprit),
+        "title": bug.title,
+        "tested": seen.verdict if seen else "endpoint",
+    }
+    what = "fixed" if request.fix else "introduced"
+    bug.exit_code = Exit.FOUND
+    bug.result = f"{culprit[:12]} ({bug.culprit['subject']}) {what} {bug.title}"
 
 
 def bisect_report_text(outcome: BisectOutcome) -> str:
