@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from harness import accel as accel_mod
 from harness import splats
 from harness.accel import Accel
 from harness.boot import BootError, BootSpec, Guest
+from harness.bootfold import GuestSignals, Progress, conclude
 from harness.progress import say
 from harness.results import BootRecord, Item, ItemResult, decide, kernel_reports
 from harness.splats import Splat
@@ -71,6 +72,10 @@ def outside_owner(line: int, spans: dict[str, tuple[int, int | None]]) -> tuple[
 
 
 class Runner:
+    """Runs items in as few boots as possible: ``boots()`` yields after every boot, so a
+    caller that has seen enough (a bisection step that reproduced) stops by leaving
+    the loop; ``run()`` runs them all."""
+
     def __init__(
         self,
         kernel_image: Path,
@@ -78,11 +83,8 @@ class Runner:
         out_dir: Path,
         run_deadline: float,
         modules: dict[str, str] | None = None,
-        enough: Callable[[list[ItemResult]], str | None] | None = None,
     ):
         self.kernel_image = kernel_image
-        # after each boot: a reason to stop running the rest (bisection: reproduced)
-        self.enough = enough
         self.modules = modules or {}  # helper kernel modules the guest may insmod
         self.accel = accel
         self.out = out_dir
@@ -106,216 +108,167 @@ class Runner:
         return out
 
     def run(self, items: list[Item]) -> list[ItemResult]:
-        results = self.results
-        results.update({item.id: ItemResult(item) for item in items})
+        for _ in self.boots(items):
+            pass
+        return [self.results[item.id] for item in items]
+
+    def boots(self, items: list[Item]) -> Iterator[list[ItemResult]]:
+        """Boot after boot (items that share a command line share boots), the results
+        that have a verdict so far, in the items' order."""
+        self.results.update({item.id: ItemResult(item) for item in items})
         groups: dict[tuple[str, ...], list[Item]] = {}
         for item in items:
             groups.setdefault(item.scenario.cmdline, []).append(item)
         try:
             for cmdline, group in groups.items():
-                self._run_group(cmdline, group, results)
+                pending = list(group)
+                why = f"command line +{' '.join(cmdline) or '(none)'}"
+                while pending:
+                    if time.monotonic() >= self.run_deadline:
+                        for item in pending:
+                            self.results[item.id].error = "not run: the whole-run timeout expired"
+                        break
+                    done = self._boot(cmdline, pending, why)
+                    pending = [item for item in pending if item.id not in done]
+                    yield [self.results[i.id] for i in items if i.id in self.finished]
+                    if pending and self.boots:
+                        why = f"reboot: {self.boots[-1].left_because or 'boot ended early'}"
         finally:
             if self.guest is not None:
                 self.guest.stop()
                 self.guest = None
-        return [results[item.id] for item in items]
 
-    def _run_group(self, cmdline: tuple[str, ...], group: list[Item], results: dict) -> None:
-        pending = list(group)
-        why = f"command line +{' '.join(cmdline) or '(none)'}"
-        while pending:
-            if time.monotonic() >= self.run_deadline:
-                for item in pending:
-                    results[item.id].error = "not run: the whole-run timeout expired"
-                return
-            done = self._boot(cmdline, pending, results, why)
-            pending = [item for item in pending if item.id not in done]
-            finished = [results[i.id] for i in group if i not in pending]
-            stop = self.enough(finished) if self.enough else None
-            if stop and pending:
-                say(f"not running {len(pending)} more item(s): {stop}")
-                for item in pending:
-                    results[item.id].error = f"not run: {stop}"
-                    results[item.id].status = "skipped"
-                return
-            if pending and self.boots:
-                why = f"reboot: {self.boots[-1].left_because or 'boot ended early'}"
-
-    def _boot(
-        self, cmdline: tuple[str, ...], pending: list[Item], results: dict, why: str
-    ) -> set[str]:
-        """One boot over ``pending``; return the ids that got a final result.
-
-        Under KVM the kernel must print within ``accel.silence_timeout()``; if
-        it does not (or QEMU reports a KVM failure), an auto-chosen KVM is
-        dropped for TCG and nothing of this boot counts against the items.
-        """
+    def _start(self, cmdline: tuple[str, ...], pending: list[Item], why: str) -> Path | None:
+        """Write the boot's plan and start QEMU; the boot's directory, or None if QEMU did
+        not start (the items then have that as their error)."""
         index = len(self.boots) + 1
         boot_dir = self.out / "boots" / f"boot-{index}"
-        boot_dir.mkdir(parents=True, exist_ok=True)
-        result_dir = boot_dir / "guest"
+        (boot_dir / "guest").mkdir(parents=True, exist_ok=True)
         plan = {
-            "result_dir": str(result_dir),
+            "result_dir": str(boot_dir / "guest"),
             "modules": self.modules,
             "items": [i.plan_entry() for i in pending],
         }
-        plan_path = boot_dir / "plan.json"
-        plan_path.write_text(json.dumps(plan, indent=1))
-        spec = BootSpec(self.kernel_image, self.accel, cmdline, plan=plan_path, rwdirs=(boot_dir,))
-        console = boot_dir / "console.log"
-        self.guest = Guest(spec, console)
+        (boot_dir / "plan.json").write_text(json.dumps(plan, indent=1))
+        spec = BootSpec(
+            self.kernel_image, self.accel, cmdline, plan=boot_dir / "plan.json", rwdirs=(boot_dir,)
+        )
+        self.guest = Guest(spec, boot_dir / "console.log")
         say(f"boot {index}: {len(pending)} item(s), {self.accel.name}; why: {why}")
         try:
             self.guest.start()
         except BootError as exc:
             self.guest = None
             for item in pending:
-                results[item.id].error = f"could not start the guest: {exc}"
-                decide(results[item.id])
-            return {item.id for item in pending}
-        by_id = {item.id: item for item in pending}
-        done: set[str] = set()
-        current: Item | None = None
-        record = BootRecord(
-            index,
-            str(console),
-            cmdline,
-            None,
-            "running",
-            self.guest.command,
-            accel=self.accel.name,
-            why=why,
-        )
+                self.results[item.id].error = f"could not start the guest: {exc}"
+                decide(self.results[item.id])
+                self.finished.add(item.id)
+            return None
+        record = BootRecord(index, str(boot_dir / "console.log"), cmdline, None, "running")
+        record.qemu_command, record.accel, record.why = self.guest.command, self.accel.name, why
         self.boots.append(record)  # listed at once, so an interrupted run still has its console
-        ready_at: float | None = None
-        deadline = min(self.run_deadline, time.monotonic() + BOOT_TIMEOUT[self.accel.name])
-        item_started = 0.0
-        guest = self.guest
-        silence = accel_mod.silence_timeout()
-        watch_kvm = self.accel.name == "kvm"
+        return boot_dir
 
+    def _boot(self, cmdline: tuple[str, ...], pending: list[Item], why: str) -> set[str]:
+        """One boot over ``pending``; return the ids that got a final result.
+
+        Under KVM the kernel must print within ``accel.silence_timeout()``; if
+        it does not (or QEMU reports a KVM failure), an auto-chosen KVM is
+        dropped for TCG and nothing of this boot counts against the items.
+        """
+        boot_dir = self._start(cmdline, pending, why)
+        if boot_dir is None:
+            return {item.id for item in pending}
+        guest, record = self.guest, self.boots[-1]
+        by_id = {item.id: item for item in pending}
+        progress = Progress(
+            record.index,
+            guest.started,
+            min(self.run_deadline, time.monotonic() + BOOT_TIMEOUT[self.accel.name]),
+            self.run_deadline,
+            {item.id: item.scenario.timeout for item in pending},
+        )
+        silence = accel_mod.silence_timeout() if self.accel.name == "kvm" else None
         grace = FATAL_GRACE[self.accel.name]
-
-        def current_deadline() -> float:
-            if watch_kvm and not guest.kernel_output:
-                return min(deadline, guest.started + silence)
-            if guest.kvm_failure:
-                return 0.0
-            if current is not None and guest.fatal_at > item_started:
-                return min(deadline, guest.fatal_at + grace)
-            return deadline
-
-        for ev in self.guest.events(current_deadline):
-            if ev.kind == "ready":
-                ready_at = time.monotonic() - self.guest.started
-                say(
-                    f"boot {index}: guest ready after {ready_at:.1f} s "
-                    f"(kernel {ev.fields.get('kernel')})"
-                )
-            elif ev.kind == "start":
-                current = self.current = by_id.get(ev.fields.get("id"))
-                item_started = time.monotonic()
-                if current:
-                    deadline = min(self.run_deadline, item_started + current.scenario.timeout)
-                    say(f"  {current.id}: started ({ev.fields.get('cycles')} cycle(s))")
-            elif ev.kind == "cycle" and current:
-                say(
-                    f"  {current.id}: cycle {ev.fields.get('cycle')} done, "
-                    f"{ev.fields.get('violations')} violation(s) so far"
-                )
-            elif ev.kind == "violation" and current:
-                say(f"  {current.id}: {ev.fields.get('text')}")
-            elif ev.kind == "end" and current:
-                result = results[current.id]
-                result.duration_s = round(time.monotonic() - item_started, 1)
-                result.boot = index
-                guest_file = result_dir / f"{current.id.replace('/', '_')}.json"
-                try:
-                    result.guest = json.loads(guest_file.read_text())
-                except (OSError, json.JSONDecodeError) as exc:
-                    result.error = f"guest result unreadable: {exc}"
-                done.add(current.id)
-                current = self.current = None
-                deadline = min(self.run_deadline, time.monotonic() + 60)
-            elif ev.kind in ("needs-reboot", "done"):
-                deadline = min(deadline, time.monotonic() + 30)
-                if ev.kind == "needs-reboot":
-                    record.ended_by = str(ev.fields.get("id"))
-                    record.left_because = (
-                        f"{ev.fields['why']} in boot {index}"
-                        if ev.fields.get("why")
-                        else f"{ev.fields.get('id')} left the kernel tainted or a thread stuck "
-                        f"in boot {index}"
-                    )
-        ended = self.guest.ended_reason
-        if ended == "timeout" and current is not None:
-            say(f"  {current.id}: no result in time; asking the kernel for blocked tasks' stacks")
-            self.guest.request_stacks(f"{current.id} gave no result in time")
-        self.guest.stop()
+        for ev in guest.events(lambda: progress.deadline_now(_signals(guest), silence, grace)):
+            line = progress.take(ev.kind, ev.fields, time.monotonic())
+            self.current = by_id.get(progress.current or "")
+            if line:
+                say(line)
+        ended = guest.ended_reason
+        if ended == "timeout" and progress.current is not None:
+            say(f"  {progress.current}: no result in time; asking for the blocked tasks' stacks")
+            guest.request_stacks(f"{progress.current} gave no result in time")
+        guest.stop()
         self.guest = None
-        record.seconds_to_ready = ready_at
-        record.ended = "done" if ended == "exit" and current is None and ready_at else ended
-        kvm_problem = self._kvm_problem(guest, silence) if watch_kvm else ""
-        log_text = console.read_text(errors="replace")
-        starts = splats.scenario_start_times(log_text)
-        owned, record.outside_splats = attribute(log_text, by_id)
-        for item_id, found in owned.items():
-            target = by_id[item_id]
-            if kvm_problem and target is current:  # that item runs again
-                continue
-            for splat in found:
-                result = results[target.id]
-                result.splats.append(splat)
-                timed = splat.time is not None and not splat.outside and target.id in starts
-                if timed and not result.first_splat_s:
-                    result.first_splat_s = round(splat.time - starts[target.id], 2)
+        record.seconds_to_ready = progress.ready_at
+        record.ended = (
+            "done" if ended == "exit" and progress.current is None and progress.ready_at else ended
+        )
+        kvm_problem = self._kvm_problem(guest, silence) if silence is not None else ""
+        self._take_splats(boot_dir, by_id, progress, skip=progress.current if kvm_problem else None)
         if kvm_problem:
             record.ended = "kvm-failed"
-            return self._kvm_failed(kvm_problem, current, done, pending, results, console)
-        tail = _tail(console)
-        if current is not None:
-            result = results[current.id]
-            result.boot = index
-            result.console = str(console)
-            result.duration_s = round(time.monotonic() - item_started, 1)
-            if kernel_reports(result):  # the splat is the verdict; the guest could not say more
-                result.violations.append(
-                    f"the guest runner stopped reporting after the kernel's report ({ended}); "
-                    f"console: {console}"
-                )
-            elif ended == "timeout":
-                result.error = (
-                    f"timeout: no result within {current.scenario.timeout:g} s "
-                    f"(guest hung?); console tail:\n{tail}"
-                )
-            else:
-                result.error = f"the guest died during the scenario; console tail:\n{tail}"
-            record.left_because = f"{current.id} ended boot {index} ({ended})"
-            record.ended_by = current.id
-            done.add(current.id)
-        elif ready_at is None:
-            for item in pending:
-                results[
-                    item.id
-                ].error = (
-                    f"the kernel did not reach the guest runner ({ended}); console tail:\n{tail}"
-                )
-                results[item.id].console = str(console)
-            done.update(i.id for i in pending)
-        for item_id in done:
-            self._finish(item_id, results, console)
-        if not done and ready_at is not None:
-            # the runner came up but finished nothing: do not loop forever
-            for item in pending:
-                results[
-                    item.id
-                ].error = f"guest ended ({ended}) before running anything; console tail:\n{tail}"
-            done.update(i.id for i in pending)
-        return done
+            return self._kvm_failed(kvm_problem, progress, pending, boot_dir)
+        return self._conclude(boot_dir, progress, ended, pending)
 
-    def _finish(self, item_id: str, results: dict, console: Path) -> None:
+    def _take_splats(
+        self, boot_dir: Path, by_id: dict[str, Item], progress: Progress, skip: str | None
+    ) -> None:
+        """The console's splats onto the items they are attributed to (``skip``: an item
+        that runs again, whose splats this boot does not count)."""
+        log_text = (boot_dir / "console.log").read_text(errors="replace")
+        starts = splats.scenario_start_times(log_text)
+        owned, self.boots[-1].outside_splats = attribute(log_text, by_id)
+        for item_id, found in owned.items():
+            if item_id == skip:
+                continue
+            result = self.results[item_id]
+            for splat in found:
+                result.splats.append(splat)
+                timed = splat.time is not None and not splat.outside and item_id in starts
+                if timed and not result.first_splat_s:
+                    result.first_splat_s = round(splat.time - starts[item_id], 2)
+
+    def _conclude(
+        self, boot_dir: Path, progress: Progress, ended: str, pending: list[Item]
+    ) -> set[str]:
+        """Verdicts for what the boot finished, errors for what it left without a result."""
+        console = boot_dir / "console.log"
+        reported = {i.id for i in pending if kernel_reports(self.results[i.id])}
+        found = conclude(
+            progress, ended, [i.id for i in pending], reported, _tail(console), str(console)
+        )
+        record = self.boots[-1]
+        record.left_because = progress.left_because or record.left_because
+        record.ended_by = progress.ended_by or record.ended_by
+        now = time.monotonic()
+        for item_id in found.done:
+            result = self.results[item_id]
+            result.boot = progress.index
+            if item_id in progress.ended:
+                result.duration_s = progress.ended[item_id]
+                self._load_guest_result(boot_dir, result)
+            elif item_id == progress.current:
+                result.duration_s = round(now - progress.current_started, 1)
+            if item_id in found.errors:
+                result.error = found.errors[item_id]
+            if item_id in found.violations:
+                result.violations.append(found.violations[item_id])
+            self._finish(item_id, console)
+        return found.done
+
+    @staticmethod
+    def _load_guest_result(boot_dir: Path, result: ItemResult) -> None:
+        guest_file = boot_dir / "guest" / f"{result.item.id.replace('/', '_')}.json"
+        try:
+            result.guest = json.loads(guest_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            result.error = f"guest result unreadable: {exc}"
+
+    def _finish(self, item_id: str, console: Path) -> None:
         """Turn what the guest reported (and the splats found) into the item's verdict."""
-        result = results[item_id]
+        result = self.results[item_id]
         result.console = str(console)
         if result.guest:
             result.violations = list(result.guest.get("violations", []))
@@ -343,31 +296,33 @@ class Runner:
         return ""
 
     def _kvm_failed(
-        self,
-        problem: str,
-        current: Item | None,
-        done: set[str],
-        pending: list[Item],
-        results: dict,
-        console: Path,
+        self, problem: str, progress: Progress, pending: list[Item], boot_dir: Path
     ) -> set[str]:
         """KVM is broken here: fall back to TCG (auto) or error the items (KVM was forced)."""
-        boot = self.boots[-1].index
+        boot = progress.index
+        console = boot_dir / "console.log"
         if self.accel.may_fall_back:
             self.accel = self.accel.fallen_back(f"boot {boot}: {problem}")
             self.boots[-1].left_because = f"KVM failed in boot {boot} ({problem}); using TCG"
             say(f"boot {boot}: {problem}; killed, booting again under TCG")
-            finished = {i for i in done if current is None or i != current.id}
-            for item_id in finished:
-                self._finish(item_id, results, console)
-            return finished
+            for item_id in progress.ended:
+                result = self.results[item_id]
+                result.boot, result.duration_s = boot, progress.ended[item_id]
+                self._load_guest_result(boot_dir, result)
+                self._finish(item_id, console)
+            return set(progress.ended)
         say(f"boot {boot}: {problem}")
         for item in pending:
-            if item.id not in done:
-                results[item.id].error = (
+            if item.id not in progress.ended:
+                self.results[item.id].error = (
                     f"{problem}; KVM was forced (--accel kvm or HARNESS_ACCEL=kvm): "
                     "use auto (falls back to TCG) or tcg"
                 )
-                results[item.id].console = str(console)
-                decide(results[item.id])
+                self.results[item.id].console = str(console)
+                decide(self.results[item.id])
+                self.finished.add(item.id)
         return {item.id for item in pending}
+
+
+def _signals(guest: Guest) -> GuestSignals:
+    return GuestSignals(guest.kernel_output, guest.kvm_failure, guest.fatal_at)

@@ -154,7 +154,6 @@ def exec_runner(
         out,
         time.monotonic() + request.run_timeout,
         modules=record.modules,
-        enough=request.enough,
     )
 
 

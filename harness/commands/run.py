@@ -7,12 +7,13 @@ junit.xml, summary.json and reproduce lines.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness import report, shard
@@ -22,6 +23,7 @@ from harness.runner import Runner
 from harness.scenario import Scenario
 from harness.stages import (
     ExecRequest,
+    KernelSource,
     exec_runner,
     install_signal_handlers,
     kernel_source,
@@ -191,91 +193,141 @@ def run_scenarios(request: RunRequest) -> RunOutcome:
         return _run_scenarios(request, selected)
 
 
+@dataclass
+class _Run:
+    """One run's state between its stages: what was planned, what ran, how it ends."""
+
+    request: RunRequest
+    out: Path
+    info: report.RunInfo
+    source: KernelSource
+    items: list[Item] = field(default_factory=list)  # this shard's items, in order
+    skipped: list[ItemResult] = field(default_factory=list)
+    to_run: list[Item] = field(default_factory=list)
+    runner: Runner | None = None
+    results: list[ItemResult] = field(default_factory=list)
+    exit_code: int = Exit.NO_VERDICT
+    why_none: str = "not run: the kernel was not built"
+
+
 def _run_scenarios(request: RunRequest, selected: list[Scenario]) -> RunOutcome:
     started = time.monotonic()
     install_signal_handlers()
     out = Path(request.out_dir).resolve()
     shutil.rmtree(out / "boots", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    info = report.RunInfo(command=invocation(request))
-    source = kernel_source(request)
-    info.properties.update(source.properties)
-    every = not_applicable(selected, source.missing)
-    times = measured_times(request)
-    items = shard_items(request, expand(selected, request.repeat, request.seed), info, times, every)
-    names = {i.scenario.name for i in items}
-    mine = [sc for sc in selected if sc.name in names]
-    unfit = {name: why for name, why in every.items() if name in names}
-    skipped, fit = skip(items, unfit)
-    to_run = shard.boot_order(fit, times)
-    results: list[ItemResult] = []
-    runner: Runner | None = None
-    exit_code = Exit.NO_VERDICT
-    why_none = "not run: the kernel was not built"
+    run = _Run(request, out, report.RunInfo(command=invocation(request)), kernel_source(request))
+    run.info.properties.update(run.source.properties)
+    runnable = _plan(run, selected)
     try:
-        if not to_run:
-            raise _NothingToRun
-        runnable = [sc for sc in mine if sc.name not in unfit]
-        record = source.kernel(request, runnable)
-        info.build = record.to_json()
-        shutil.copyfile(record.log, out / "build.log")
-        info.properties.update(
-            {
-                "kernel_release": record.kernel_release,
-                "config_hash": record.config_hash,
-                "build_dir": record.build_dir,
-            }
-        )
-        lost, to_run = skip(to_run, modules_lost(runnable, record.module_errors))
-        skipped += lost
-        if not to_run:
-            raise _NothingToRun
-        runner = exec_runner(request, record, out, info)
-        results = runner.run(to_run)
-        outside = sum(len(b.outside_splats) for b in runner.boots)
-        exit_code = exit_code_for(results + skipped, outside)
+        _execute(run, runnable)
     except _NothingToRun:
-        exit_code = exit_code_for(skipped)
-        if not items and request.shard is not None:
+        run.exit_code = exit_code_for(run.skipped)
+        if not run.items and request.shard is not None:
             say(f"shard {request.shard}: no items fall to this shard")
-            exit_code = Exit.PASS
+            run.exit_code = Exit.PASS
     except PipelineError as exc:
         say(f"error: {exc}")
-        info.harness_error = str(exc)
+        run.info.harness_error = str(exc)
         if exc.build_s is not None:
-            info.build = {"failed": True, "duration_s": exc.build_s}
-        exit_code = exc.code
-        why_none = f"not run: {exc.summary}"
+            run.info.build = {"failed": True, "duration_s": exc.build_s}
+        run.exit_code = exc.code
+        run.why_none = f"not run: {exc.summary}"
     except KeyboardInterrupt:
-        info.interrupted = True
-        exit_code = Exit.INTERRUPTED
+        run.info.interrupted = True
+        run.exit_code = Exit.INTERRUPTED
         say("interrupted: QEMU stopped, writing partial results")
     finally:
-        if runner is not None and runner.guest is not None:
-            runner.guest.stop()
-        boots = runner.boots if runner else []
-        if runner is not None:
-            results = runner.partial(to_run, "interrupted")
-            info.properties["accelerator"] = f"{runner.accel.name}: {runner.accel.reason}"
-            info.repro = {
-                i.id: repro_command(request, i, source.repro_args, runner.accel.name) for i in items
-            }
-        elif not results:
-            results = [ItemResult(i, error=why_none) for i in to_run]
-        order = {i.id: n for n, i in enumerate(items)}
-        results = sorted(results + skipped, key=lambda r: order[r.item.id])
-        if boots:
-            info.properties["qemu_command"] = boots[-1].qemu_command
-        with (out / "console.log").open("w") as console:
-            for boot in boots:
-                console.write(f"# ===== boot {boot.index} ({boot.accel}; {boot.why}) =====\n")
-                console.write(Path(boot.console).read_text(errors="replace"))
-        info.duration_s = round(time.monotonic() - started, 1)
-        report.write(out, results, boots, info)
-        for line in error_lines(results, out):
-            say(line)
-        say(summary_line(out, results))  # the last line names what failed or got no verdict
-    return RunOutcome(results, out, exit_code, info)
+        results = _write(run, started)
+    return RunOutcome(results, out, run.exit_code, run.info)
+
+
+def _plan(run: _Run, selected: list[Scenario]) -> list[Scenario]:
+    """This shard's items, those the kernel cannot run skipped; the scenarios to build for."""
+    request = run.request
+    every = not_applicable(selected, run.source.missing)
+    times = measured_times(request)
+    expanded = expand(selected, request.repeat, request.seed)
+    run.items = shard_items(request, expanded, run.info, times, every)
+    names = {i.scenario.name for i in run.items}
+    unfit = {name: why for name, why in every.items() if name in names}
+    run.skipped, fit = skip(run.items, unfit)
+    run.to_run = shard.boot_order(fit, times)
+    return [sc for sc in selected if sc.name in names and sc.name not in unfit]
+
+
+def _execute(run: _Run, runnable: list[Scenario]) -> None:
+    """Build (or take the artifact's kernel), boot, run; the exit status from the verdicts."""
+    if not run.to_run:
+        raise _NothingToRun
+    record = run.source.kernel(run.request, runnable)
+    run.info.build = record.to_json()
+    shutil.copyfile(record.log, run.out / "build.log")
+    run.info.properties.update(
+        {
+            "kernel_release": record.kernel_release,
+            "config_hash": record.config_hash,
+            "build_dir": record.build_dir,
+        }
+    )
+    lost, run.to_run = skip(run.to_run, modules_lost(runnable, record.module_errors))
+    run.skipped += lost
+    if not run.to_run:
+        raise _NothingToRun
+    run.runner = exec_runner(run.request, record, run.out, run.info)
+    run.results = run_until_enough(run.runner, run.to_run, run.request.enough)
+    outside = sum(len(b.outside_splats) for b in run.runner.boots)
+    run.exit_code = exit_code_for(run.results + run.skipped, outside)
+
+
+def _write(run: _Run, started: float) -> list[ItemResult]:
+    """junit.xml, summary.json and console.log on every way out; the results in order."""
+    runner, info = run.runner, run.info
+    if runner is not None and runner.guest is not None:
+        runner.guest.stop()
+    boots = runner.boots if runner else []
+    results = run.results
+    if runner is not None:
+        results = runner.partial(run.to_run, "interrupted")
+        info.properties["accelerator"] = f"{runner.accel.name}: {runner.accel.reason}"
+        info.repro = {
+            i.id: repro_command(run.request, i, run.source.repro_args, runner.accel.name)
+            for i in run.items
+        }
+    elif not results:
+        results = [ItemResult(i, error=run.why_none) for i in run.to_run]
+    order = {i.id: n for n, i in enumerate(run.items)}
+    results = sorted(results + run.skipped, key=lambda r: order[r.item.id])
+    if boots:
+        info.properties["qemu_command"] = boots[-1].qemu_command
+    with (run.out / "console.log").open("w") as console:
+        for boot in boots:
+            console.write(f"# ===== boot {boot.index} ({boot.accel}; {boot.why}) =====\n")
+            console.write(Path(boot.console).read_text(errors="replace"))
+    info.duration_s = round(time.monotonic() - started, 1)
+    report.write(run.out, results, boots, info)
+    for line in error_lines(results, run.out):
+        say(line)
+    say(summary_line(run.out, results))  # the last line names what failed or got no verdict
+    return results
+
+
+def run_until_enough(
+    runner: Runner, items: list[Item], enough: Callable[[list[ItemResult]], str | None] | None
+) -> list[ItemResult]:
+    """Run the items boot by boot; once ``enough`` names a reason after a boot (a
+    bisection step has its verdict), the items left are skipped with that reason."""
+    with contextlib.closing(runner.boots(items)) as boots:
+        for finished in boots:
+            stop = enough(finished) if enough else None
+            left = [i for i in items if i.id not in runner.finished]
+            if stop and left:
+                say(f"not running {len(left)} more item(s): {stop}")
+                for item in left:
+                    runner.results[item.id].error = f"not run: {stop}"
+                    runner.results[item.id].status = "skipped"
+                break
+    return [runner.results[i.id] for i in items]
 
 
 def summary_line(out: Path, results: list[ItemResult]) -> str:
