@@ -310,28 +310,34 @@ class ScenarioRun:
         record: dict = {"cycle": self.cycle, "do": do, "fixture": action["fixture"]}
         if do in REMOVING:
             record["midread"] = self._midread(workers, action["fixture"])
+        latencies, began = self._steps(action, record)
+        if do in REMOVING:
+            self.removed_this_cycle.add(action["fixture"])
+            self.removed_in_cycle.add(action["fixture"])
+            for w in self._targets(workers, action["fixture"]):  # its own or one it uses
+                w.mark_removal(began or time.monotonic())
+        if do in RESTORING and "error" not in record:
+            self.removed_this_cycle.discard(action["fixture"])
+            for w in self._targets(workers, action["fixture"]):
+                w.mark_restored(time.monotonic())
+        record["latency_s"] = round(max(latencies, default=0.0), 4)
+        record["repeats"] = len(latencies)
+        self.actions.append(record)
+        event("action", id=self.id, cycle=self.cycle, do=do, latency_s=record["latency_s"])
+
+    def _steps(self, action: dict, record: dict) -> tuple[list[float], float | None]:
+        """The action's repeats, each in a thread bounded by ``within``: their latencies,
+        and when the removal really began (an unplug at a point: the unplug)."""
+        do = action["do"]
         bound = action["within"] or self.expect["action_within"]
-        latencies = []
-        began = None  # when the removal really began (an unplug at a point: the unplug)
+        latencies: list[float] = []
+        began = None
         for step in range(action["repeat"]):
-            outcome: dict = {}
-
-            def body(step: int = step, outcome: dict = outcome) -> None:
-                outcome["tid"] = threading.get_native_id()
-                try:
-                    outcome["detail"] = self._perform(action, step)
-                except (OSError, FixtureError) as exc:
-                    outcome["error"] = str(exc)
-                except Exception:  # an emulator's or the harness's fault, not the kernel's
-                    outcome["harness_error"] = traceback.format_exc()
-
             t0 = time.monotonic()
             began = began or t0
-            thread = threading.Thread(target=body, daemon=True, name=f"action-{do}")
-            thread.start()
-            thread.join(bound + (POINT_WAIT_MAX if action["point"] else 0.0))
+            outcome, alive = self._step(action, step, bound)
             latency = (outcome.get("detail") or {}).get("unplug_s", time.monotonic() - t0)
-            if thread.is_alive():
+            if alive:
                 self.violate(f"{do} {action['fixture'] or ''} did not return within {bound:g} s")
                 dump_blocked(f"{do} {action['fixture'] or ''} did not return", outcome.get("tid"))
                 record["hung"] = True
@@ -350,19 +356,25 @@ class ScenarioRun:
                 break
             if action["interval"]:
                 time.sleep(action["interval"])
-        if do in REMOVING:
-            self.removed_this_cycle.add(action["fixture"])
-            self.removed_in_cycle.add(action["fixture"])
-            for w in self._targets(workers, action["fixture"]):  # its own or one it uses
-                w.mark_removal(began or time.monotonic())
-        if do in RESTORING and "error" not in record:
-            self.removed_this_cycle.discard(action["fixture"])
-            for w in self._targets(workers, action["fixture"]):
-                w.mark_restored(time.monotonic())
-        record["latency_s"] = round(max(latencies, default=0.0), 4)
-        record["repeats"] = len(latencies)
-        self.actions.append(record)
-        event("action", id=self.id, cycle=self.cycle, do=do, latency_s=record["latency_s"])
+        return latencies, began
+
+    def _step(self, action: dict, step: int, bound: float) -> tuple[dict, bool]:
+        """One repeat in its own thread; what it returned, and whether it is still running."""
+        outcome: dict = {}
+
+        def body() -> None:
+            outcome["tid"] = threading.get_native_id()
+            try:
+                outcome["detail"] = self._perform(action, step)
+            except (OSError, FixtureError) as exc:
+                outcome["error"] = str(exc)
+            except Exception:  # an emulator's or the harness's fault, not the kernel's
+                outcome["harness_error"] = traceback.format_exc()
+
+        thread = threading.Thread(target=body, daemon=True, name=f"action-{action['do']}")
+        thread.start()
+        thread.join(bound + (POINT_WAIT_MAX if action["point"] else 0.0))
+        return outcome, thread.is_alive()
 
     def _check_point(self, action: dict, detail: dict, bound: float) -> None:
         """An unplug at a point must land where asked, and itself return in bounded time."""
@@ -455,21 +467,7 @@ class ScenarioRun:
         for fixture in self.fixtures.values():
             if not fixture.present():
                 fixture.create()
-        written = {s["fixture"] for s in self.sc["workers"] if s["type"] == "write-read-back"}
-        workers = [
-            Worker(
-                spec,
-                self.resolve,
-                self.fixtures.get(spec.get("fixture") or ""),
-                self.item["seed"],
-                guarded=spec.get("fixture") in written,
-            )
-            for spec in self.sc["workers"]
-        ]
-        for w in workers:
-            w.start()
-            if w.setup_error:
-                self.violate(f"worker {w.setup_error}")
+        workers = self._start_workers()
         cycle_start = time.monotonic()
         for action in self.sc["actions"]:
             self.run_action(action, workers, cycle_start)
@@ -488,6 +486,32 @@ class ScenarioRun:
             )
         removed = set(self.removed_in_cycle)
         ended_before_stop = {w.name: [s.end_errno for s in w.states] for w in workers}
+        self._stop_workers(workers)
+        self._check_workers(workers, removed, ended_before_stop)
+        for w in workers:
+            self._release(w)
+        self._close_held()
+
+    def _start_workers(self) -> list[Worker]:
+        written = {s["fixture"] for s in self.sc["workers"] if s["type"] == "write-read-back"}
+        workers = [
+            Worker(
+                spec,
+                self.resolve,
+                self.fixtures.get(spec.get("fixture") or ""),
+                self.item["seed"],
+                guarded=spec.get("fixture") in written,
+            )
+            for spec in self.sc["workers"]
+        ]
+        for w in workers:
+            w.start()
+            if w.setup_error:
+                self.violate(f"worker {w.setup_error}")
+        return workers
+
+    def _stop_workers(self, workers: list[Worker]) -> None:
+        """Stop every worker; threads that never return are a hang (and need a new boot)."""
         for w in workers:
             w.stop()
         for w in workers:
@@ -497,10 +521,6 @@ class ScenarioRun:
             if stuck and not self.kernel_hit:
                 self.violate(f"worker threads blocked and never returned: {', '.join(stuck)}")
                 dump_blocked(f"worker threads blocked: {', '.join(stuck)}")
-        self._check_workers(workers, removed, ended_before_stop)
-        for w in workers:
-            self._release(w)
-        self._close_held()
 
     def _fatal_taint(self) -> str:
         """The KASAN/Oops taint letters this item has caused so far ("" if none)."""
@@ -519,95 +539,101 @@ class ScenarioRun:
         return True
 
     def _check_workers(self, workers: list[Worker], removed: set[str], ended: dict) -> None:
-        allowed = set(self.expect["worker_errnos"])
         for w in workers:
             stats = w.stats()
-            total = self.totals.setdefault(
-                w.name,
-                {
-                    "type": w.kind,
-                    "threads": stats["threads"],
-                    "ops": 0,
-                    "min_cycle_ops": None,
-                    "errors": {},
-                    "end_errnos": {},
-                    "longest_op_s": 0.0,
-                },
-            )
-            total["ops"] += stats["ops"]
-            total["min_cycle_ops"] = (
-                stats["ops"]
-                if total["min_cycle_ops"] is None
-                else min(total["min_cycle_ops"], stats["ops"])
-            )
-            for key in ("errors", "end_errnos"):
-                for name, count in stats[key].items():
-                    total[key][name] = total[key].get(name, 0) + count
-            total["longest_op_s"] = max(total["longest_op_s"], stats["longest_op_s"])
-            total["bytes"] = total.get("bytes", 0) + stats["bytes"]
-            total["bytes_verified"] = total.get("bytes_verified", 0) + stats["bytes_verified"]
-            if after := w.after_removal():  # per thread, what the consumers did once it was gone
-                summed = total.setdefault("after_removal", [{"ops": 0, "failed": 0} for _ in after])
-                for into, done in zip(summed, after, strict=True):
-                    into["ops"] += done["ops"]
-                    into["failed"] += done["failed"]
-            total["mismatches"] = (total.get("mismatches", []) + stats["mismatches"])[:10]
-            if stats["mismatches"]:
-                self.violate(
-                    f"worker {w.name} saw data that differs from the model (or from what it "
-                    f"wrote) at byte(s) "
-                    f"{stats['mismatches']}"
-                )
-            total["revoked_reads"] = total.get("revoked_reads", 0) + stats["revoked_reads"]
-            if stats["wrong"]:
-                self.violate(
-                    f"worker {w.name}: {stats['wrong'][0]} ({len(stats['wrong'])} time(s))"
-                )
-            elif w.kind == "revocable-read" and stats["errors"]:
-                # a revoked resource is an answer ("(null)"), never a failed read
-                self.violate(
-                    f"worker {w.name}: reads of the consumer file failed: {stats['errors']}"
-                )
+            self._add_totals(w, stats)
+            self._check_data(w, stats)
             if stats["setup_error"] or self.kernel_hit:
                 continue
-            short, cut = w.short_files()
-            if cut:
-                total["files_cut_by_removal"] = total.get("files_cut_by_removal", 0) + cut
-            if short:
+            self._check_work(w, stats)
+            self._check_errors(w, stats, self._affected(w, removed), ended)
+
+    def _add_totals(self, w: Worker, stats: dict) -> None:
+        """Add a cycle's statistics of ``w`` to its totals over the item."""
+        total = self.totals.setdefault(
+            w.name,
+            {
+                "type": w.kind,
+                "threads": stats["threads"],
+                "ops": 0,
+                "min_cycle_ops": None,
+                "errors": {},
+                "end_errnos": {},
+                "longest_op_s": 0.0,
+            },
+        )
+        total["ops"] += stats["ops"]
+        total["min_cycle_ops"] = (
+            stats["ops"]
+            if total["min_cycle_ops"] is None
+            else min(total["min_cycle_ops"], stats["ops"])
+        )
+        for key in ("errors", "end_errnos"):
+            for name, count in stats[key].items():
+                total[key][name] = total[key].get(name, 0) + count
+        total["longest_op_s"] = max(total["longest_op_s"], stats["longest_op_s"])
+        total["bytes"] = total.get("bytes", 0) + stats["bytes"]
+        total["bytes_verified"] = total.get("bytes_verified", 0) + stats["bytes_verified"]
+        if after := w.after_removal():  # per thread, what the consumers did once it was gone
+            summed = total.setdefault("after_removal", [{"ops": 0, "failed": 0} for _ in after])
+            for into, done in zip(summed, after, strict=True):
+                into["ops"] += done["ops"]
+                into["failed"] += done["failed"]
+        total["mismatches"] = (total.get("mismatches", []) + stats["mismatches"])[:10]
+        total["revoked_reads"] = total.get("revoked_reads", 0) + stats["revoked_reads"]
+
+    def _check_data(self, w: Worker, stats: dict) -> None:
+        """What the consumers read must be right: the model's bytes, a revocable's answer."""
+        if stats["mismatches"]:
+            self.violate(
+                f"worker {w.name} saw data that differs from the model (or from what it "
+                f"wrote) at byte(s) "
+                f"{stats['mismatches']}"
+            )
+        if stats["wrong"]:
+            self.violate(f"worker {w.name}: {stats['wrong'][0]} ({len(stats['wrong'])} time(s))")
+        elif w.kind == "revocable-read" and stats["errors"]:
+            # a revoked resource is an answer ("(null)"), never a failed read
+            self.violate(f"worker {w.name}: reads of the consumer file failed: {stats['errors']}")
+
+    def _check_work(self, w: Worker, stats: dict) -> None:
+        """Proof the work happened: whole files read to the end, tries after a removal, ops."""
+        short, cut = w.short_files()
+        if cut:
+            total = self.totals[w.name]
+            total["files_cut_by_removal"] = total.get("files_cut_by_removal", 0) + cut
+        if short:
+            self.violate(
+                f"worker {w.name}: {len(short)} whole-file read(s) with the provider present "
+                f"did not end at the chip's end (read {', '.join(short[:3])}): not every "
+                "byte was read and checked"
+            )
+        if not self.needs_reboot and (short := w.short_after_removal()):
+            self.violate(
+                f"worker {w.name}: thread(s) tried fewer than "
+                f"{w.spec['min_ops_after_removal']} ops after the removal of "
+                f"{w.spec.get('fixture') or 'a fixture'} or what it uses "
+                f"({', '.join(short)}): the consumers were not tried after it"
+            )
+        if stats["ops"] < w.spec["min_ops"]:
+            self.violate(f"worker {w.name} did {stats['ops']} ops (min_ops {w.spec['min_ops']})")
+
+    def _check_errors(self, w: Worker, stats: dict, affected: bool, ended: dict) -> None:
+        """Errors only once the provider is gone, only allowed ones, and every thread ended."""
+        allowed = set(self.expect["worker_errnos"])
+        if not affected and stats["errors"]:
+            self.violate(f"worker {w.name} got errors with its provider present: {stats['errors']}")
+            return
+        unexpected = {e: n for e, n in stats["errors"].items() if allowed and e not in allowed}
+        if unexpected:
+            self.violate(f"worker {w.name} got {unexpected}; allowed: {', '.join(sorted(allowed))}")
+        if affected and self.expect["workers_must_fail"] and w.spec["on_error"] == "stop":
+            running = sum(1 for e in ended[w.name] if e is None)
+            if running:
                 self.violate(
-                    f"worker {w.name}: {len(short)} whole-file read(s) with the provider present "
-                    f"did not end at the chip's end (read {', '.join(short[:3])}): not every "
-                    "byte was read and checked"
+                    f"worker {w.name}: {running} of {len(ended[w.name])} thread(s) kept "
+                    "working after the provider was removed (no error)"
                 )
-            if not self.needs_reboot and (short := w.short_after_removal()):
-                self.violate(
-                    f"worker {w.name}: thread(s) tried fewer than "
-                    f"{w.spec['min_ops_after_removal']} ops after the removal of "
-                    f"{w.spec.get('fixture') or 'a fixture'} or what it uses "
-                    f"({', '.join(short)}): the consumers were not tried after it"
-                )
-            if stats["ops"] < w.spec["min_ops"]:
-                self.violate(
-                    f"worker {w.name} did {stats['ops']} ops (min_ops {w.spec['min_ops']})"
-                )
-            affected = self._affected(w, removed)
-            if not affected and stats["errors"]:
-                self.violate(
-                    f"worker {w.name} got errors with its provider present: {stats['errors']}"
-                )
-                continue
-            unexpected = {e: n for e, n in stats["errors"].items() if allowed and e not in allowed}
-            if unexpected:
-                self.violate(
-                    f"worker {w.name} got {unexpected}; allowed: {', '.join(sorted(allowed))}"
-                )
-            if affected and self.expect["workers_must_fail"] and w.spec["on_error"] == "stop":
-                running = sum(1 for e in ended[w.name] if e is None)
-                if running:
-                    self.violate(
-                        f"worker {w.name}: {running} of {len(ended[w.name])} thread(s) kept "
-                        "working after the provider was removed (no error)"
-                    )
 
     def _release(self, w: Worker) -> None:
         hold = w.spec.get("hold_cycles", 0)
@@ -684,6 +710,39 @@ class ScenarioRun:
         )
         watchdog.daemon = True
         watchdog.start()
+        error, slab = self._cycles()
+        watchdog.cancel()
+        fds_after = open_fds()
+        taint_after = taint()
+        kmsg(f"harness: scenario-end {self.id}")
+        growth = None if slab[0] is None else slab[1] - slab[0]
+        self._check_leaks(growth, fds_before, fds_after)
+        if taint_gained(taint_before, taint_after):
+            self.needs_reboot = True
+        return {
+            **self._identity(),
+            "cycles_done": self.cycle + 1 if error is None else self.cycle,
+            "cycles": self.sc["cycles"],
+            "error": error,
+            "violations": self.violations,
+            "workers": self.totals,
+            "actions": self.actions,
+            "taint_before": taint_before,
+            "taint_after": taint_after,
+            "taint_gained": taint_gained(taint_before, taint_after),
+            "slab_kb_cycle0": slab[0],
+            "slab_kb_end": slab[1],
+            "slab_growth_kb": growth,
+            "identities": self.identities,
+            "fds_before": fds_before,
+            "fds_after": fds_after,
+            "duration_s": round(time.monotonic() - started, 2),
+            "needs_reboot": self.needs_reboot,
+        }
+
+    def _cycles(self) -> tuple[str | None, tuple[int | None, int | None]]:
+        """Set up, run the cycles, tear down: the item's error (None: it ran), and Slab
+        after cycle 0 and at the end."""
         slab_first = slab_last = None
         error = None
         try:
@@ -707,11 +766,10 @@ class ScenarioRun:
             if not self.needs_reboot:
                 self._close_held(everything=True)
                 self.teardown_fixtures()
-        watchdog.cancel()
-        fds_after = open_fds()
-        taint_after = taint()
-        kmsg(f"harness: scenario-end {self.id}")
-        growth = None if slab_first is None else slab_last - slab_first
+        return error, (slab_first, slab_last)
+
+    def _check_leaks(self, growth: int | None, fds_before: int, fds_after: int) -> None:
+        """References the removals left behind: Slab growth, provider names never freed, fds."""
         limit = self.expect["max_slab_growth_kb"]
         if limit is not None and growth is not None and growth > limit:
             self.violate(f"Slab grew by {growth} kB from cycle 0 to the end (bound {limit} kB)")
@@ -727,28 +785,6 @@ class ScenarioRun:
         fd_limit = self.expect["max_fd_growth"]
         if fd_limit is not None and fds_after - fds_before > fd_limit and not self.needs_reboot:
             self.violate(f"runner fds grew from {fds_before} to {fds_after} (bound {fd_limit})")
-        if taint_gained(taint_before, taint_after):
-            self.needs_reboot = True
-        return {
-            **self._identity(),
-            "cycles_done": self.cycle + 1 if error is None else self.cycle,
-            "cycles": self.sc["cycles"],
-            "error": error,
-            "violations": self.violations,
-            "workers": self.totals,
-            "actions": self.actions,
-            "taint_before": taint_before,
-            "taint_after": taint_after,
-            "taint_gained": taint_gained(taint_before, taint_after),
-            "slab_kb_cycle0": slab_first,
-            "slab_kb_end": slab_last,
-            "slab_growth_kb": growth,
-            "identities": self.identities,
-            "fds_before": fds_before,
-            "fds_after": fds_after,
-            "duration_s": round(time.monotonic() - started, 2),
-            "needs_reboot": self.needs_reboot,
-        }
 
 
 def write_result(result_dir: Path, result: dict) -> None:

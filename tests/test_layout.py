@@ -21,3 +21,26 @@ def test_the_import_contracts_hold(capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "0 broken" in out
+
+
+# The runner and pipeline paths: what a newcomer reads to follow one run.
+SHORT = [
+    "harness/runner.py",
+    "harness/bootfold.py",
+    "harness/stages.py",
+    "harness/commands/run.py",
+    "guest/runner.py",
+]
+
+
+def test_no_function_in_the_runner_and_pipeline_paths_is_over_60_lines():
+    import ast
+
+    long = []
+    for name in SHORT:
+        for node in ast.walk(ast.parse((ROOT / name).read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{name}:{node.lineno} {node.name}: {lines} lines")
+    assert not long, long
