@@ -25,9 +25,10 @@ import traceback
 from pathlib import Path
 
 from guest import fixtures, provider
+from guest import workers as worker_types
 from guest.provider import FixtureError
 from guest.waits import poll
-from guest.workers.worker import Handle, Worker
+from guest.workers.base import Handle, Worker
 
 REMOVING = ("remove", "unbind", "unplug")
 RESTORING = ("create", "bind", "replug")
@@ -395,7 +396,7 @@ class ScenarioRun:
         pace: its proof is the min_ops events it read this cycle before the removal.
         """
         targets = self._targets(workers, fixture)
-        paced = [w for w in targets if w.kind != "gpio-edge-events"]
+        paced = [w for w in targets if w.paced]
         before = {w.name: w.snapshot() for w in targets}
         time.sleep(MIDREAD_WINDOW)
         # ops longer than the window (slow buses, slow machines) need a longer look:
@@ -494,8 +495,8 @@ class ScenarioRun:
 
     def _start_workers(self) -> list[Worker]:
         written = {s["fixture"] for s in self.sc["workers"] if s["type"] == "write-read-back"}
-        workers = [
-            Worker(
+        started = [
+            worker_types.make(
                 spec,
                 self.resolve,
                 self.fixtures.get(spec.get("fixture") or ""),
@@ -504,11 +505,11 @@ class ScenarioRun:
             )
             for spec in self.sc["workers"]
         ]
-        for w in workers:
+        for w in started:
             w.start()
             if w.setup_error:
                 self.violate(f"worker {w.setup_error}")
-        return workers
+        return started
 
     def _stop_workers(self, workers: list[Worker]) -> None:
         """Stop every worker; threads that never return are a hang (and need a new boot)."""
@@ -592,7 +593,7 @@ class ScenarioRun:
             )
         if stats["wrong"]:
             self.violate(f"worker {w.name}: {stats['wrong'][0]} ({len(stats['wrong'])} time(s))")
-        elif w.kind == "revocable-read" and stats["errors"]:
+        elif w.failed_read_is_wrong and stats["errors"]:
             # a revoked resource is an answer ("(null)"), never a failed read
             self.violate(f"worker {w.name}: reads of the consumer file failed: {stats['errors']}")
 

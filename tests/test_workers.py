@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from guest import fixtures, gpiocdev, runner
-from guest.workers import worker as workers
+from guest import fixtures, gpiocdev, runner, workers
+from guest.workers import gpio_edge_events
+from guest.workers.base import Handle, ThreadState, Worker
 from harness import report
 from harness.results import Item, ItemResult
 from harness.scenario import load_scenario
@@ -48,10 +49,10 @@ def run_of(monkeypatch):
     return make
 
 
-def workers_of(run: runner.ScenarioRun, path: Path, kind: str) -> list[workers.Worker]:
+def workers_of(run: runner.ScenarioRun, path: Path, kind: str) -> list[Worker]:
     """The scenario's workers of ``kind``, as run_cycle makes them, reading ``path``."""
     return [
-        workers.Worker(
+        workers.make(
             spec, lambda _: str(path), run.fixtures.get(spec["fixture"] or ""), run.item["seed"]
         )
         for spec in run.sc["workers"]
@@ -59,7 +60,7 @@ def workers_of(run: runner.ScenarioRun, path: Path, kind: str) -> list[workers.W
     ]
 
 
-def run_to_end(ws: list[workers.Worker], started: bool = False) -> None:
+def run_to_end(ws: list[Worker], started: bool = False) -> None:
     """Start the workers (unless ``started``) and wait until each has ended by itself."""
     for w in [] if started else ws:
         w.start()
@@ -169,7 +170,7 @@ def test_a_file_cut_short_by_its_providers_removal_is_not_a_violation(run_of, tm
 # --- edge events -----------------------------------------------------------------------
 
 
-class PipeEdgeWaiter(workers.Worker):
+class PipeEdgeWaiter(gpio_edge_events.WORKER):
     """The edge waiter of gpio-sim-remove-under-readers, its line request replaced by a
     pipe that carries one 48-byte record per edge, as a read of the request fd returns."""
 
@@ -177,10 +178,10 @@ class PipeEdgeWaiter(workers.Worker):
         super().__init__(*args, **kwargs)
         self.read_end, self.write_end = os.pipe()
 
-    def _open_handle(self, lines: list[int]) -> workers.Handle:
-        return workers.Handle(self.read_end)
+    def open_handle(self, lines: list[int]) -> Handle:
+        return Handle(self.read_end)
 
-    def edges(self, count: int) -> None:
+    def deliver(self, count: int) -> None:
         os.write(self.write_end, bytes(gpiocdev.LINE_EVENT_SIZE * count))
 
 
@@ -195,8 +196,8 @@ def test_an_edge_waiter_counts_events_not_timeouts(run_of):
     try:
         time.sleep(0.7)  # three 0.2 s waits with no edge
         assert waiter.ops == 0
-        waiter.edges(2)
-        waiter.edges(3)
+        waiter.deliver(2)
+        waiter.deliver(3)
         deadline = time.monotonic() + 5
         while waiter.ops < 5 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -218,7 +219,7 @@ def test_a_removal_with_no_edges_delivered_has_no_proof(run_of):
         assert any("edge-waiter had read 0 edge events" in v for v in run.violations)
 
         run.violations.clear()
-        waiter.edges(waiter.spec["min_ops"])
+        waiter.deliver(waiter.spec["min_ops"])
         proof = run._midread([waiter], "chip0")
         assert proof["edge-waiter"]["ops"] == waiter.spec["min_ops"]
         assert run.violations == []
@@ -276,7 +277,7 @@ def test_a_threads_ops_after_removal_are_summed_over_cycles(run_of, tmp_path):
         writers = workers_of(run, tmp_path / "absent", "write-read-back")
         for w in writers:
             for _ in range(w.spec["threads"]):
-                state = workers.ThreadState()
+                state = ThreadState()
                 state.ops = 10
                 w.states.append(state)
             w.mark_removal(time.monotonic())

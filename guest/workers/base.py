@@ -1,4 +1,4 @@
-"""Concurrent consumers: threads that keep using a provider while it goes away.
+"""What every worker type shares: threads that keep using a provider while it goes away.
 
 Each worker counts operations, errors by errno, and the longest time one
 operation blocked; each thread records whether it is inside an operation, so
@@ -9,32 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import glob
 import os
 import random
-import select
-import struct
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 
-from guest import gpiocdev
 from guest.adapters import chipmodels
 
-# read-file asks for block_size bytes per read() (default 128 KiB, what `cat` asks):
-# mtdchar passes the whole request down in one mtd_read(); sysfs serves at most a page.
-WRITE_BLOCK = 64  # bytes per write-read-back op on an EEPROM
-FLASH_WRITE_BLOCK = 256  # one SPI-NOR page, at the start of a freshly erased block
-MEMERASE = 0x40084D02  # _IOW('M', 2, struct erase_info_user {u32 start, length}), mtd-abi.h
 
-
-class _Stopped(Exception):
+class Stopped(Exception):
     """A whole-file read cut short because the cycle ended: not an operation, not an error."""
 
 
-class _ShortFile(Exception):
+class ShortFile(Exception):
     """A whole-file read whose EOF came before the chip's end (or after it): a failed try.
 
     ``on_error: stop`` ends the thread, as an error would (its end_errnos say
@@ -84,7 +74,16 @@ class ThreadState:
 
 
 class Worker:
-    """One ``workers:`` entry of a scenario: N threads running the same operation."""
+    """One ``workers:`` entry of a scenario: N threads running the same operation.
+
+    A worker type (one module in guest/workers/) subclasses this with what its
+    op is and what its threads open; counting, errors, stopping and the proof
+    of work are the same for every type.
+    """
+
+    splits_lines = False  # threads get disjoint slices of ``lines`` unless share_fd
+    paced = True  # ops at its own pace (an edge waiter's come with the scenario's actions)
+    failed_read_is_wrong = False  # a failed op is a wrong answer, not an errno result
 
     def __init__(
         self,
@@ -124,29 +123,6 @@ class Worker:
             return self.resolve(self.spec["path"])
         return self.fixture.dev(self.spec["bank"])
 
-    def _open_handle(self, lines: list[int]) -> Handle:
-        kind = self.kind
-        if kind in ("gpio-get-values", "gpio-edge-events"):
-            chip_fd = os.open(self._chip_path(), os.O_RDONLY)
-            try:
-                line_fd = gpiocdev.request_lines(
-                    chip_fd,
-                    lines,
-                    edges=kind == "gpio-edge-events",
-                    consumer=f"harness-{self.name}",
-                )
-            except OSError:
-                os.close(chip_fd)
-                raise
-            return Handle(line_fd, chip_fd)
-        if kind == "gpio-chip-info":
-            return Handle(os.open(self._chip_path(), os.O_RDONLY))
-        if kind in ("read-file", "revocable-read"):
-            return Handle(os.open(self._file_path(), os.O_RDONLY))
-        if kind == "write-read-back":
-            return Handle(os.open(self._file_path(), os.O_RDWR))
-        raise ValueError(kind)
-
     def _file_path(self) -> str:
         pattern = self.resolve(self.spec["path"])
         matches = sorted(glob.glob(pattern))
@@ -157,44 +133,30 @@ class Worker:
     def _line_slices(self) -> list[list[int]]:
         lines = list(self.spec["lines"])
         threads = self.spec["threads"]
-        if self.spec["share_fd"] or self.kind not in ("gpio-get-values", "gpio-edge-events"):
+        if self.spec["share_fd"] or not self.splits_lines:
             return [lines] * threads
         return [lines[i::threads] for i in range(threads)]
 
+    # --- what a type defines -------------------------------------------------
+
+    def open_handle(self, lines: list[int]) -> Handle:
+        """Open what a thread keeps using across its ops (a persistent type's)."""
+        raise NotImplementedError(self.kind)
+
+    def op(
+        self, handle: Handle | None, lines: list[int], buf: bytearray, state: ThreadState
+    ) -> int:
+        """One operation; returns how many it counts as (an edge waiter's: events read)."""
+        raise NotImplementedError(self.kind)
+
+    def persistent(self) -> bool:
+        """Whether each thread opens once (open_handle) rather than in every op."""
+        return True
+
+    def buffer_size(self) -> int:
+        return 0
+
     # --- operations ----------------------------------------------------------
-
-    def _read_file(self, handle: Handle | None, buf: bytearray, state: ThreadState) -> None:
-        """One chunk of a long sequential read (wrapping at EOF), checked against the model.
-
-        A held fd reads on from where the thread stopped, so a removal lands in
-        the middle of a long read; without ``hold`` every op is open/read/close,
-        and with ``whole_file`` it reads to EOF in between, like ``cat``.
-        """
-        if handle is not None:
-            with self._reading():
-                n = os.preadv(handle.fd, [buf], state.offset)
-                self._check(buf, state.offset, n, state)
-            state.offset = 0 if n == 0 else state.offset + n
-            return
-        started = time.monotonic()
-        fd = os.open(self._file_path(), os.O_RDONLY)
-        try:
-            offset = 0
-            while True:
-                with self._reading():
-                    n = os.readv(fd, [buf])
-                    self._check(buf, offset, n, state)
-                offset += n
-                if not n or not self.spec.get("whole_file"):
-                    break
-                if self.stop_event.is_set():  # a slow whole-file read is not a blocked one
-                    raise _Stopped
-        finally:
-            os.close(fd)
-        if self.spec.get("whole_file") and offset != self.fixture.size():
-            with self.lock:
-                self.short.append((started, time.monotonic(), offset, self.fixture.size()))
-            raise _ShortFile
 
     def _reading(self):
         """The fixture's I/O lock if a write-read-back worker uses it too, else nothing.
@@ -202,31 +164,6 @@ class Worker:
         Without writers, readers take no lock at all, so they meet in the kernel.
         """
         return self.fixture.io_lock.held() if self.guarded else contextlib.nullcontext()
-
-    def _write_read_back(self, handle: Handle, state: ThreadState) -> None:
-        """Write a random block, read it back, and check the chip model got it too.
-
-        On an MTD device the block is a page at the start of an erase block,
-        erased first (NOR only clears bits when programmed).
-        """
-        fixture, rng = self.fixture, state.rng
-        erase = fixture.erase_size()
-        block = FLASH_WRITE_BLOCK if erase else WRITE_BLOCK
-        unit = erase or block
-        offset = rng.randrange(fixture.size() // unit) * unit
-        data = rng.randbytes(block)
-        with fixture.io_lock.held():
-            if erase:
-                fcntl.ioctl(handle.fd, MEMERASE, struct.pack("<II", offset, erase))
-            written = os.pwrite(handle.fd, data, offset)
-            if written != block:
-                raise OSError(errno.EIO, f"short write: {written} of {block} bytes at {offset}")
-            back = os.pread(handle.fd, block, offset)
-            model = fixture.expected(offset, block)
-        state.bytes += block
-        self._compare(data, back, offset, "read back differs from what was written")
-        self._compare(data, model, offset, "the chip model differs from what was written")
-        state.verified += block
 
     def _check(self, buf: bytearray, offset: int, n: int, state: ThreadState) -> None:
         """Count the bytes; with ``verify``, compare them with the fixture's model."""
@@ -246,63 +183,8 @@ class Worker:
             self.mismatches.append(at)
         raise OSError(errno.EBADMSG, f"{what} at byte {at}")
 
-    def _op(
-        self, handle: Handle | None, lines: list[int], buf: bytearray, state: ThreadState
-    ) -> int:
-        """One operation; returns how many it counts as (an edge waiter's: events read)."""
-        kind = self.kind
-        if kind == "gpio-get-values":
-            gpiocdev.get_values(handle.fd, len(lines))
-        elif kind == "gpio-edge-events":
-            return self._edge_events(handle)
-        elif kind == "gpio-chip-info":
-            gpiocdev.chip_info(handle.fd)
-        elif kind == "open-close":
-            fd = os.open(self._chip_path(), os.O_RDONLY)
-            try:
-                if self.fixture is not None:
-                    gpiocdev.chip_info(fd)
-                else:
-                    os.read(fd, 64)
-            finally:
-                os.close(fd)
-        elif kind == "read-file":
-            self._read_file(handle, buf, state)
-        elif kind == "write-read-back":
-            self._write_read_back(handle, state)
-        elif kind == "revocable-read":
-            self._revocable_read(handle, state)
-        return 1
-
-    def _edge_events(self, handle: Handle) -> int:
-        """Wait up to 0.2 s for edge events and read them: the number delivered.
-
-        A wait that timed out read nothing and counts as nothing, so min_ops
-        and the mid-read proof of an edge waiter are met by real edges only.
-        """
-        ready, _, _ = select.select([handle.fd], [], [], 0.2)
-        if not ready:
-            return 0
-        return len(os.read(handle.fd, gpiocdev.LINE_EVENT_SIZE * 16)) // gpiocdev.LINE_EVENT_SIZE
-
-    def _revocable_read(self, handle: Handle, state: ThreadState) -> None:
-        """One read of the consumer file from offset 0 (threads may share the fd), judged."""
-        started = time.monotonic()
-        got = os.pread(handle.fd, 256, 0)
-        state.bytes += len(got)
-        try:
-            revoked = self.fixture.judge(got, started)
-        except OSError as exc:
-            with self.lock:
-                if len(self.wrong) < 10:
-                    self.wrong.append(exc.strerror)
-            raise
-        if revoked:
-            with self.lock:
-                self.revoked_reads += 1
-
     def _loop(self, state: ThreadState, handle: Handle | None, lines: list[int]) -> None:
-        buf = bytearray(self.spec["block_size"] if self.kind == "read-file" else 0)
+        buf = bytearray(self.buffer_size())
         interval = self.spec["interval"]
         on_error = self.spec["on_error"]
         try:
@@ -310,12 +192,12 @@ class Worker:
                 t0 = time.monotonic()
                 state.in_op = True
                 try:
-                    state.ops += self._op(handle, lines, buf, state)
+                    state.ops += self.op(handle, lines, buf, state)
                     if self.spec["max_ops"] and state.ops >= self.spec["max_ops"]:
                         return  # its share of the work is done (data-integrity readers)
-                except _Stopped:
+                except Stopped:
                     return
-                except _ShortFile:
+                except ShortFile:
                     state.failed += 1  # a failed try, judged by short_files() at the cycle's end
                     if on_error == "stop":  # as after an error: the runner waits for no more ops
                         state.end_errno = "short-file"
@@ -343,7 +225,7 @@ class Worker:
     def _reopen(self, old: Handle, lines: list[int]) -> Handle | None:
         old.close()
         try:
-            fresh = self._open_handle(lines)
+            fresh = self.open_handle(lines)
         except OSError:
             return None
         with self.lock:
@@ -354,19 +236,17 @@ class Worker:
 
     def start(self) -> None:
         """Open what the threads use, then start them. An open failure is a setup error."""
-        persistent = self.kind not in ("open-close",) and not (
-            self.kind == "read-file" and not self.spec.get("hold", True)
-        )
+        persistent = self.persistent()
         slices = self._line_slices()
         handles: list[Handle | None] = []
         try:
             if persistent and self.spec["share_fd"]:
-                shared = self._open_handle(slices[0])
+                shared = self.open_handle(slices[0])
                 self.handles.append(shared)
                 handles = [shared] * len(slices)
             elif persistent:
                 for lines in slices:
-                    handle = self._open_handle(lines)
+                    handle = self.open_handle(lines)
                     self.handles.append(handle)
                     handles.append(handle)
             else:
