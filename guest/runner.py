@@ -24,7 +24,7 @@ import time
 import traceback
 from pathlib import Path
 
-from guest import fixtures, provider
+from guest import fixtures, protocol, provider
 from guest import workers as worker_types
 from guest.provider import FixtureError
 from guest.waits import poll
@@ -136,13 +136,13 @@ class HarnessError(Exception):
 
 
 class ScenarioRun:
-    def __init__(self, item: dict, modules: dict[str, str]):
+    def __init__(self, item: protocol.PlanItem, modules: dict[str, str]):
         self.item = item
         self.modules = modules
-        self.sc = item["scenario"]
-        self.expect = self.sc["expect"]
-        self.id = item["id"]
-        self.rng = random.Random(item["seed"])
+        self.sc = item.scenario
+        self.expect = self.sc.expect
+        self.id = item.id
+        self.rng = random.Random(item.seed)
         self.violations: list[str] = []
         self.actions: list[dict] = []
         self.fixtures: dict[str, provider.Fixture] = {}
@@ -157,11 +157,11 @@ class ScenarioRun:
         self.identities: dict[str, list[str]] = {}  # fixture -> kernel names seen, in order
         self.deadline = 0.0  # monotonic; waits for work end here (set in execute)
         # fixture -> fixtures its device uses (an EEPROM's wp GPIO chip)
-        self.depends = {f["name"]: set(f.get("depends_on", ())) for f in self.sc["fixtures"]}
+        self.depends = {f.name: set(f.depends_on) for f in self.sc.fixtures}
 
     def _affected(self, worker: Worker, removed: set[str]) -> bool:
         """Whether ``removed`` took the worker's provider, or one its provider uses, away."""
-        fixture = worker.spec.get("fixture")
+        fixture = worker.spec.fixture
         if fixture is None:
             return bool(removed)
         return fixture in removed or bool(self.depends.get(fixture, set()) & removed)
@@ -174,14 +174,14 @@ class ScenarioRun:
 
     def setup_fixtures(self) -> None:
         usb_index = 0
-        for index, spec in enumerate(self.sc["fixtures"]):
+        for index, spec in enumerate(self.sc.fixtures):
             udc = f"dummy_udc.{usb_index}"
-            usb_index += fixtures.uses_usb(spec["type"])
+            usb_index += fixtures.uses_usb(spec.type)
             instance = f"harness-{os.getpid()}-{index}"
             fixture = fixtures.make(spec, instance, udc, self.modules)
-            self.fixtures[spec["name"]] = fixture
+            self.fixtures[spec.name] = fixture
             fixture.setup()
-            self._note_identity(spec["name"])
+            self._note_identity(spec.name)
 
     def teardown_fixtures(self) -> None:
         for fixture in self.fixtures.values():
@@ -217,50 +217,50 @@ class ScenarioRun:
         The jitter varies where in the consumers' operations the action lands,
         reproducibly for a given seed.
         """
-        if action["at"] is not None:
-            delay = cycle_start + action["at"] - time.monotonic()
+        if action.at is not None:
+            delay = cycle_start + action.at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        if action["after_worker"]:
-            worker = next(w for w in workers if w.name == action["after_worker"])
+        if action.after_worker:
+            worker = next(w for w in workers if w.name == action.after_worker)
             poll(
-                lambda: worker.ops >= action["after_ops"]
+                lambda: worker.ops >= action.after_ops
                 or worker.alive() == 0
                 or self._fatal_taint(),
                 self.deadline - time.monotonic(),
                 interval=0.01,
             )
-            if worker.ops < action["after_ops"] and not self._fatal_taint():
+            if worker.ops < action.after_ops and not self._fatal_taint():
                 self.violate(
-                    f"{action['do']} was to wait for {worker.name} to do {action['after_ops']} "
+                    f"{action.do} was to wait for {worker.name} to do {action.after_ops} "
                     f"ops; it did {worker.ops} ({worker.alive()} threads alive): "
                     "the consumer did not really run"
                 )
-        if action["jitter"]:
-            time.sleep(self.rng.uniform(0.0, action["jitter"]))
+        if action.jitter:
+            time.sleep(self.rng.uniform(0.0, action.jitter))
 
     def _perform(self, action: dict, step: int) -> dict:
         """Carry the action out; returns what it recorded about itself (unplug points)."""
-        do, fixture = action["do"], self.fixtures.get(action["fixture"] or "")
+        do, fixture = action.do, self.fixtures.get(action.fixture or "")
         if do == "sleep":
-            time.sleep(action["duration"])
-        elif do == "provoke" and action["via"] == "splat_selftest":
+            time.sleep(action.duration)
+        elif do == "provoke" and action.via == "splat_selftest":
             provider.insmod(self.modules, "splat_selftest", SELFTEST_TRIGGER)
-            SELFTEST_TRIGGER.write_text(action["what"])
+            SELFTEST_TRIGGER.write_text(action.what)
         elif do == "provoke":
-            Path("/sys/kernel/debug/provoke-crash/DIRECT").write_text(action["what"])
+            Path("/sys/kernel/debug/provoke-crash/DIRECT").write_text(action.what)
         elif do == "remove":
             fixture.remove()
         elif do == "unplug":
-            block = self._read_block(action["fixture"])
-            return fixture.unplug(action["point"], action["point_count"], POINT_WAIT_MAX, block)
+            block = self._read_block(action.fixture)
+            return fixture.unplug(action.point, action.point_count, POINT_WAIT_MAX, block)
         elif do in ("create", "replug"):
             fixture.create()
-            self._note_identity(action["fixture"])
+            self._note_identity(action.fixture)
         elif do == "unbind":
-            fixture.unbind(action.get("level"))
+            fixture.unbind(action.level)
         elif do == "bind":
-            fixture.bind(action.get("level"))
+            fixture.bind(action.level)
         else:
             fixture.perform(action, step)
         return {}
@@ -268,9 +268,7 @@ class ScenarioRun:
     def _read_block(self, fixture: str) -> int:
         """The smallest read() size of the fixture's read-file workers (0: none read it)."""
         sizes = [
-            w["block_size"]
-            for w in self.sc["workers"]
-            if w["fixture"] == fixture and w["type"] == "read-file"
+            w.block_size for w in self.sc.workers if w.fixture == fixture and w.type == "read-file"
         ]
         return min(sizes, default=0)
 
@@ -288,38 +286,38 @@ class ScenarioRun:
         """
         poll(
             lambda: self._fatal_taint()
-            or not any(w.alive() and w.ops < w.spec["min_ops"] for w in workers),
+            or not any(w.alive() and w.ops < w.spec.min_ops for w in workers),
             self.deadline - time.monotonic(),
             interval=0.01,
         )
 
     def run_action(self, action: dict, workers: list[Worker], cycle_start: float) -> None:
         self._wait_trigger(action, workers, cycle_start)
-        do = action["do"]
+        do = action.do
         if do in REMOVING:  # the consumers' work this cycle must be done before they lose it
-            self.wait_min_ops(self._targets(workers, action["fixture"]))
+            self.wait_min_ops(self._targets(workers, action.fixture))
         if do == "wait-workers":
             self._wait_workers(workers)
             return
         if do == "wait-ops":
             t0 = time.monotonic()
-            self.wait_min_ops(self._targets(workers, action["fixture"]))
+            self.wait_min_ops(self._targets(workers, action.fixture))
             self.actions.append(
                 {"cycle": self.cycle, "do": do, "latency_s": round(time.monotonic() - t0, 4)}
             )
             return
-        record: dict = {"cycle": self.cycle, "do": do, "fixture": action["fixture"]}
+        record: dict = {"cycle": self.cycle, "do": do, "fixture": action.fixture}
         if do in REMOVING:
-            record["midread"] = self._midread(workers, action["fixture"])
+            record["midread"] = self._midread(workers, action.fixture)
         latencies, began = self._steps(action, record)
         if do in REMOVING:
-            self.removed_this_cycle.add(action["fixture"])
-            self.removed_in_cycle.add(action["fixture"])
-            for w in self._targets(workers, action["fixture"]):  # its own or one it uses
+            self.removed_this_cycle.add(action.fixture)
+            self.removed_in_cycle.add(action.fixture)
+            for w in self._targets(workers, action.fixture):  # its own or one it uses
                 w.mark_removal(began or time.monotonic())
         if do in RESTORING and "error" not in record:
-            self.removed_this_cycle.discard(action["fixture"])
-            for w in self._targets(workers, action["fixture"]):
+            self.removed_this_cycle.discard(action.fixture)
+            for w in self._targets(workers, action.fixture):
                 w.mark_restored(time.monotonic())
         record["latency_s"] = round(max(latencies, default=0.0), 4)
         record["repeats"] = len(latencies)
@@ -329,34 +327,34 @@ class ScenarioRun:
     def _steps(self, action: dict, record: dict) -> tuple[list[float], float | None]:
         """The action's repeats, each in a thread bounded by ``within``: their latencies,
         and when the removal really began (an unplug at a point: the unplug)."""
-        do = action["do"]
-        bound = action["within"] or self.expect["action_within"]
+        do = action.do
+        bound = action.within or self.expect.action_within
         latencies: list[float] = []
         began = None
-        for step in range(action["repeat"]):
+        for step in range(action.repeat):
             t0 = time.monotonic()
             began = began or t0
             outcome, alive = self._step(action, step, bound)
             latency = (outcome.get("detail") or {}).get("unplug_s", time.monotonic() - t0)
             if alive:
-                self.violate(f"{do} {action['fixture'] or ''} did not return within {bound:g} s")
-                dump_blocked(f"{do} {action['fixture'] or ''} did not return", outcome.get("tid"))
+                self.violate(f"{do} {action.fixture or ''} did not return within {bound:g} s")
+                dump_blocked(f"{do} {action.fixture or ''} did not return", outcome.get("tid"))
                 record["hung"] = True
                 self.needs_reboot = True
                 break
             if "harness_error" in outcome:
-                raise HarnessError(f"{do} {action['fixture'] or ''}: {outcome['harness_error']}")
+                raise HarnessError(f"{do} {action.fixture or ''}: {outcome['harness_error']}")
             latencies.append(latency)
             if outcome.get("detail"):
                 began = outcome["detail"].pop("began", began)
                 record["point"] = outcome["detail"]
                 self._check_point(action, outcome["detail"], bound)
             if "error" in outcome:
-                self.violate(f"{do} {action['fixture'] or ''} failed: {outcome['error']}")
+                self.violate(f"{do} {action.fixture or ''} failed: {outcome['error']}")
                 record["error"] = outcome["error"]
                 break
-            if action["interval"]:
-                time.sleep(action["interval"])
+            if action.interval:
+                time.sleep(action.interval)
         return latencies, began
 
     def _step(self, action: dict, step: int, bound: float) -> tuple[dict, bool]:
@@ -372,20 +370,20 @@ class ScenarioRun:
             except Exception:  # an emulator's or the harness's fault, not the kernel's
                 outcome["harness_error"] = traceback.format_exc()
 
-        thread = threading.Thread(target=body, daemon=True, name=f"action-{action['do']}")
+        thread = threading.Thread(target=body, daemon=True, name=f"action-{action.do}")
         thread.start()
-        thread.join(bound + (POINT_WAIT_MAX if action["point"] else 0.0))
+        thread.join(bound + (POINT_WAIT_MAX if action.point else 0.0))
         return outcome, thread.is_alive()
 
     def _check_point(self, action: dict, detail: dict, bound: float) -> None:
         """An unplug at a point must land where asked, and itself return in bounded time."""
         if detail.get("unplug_s", 0.0) > bound:
             self.violate(
-                f"unplug {action['fixture']} took {detail['unplug_s']:g} s (bound {bound:g} s)"
+                f"unplug {action.fixture} took {detail['unplug_s']:g} s (bound {bound:g} s)"
             )
         if detail["point"] == "halfway" and not detail["mid_read"]:
             self.violate(
-                f"unplug {action['fixture']} was to land halfway through a read, but came at "
+                f"unplug {action.fixture} was to land halfway through a read, but came at "
                 f"byte {detail['position_in_read']} of {detail['read_size']}"
             )
 
@@ -413,17 +411,17 @@ class ScenarioRun:
             snap["bytes_in_window"] = snap["bytes"] - before[w.name]["bytes"]
             proof[w.name] = snap
             if w not in paced:
-                if self.expect["require_midread"] and (
-                    snap["alive_threads"] == 0 or snap["ops"] < w.spec["min_ops"]
+                if self.expect.require_midread and (
+                    snap["alive_threads"] == 0 or snap["ops"] < w.spec.min_ops
                 ):
                     self.violate(
                         f"worker {w.name} had read {snap['ops']} edge events "
-                        f"(min_ops {w.spec['min_ops']}, {snap['alive_threads']} threads alive) "
+                        f"(min_ops {w.spec.min_ops}, {snap['alive_threads']} threads alive) "
                         f"when {fixture} was removed: no proof edges arrived before it"
                     )
                 continue
             busy = snap["ops_in_window"] or snap["bytes_in_window"]  # long ops count by bytes
-            if self.expect["require_midread"] and (snap["alive_threads"] == 0 or not busy):
+            if self.expect.require_midread and (snap["alive_threads"] == 0 or not busy):
                 self.violate(
                     f"worker {w.name} was not running when {fixture} was removed "
                     f"({snap['alive_threads']} threads alive, {snap['ops_in_window']} ops and "
@@ -433,13 +431,13 @@ class ScenarioRun:
         return proof
 
     def _wait_workers(self, workers: list[Worker]) -> None:
-        bound = self.expect["workers_exit_within"]
+        bound = self.expect.workers_exit_within
         deadline = time.monotonic() + bound
         t0 = time.monotonic()
         targets = [
             w
             for w in workers
-            if w.spec.get("fixture") in self.removed_this_cycle and w.spec["on_error"] == "stop"
+            if w.spec.fixture in self.removed_this_cycle and w.spec.on_error == "stop"
         ]
         hit = False
         while time.monotonic() < deadline and any(w.alive() for w in targets):
@@ -470,14 +468,14 @@ class ScenarioRun:
                 fixture.create()
         workers = self._start_workers()
         cycle_start = time.monotonic()
-        for action in self.sc["actions"]:
+        for action in self.sc.actions:
             self.run_action(action, workers, cycle_start)
-            if self._kernel_hit(" ".join(filter(None, (action["do"], action["fixture"])))):
+            if self._kernel_hit(" ".join(filter(None, (action.do, action.fixture)))):
                 break
             if self.needs_reboot:
                 break
         if not (self.kernel_hit or self.needs_reboot):
-            present = [w for w in workers if w.spec.get("fixture") not in self.removed_this_cycle]
+            present = [w for w in workers if w.spec.fixture not in self.removed_this_cycle]
             self.wait_min_ops(present)
             poll(
                 lambda: self._fatal_taint()
@@ -494,16 +492,16 @@ class ScenarioRun:
         self._close_held()
 
     def _start_workers(self) -> list[Worker]:
-        written = {s["fixture"] for s in self.sc["workers"] if s["type"] == "write-read-back"}
+        written = {s.fixture for s in self.sc.workers if s.type == "write-read-back"}
         started = [
             worker_types.make(
                 spec,
                 self.resolve,
-                self.fixtures.get(spec.get("fixture") or ""),
-                self.item["seed"],
-                guarded=spec.get("fixture") in written,
+                self.fixtures.get(spec.fixture or ""),
+                self.item.seed,
+                guarded=spec.fixture in written,
             )
-            for spec in self.sc["workers"]
+            for spec in self.sc.workers
         ]
         for w in started:
             w.start()
@@ -516,7 +514,7 @@ class ScenarioRun:
         for w in workers:
             w.stop()
         for w in workers:
-            stuck = w.join(0.5 if self.kernel_hit else self.expect["workers_exit_within"])
+            stuck = w.join(0.5 if self.kernel_hit else self.expect.workers_exit_within)
             if stuck:
                 self.needs_reboot = True
             if stuck and not self.kernel_hit:
@@ -612,23 +610,23 @@ class ScenarioRun:
         if not self.needs_reboot and (short := w.short_after_removal()):
             self.violate(
                 f"worker {w.name}: thread(s) tried fewer than "
-                f"{w.spec['min_ops_after_removal']} ops after the removal of "
+                f"{w.spec.min_ops_after_removal} ops after the removal of "
                 f"{w.spec.get('fixture') or 'a fixture'} or what it uses "
                 f"({', '.join(short)}): the consumers were not tried after it"
             )
-        if stats["ops"] < w.spec["min_ops"]:
-            self.violate(f"worker {w.name} did {stats['ops']} ops (min_ops {w.spec['min_ops']})")
+        if stats["ops"] < w.spec.min_ops:
+            self.violate(f"worker {w.name} did {stats['ops']} ops (min_ops {w.spec.min_ops})")
 
     def _check_errors(self, w: Worker, stats: dict, affected: bool, ended: dict) -> None:
         """Errors only once the provider is gone, only allowed ones, and every thread ended."""
-        allowed = set(self.expect["worker_errnos"])
+        allowed = set(self.expect.worker_errnos)
         if not affected and stats["errors"]:
             self.violate(f"worker {w.name} got errors with its provider present: {stats['errors']}")
             return
         unexpected = {e: n for e, n in stats["errors"].items() if allowed and e not in allowed}
         if unexpected:
             self.violate(f"worker {w.name} got {unexpected}; allowed: {', '.join(sorted(allowed))}")
-        if affected and self.expect["workers_must_fail"] and w.spec["on_error"] == "stop":
+        if affected and self.expect.workers_must_fail and w.spec.on_error == "stop":
             running = sum(1 for e in ended[w.name] if e is None)
             if running:
                 self.violate(
@@ -637,7 +635,7 @@ class ScenarioRun:
                 )
 
     def _release(self, w: Worker) -> None:
-        hold = w.spec.get("hold_cycles", 0)
+        hold = w.spec.hold_cycles
         for handle in w.handles:
             if hold:
                 self.held.append((self.cycle + hold, handle))
@@ -651,7 +649,7 @@ class ScenarioRun:
             target=lambda: problems.extend(handle.close()), daemon=True, name=f"close-{owner}"
         )
         closer.start()
-        closer.join(self.expect["workers_exit_within"])
+        closer.join(self.expect.workers_exit_within)
         if self._kernel_hit(f"close() of {owner}'s fd"):
             return
         if closer.is_alive():
@@ -676,9 +674,9 @@ class ScenarioRun:
         """What every result of this item starts with: which item it is."""
         return {
             "id": self.id,
-            "scenario": self.sc["name"],
-            "repetition": self.item["repetition"],
-            "seed": self.item["seed"],
+            "scenario": self.sc.name,
+            "repetition": self.item.repetition,
+            "seed": self.item.seed,
         }
 
     def unwatched(self, why: str) -> dict:
@@ -687,7 +685,7 @@ class ScenarioRun:
         return {
             **self._identity(),
             "cycles_done": 0,
-            "cycles": self.sc["cycles"],
+            "cycles": self.sc.cycles,
             "error": f"not run: {why} before this item (during boot), so it would run unwatched",
             "violations": [],
             "workers": {},
@@ -697,12 +695,12 @@ class ScenarioRun:
 
     def execute(self) -> dict:
         started = time.monotonic()
-        timeout = self.sc["timeout"]
+        timeout = self.sc.timeout
         self.deadline = started + timeout - min(DEADLINE_MARGIN * timeout, DEADLINE_MARGIN_MAX)
         taint_before = self.taint_start = taint()
         fds_before = open_fds()
         kmsg(f"harness: scenario-start {self.id}")
-        event("start", id=self.id, cycles=self.sc["cycles"])
+        event("start", id=self.id, cycles=self.sc.cycles)
         # if the runner itself gets stuck, the host's timeout comes with stacks
         watchdog = threading.Timer(
             max(0.0, self.deadline - time.monotonic()),
@@ -723,7 +721,7 @@ class ScenarioRun:
         return {
             **self._identity(),
             "cycles_done": self.cycle + 1 if error is None else self.cycle,
-            "cycles": self.sc["cycles"],
+            "cycles": self.sc.cycles,
             "error": error,
             "violations": self.violations,
             "workers": self.totals,
@@ -748,7 +746,7 @@ class ScenarioRun:
         error = None
         try:
             self.setup_fixtures()
-            for cycle in range(self.sc["cycles"]):
+            for cycle in range(self.sc.cycles):
                 self.cycle = cycle
                 self.run_cycle()
                 if self.cycle == 0:
@@ -771,10 +769,10 @@ class ScenarioRun:
 
     def _check_leaks(self, growth: int | None, fds_before: int, fds_after: int) -> None:
         """References the removals left behind: Slab growth, provider names never freed, fds."""
-        limit = self.expect["max_slab_growth_kb"]
+        limit = self.expect.max_slab_growth_kb
         if limit is not None and growth is not None and growth > limit:
             self.violate(f"Slab grew by {growth} kB from cycle 0 to the end (bound {limit} kB)")
-        id_limit = self.expect["max_identities"]
+        id_limit = self.expect.max_identities
         for name, seen in self.identities.items():
             if id_limit is not None and len(seen) > id_limit:
                 self.violate(
@@ -783,7 +781,7 @@ class ScenarioRun:
                     f"over {self.cycle + 1} cycles (bound {id_limit}): the removed provider's "
                     "number was never freed, so something still holds a reference to it"
                 )
-        fd_limit = self.expect["max_fd_growth"]
+        fd_limit = self.expect.max_fd_growth
         if fd_limit is not None and fds_after - fds_before > fd_limit and not self.needs_reboot:
             self.violate(f"runner fds grew from {fds_before} to {fds_after} (bound {fd_limit})")
 
@@ -796,31 +794,38 @@ def write_result(result_dir: Path, result: dict) -> None:
     os.replace(tmp, target)
 
 
+def decode_item(data: dict) -> protocol.PlanItem:
+    """One item of the host's plan, each fixture spec as its type's class."""
+    return protocol.decode(protocol.PlanItem, data, fixtures.decode_spec)
+
+
 def main(argv: list[str]) -> int:
-    plan = json.loads(Path(argv[1]).read_text())
-    result_dir = Path(plan["result_dir"])
-    event("ready", kernel=os.uname().release, items=len(plan["items"]))
+    plan = protocol.decode(
+        protocol.Plan, json.loads(Path(argv[1]).read_text()), fixtures.decode_spec
+    )
+    result_dir = Path(plan.result_dir)
+    event("ready", kernel=os.uname().release, items=len(plan.items))
     gc.disable()  # no collector pauses inside timing-sensitive loops
     previous = None
-    for item in plan["items"]:
+    for item in plan.items:
         if off := detectors_off_now():
             why = "; ".join(off)
             if previous is not None:  # what the last item's report did: a fresh boot undoes it
                 event("needs-reboot", id=previous, why=f"{why} after {previous}")
                 return 3
             # already off after the boot: a reboot gives the same, the item has no verdict
-            result = ScenarioRun(item, plan.get("modules", {})).unwatched(why)
+            result = ScenarioRun(item, plan.modules).unwatched(why)
             write_result(result_dir, result)
-            event("end", id=item["id"], violations=0, error=result["error"])
+            event("end", id=item.id, violations=0, error=result["error"])
             continue
-        previous = item["id"]
-        run = ScenarioRun(item, plan.get("modules", {}))
+        previous = item.id
+        run = ScenarioRun(item, plan.modules)
         result = run.execute()
         write_result(result_dir, result)
-        event("end", id=item["id"], violations=len(result["violations"]), error=result["error"])
+        event("end", id=item.id, violations=len(result["violations"]), error=result["error"])
         gc.collect()
         if result["needs_reboot"]:
-            event("needs-reboot", id=item["id"])
+            event("needs-reboot", id=item.id)
             return 3
     event("done")
     return 0

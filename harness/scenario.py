@@ -16,6 +16,10 @@ from pathlib import Path
 
 import yaml
 
+from guest import protocol
+from guest.fixtures import gpio_sim, revocable, spi_nor, usb_i2c
+from guest.fixtures.gpio_sim import GpioBank
+from guest.protocol import ActionSpec, ExpectSpec, FixtureSpec, ScenarioSpec, WorkerSpec
 from harness import kapi, paths, textfile
 from harness.yamlnodes import (
     Node,
@@ -44,7 +48,7 @@ def fixture_fragments(fixture: Fixture) -> tuple[str, ...]:
     """Fragments the guest needs for this fixture (gpio-sim, or the USB gadget + adapter)."""
     if fixture.type == "gpio-sim":
         return ("gpio-sim",)
-    return USB_ADAPTER_FRAGMENTS.get(fixture.adapter, ())
+    return USB_ADAPTER_FRAGMENTS.get(getattr(fixture, "adapter", ""), ())
 
 
 # The kernel APIs (harness/kapi.py) a fixture cannot work without; added to the scenario's own.
@@ -54,9 +58,9 @@ FIXTURE_APIS = {"revocable": ("revocable",)}
 def fixture_modules(fixture: Fixture) -> tuple[str, ...]:
     """The helper modules (guest/modules) the guest loads for this fixture."""
     needed = {"revocable": ["revocable_test"], "spi-nor": ["spi_nor_attach"]}.get(fixture.type, [])
-    if fixture.kernel_consumer:
+    if getattr(fixture, "kernel_consumer", False):
         needed.append("gpio_consumer" if fixture.type == "gpio-sim" else "nvmem_consumer")
-    if fixture.wp_label:  # the "wp" lookup nvmem_register() finds
+    if getattr(fixture, "wp_label", ""):  # the "wp" lookup nvmem_register() finds
         needed.append("gpio_consumer")
     return tuple(needed)
 
@@ -176,109 +180,24 @@ ERRNO_NAMES = (
 )
 
 
-@dataclass(frozen=True)
-class GpioBank:
-    label: str
-    lines: int
-    names: tuple[str, ...] = ()
+# The records the guest gets (guest/protocol.py; each fixture type's in its guest module):
+# checked here once, with file and line, then written into the boot's plan as they are.
+Fixture = FixtureSpec
+Worker = WorkerSpec
+Action = ActionSpec
+Expect = ExpectSpec
 
 
 @dataclass(frozen=True)
-class Fixture:
-    name: str
-    type: str
-    banks: tuple[GpioBank, ...] = ()  # gpio-sim
-    adapter: str = ""  # usb-i2c, spi-nor: the emulated USB adapter
-    eeprom: str = ""  # usb-i2c
-    address: int = 0x50  # usb-i2c
-    flash: str = ""  # spi-nor
-    kernel_consumer: bool = False  # usb-i2c: nvmem_consumer holds the nvmem; gpio-sim: a line
-    consumer_bank: int = 0  # gpio-sim: the line guest/modules/gpio_consumer holds (gpiod_get)
-    consumer_line: int = 0
-    wp_label: str = ""  # usb-i2c: the gpio-sim bank and line nvmem takes as write-protect GPIO
-    wp_line: int = 0
-    content: str = "counter"  # initial chip content pattern
+class Scenario(ScenarioSpec):
+    """A scenario file: what the guest runs (ScenarioSpec) and what the host needs besides."""
+
+    description: str = ""
+    path: str = ""
+    kconfig: tuple[str, ...] = ()
+    cmdline: tuple[str, ...] = ()
+    repeat: int = 1
     seed: int = 0
-    data: str = ""  # revocable: the provider's resource, what consumers read until the revoke
-    # fixtures this one's kernel device uses (an EEPROM's wp GPIO chip): their removal
-    # affects this fixture's workers as its own would
-    depends_on: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Worker:
-    name: str
-    type: str
-    fixture: str | None
-    bank: int
-    lines: tuple[int, ...]
-    path: str | None
-    threads: int
-    share_fd: bool
-    on_error: str
-    min_ops: int
-    interval: float
-    hold_cycles: int
-    hold: bool
-    verify: bool
-    whole_file: bool = False  # read-file without hold: each op reads 0..EOF, like `cat`
-    block_size: int = CAT_BLOCK  # read-file: bytes asked per read() call
-    max_ops: int = 0  # per thread and cycle; 0 = until the cycle ends
-    # per thread, ops tried (failed ones too) after the cycle's first removal of its fixture or
-    # of one its fixture uses (of any fixture, for a worker without one)
-    min_ops_after_removal: int = 0
-
-
-@dataclass(frozen=True)
-class Action:
-    do: str
-    fixture: str | None
-    at: float | None
-    after_worker: str | None
-    after_ops: int
-    bank: int
-    line: int | None
-    pull: str
-    repeat: int
-    interval: float
-    within: float | None
-    duration: float
-    what: str
-    level: str | None
-    jitter: float
-    point: str = ""  # unplug: "", halfway, bytes, transfers
-    point_count: int = 0  # bytes/transfers after the action triggers
-    via: str = ""  # provoke: "lkdtm" or the helper module "splat_selftest"
-
-
-@dataclass(frozen=True)
-class Expect:
-    no_splats: bool
-    worker_errnos: tuple[str, ...]
-    workers_must_fail: bool
-    workers_exit_within: float
-    action_within: float
-    require_midread: bool
-    max_slab_growth_kb: int | None
-    max_fd_growth: int | None
-    max_identities: int | None
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    description: str
-    path: str
-    kconfig: tuple[str, ...]
-    cmdline: tuple[str, ...]
-    fixtures: tuple[Fixture, ...]
-    workers: tuple[Worker, ...]
-    actions: tuple[Action, ...]
-    expect: Expect
-    cycles: int
-    timeout: float
-    repeat: int
-    seed: int
     covers: tuple[str, ...] = ()  # kernel source paths this scenario exercises (dir/ or file)
     needs: tuple[str, ...] = ()  # kernel APIs (harness/kapi.py) the tree must have, else skipped
 
@@ -299,7 +218,8 @@ class Scenario:
         return first.split(". ")[0].rstrip(".")
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        """The guest's part, as the boot's plan carries it."""
+        return protocol.to_json(self)
 
 
 _TOP = {
@@ -434,7 +354,7 @@ def _fixture(name: str, node: Node, earlier: dict[str, Fixture]) -> Fixture:
                 f"the resource must be one line of text other than {REVOKE_WORD!r} (a revoke "
                 f"to the test module) and {REVOKED_ANSWER!r} (its answer once revoked)"
             )
-        return Fixture(name=name, type=kind, data=data.strip())
+        return revocable.Spec(name=name, type=kind, data=data.strip())
     if kind_node is not None and kind not in FIXTURE_TYPES:
         return Fixture(name=name, type=kind)
     f = mapping(node, _FIXTURE_KEYS["gpio-sim"])
@@ -456,7 +376,7 @@ def _fixture(name: str, node: Node, earlier: dict[str, Fixture]) -> Fixture:
         held.get("bank", f["kernel_consumer"]).error(f"the chip has {len(banks)} bank(s)")
     elif held and line >= banks[bank].lines:
         held["line"].error(f"bank {bank} has lines 0..{banks[bank].lines - 1}")
-    return Fixture(
+    return gpio_sim.Spec(
         name=name,
         type=kind,
         banks=tuple(banks),
@@ -500,15 +420,20 @@ def _type_node(node: Node) -> Node | None:
 
 
 def _usb_fixture(name: str, kind: str, f: dict[str, Node]) -> Fixture:
-    return Fixture(
+    adapter = _opt(f, "adapter", lambda n: choice(n, ADAPTERS[kind]), "")
+    content = _opt(f, "content", lambda n: choice(n, CONTENTS), "counter")
+    seed = _opt(f, "seed", scalar_int, 0)
+    if kind == "spi-nor":
+        flash = _opt(f, "flash", lambda n: choice(n, FLASHES), "")
+        return spi_nor.Spec(name, kind, adapter=adapter, flash=flash, content=content, seed=seed)
+    return usb_i2c.Spec(
         name=name,
         type=kind,
-        adapter=_opt(f, "adapter", lambda n: choice(n, ADAPTERS[kind]), ""),
+        adapter=adapter,
         eeprom=_opt(f, "eeprom", lambda n: choice(n, EEPROMS), ""),
         address=_opt(f, "address", lambda n: scalar_int(n, 0x03, 0x77), 0x50),
-        flash=_opt(f, "flash", lambda n: choice(n, FLASHES), ""),
-        content=_opt(f, "content", lambda n: choice(n, CONTENTS), "counter"),
-        seed=_opt(f, "seed", scalar_int, 0),
+        content=content,
+        seed=seed,
         kernel_consumer=_opt(f, "kernel_consumer", scalar_bool, False),
     )
 
@@ -559,7 +484,7 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
         w["max_ops"].error("max_ops (per thread) x threads is below min_ops: it could never pass")
     bank = _opt(w, "bank", scalar_int, 0)
     lines = tuple(_opt(w, "lines", lambda n: [scalar_int(i) for i in sequence(n)], [0]))
-    if fixture in fixtures and fixtures[fixture].banks:
+    if fixture in fixtures and getattr(fixtures[fixture], "banks", ()):
         banks = fixtures[fixture].banks
         if bank >= len(banks):
             w["bank"].error(f"fixture {fixture!r} has {len(banks)} bank(s)")

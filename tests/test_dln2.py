@@ -605,8 +605,8 @@ def test_dln2_descriptors():
 def test_eeprom_fixture_unplugs_halfway_through_the_read_in_progress():
     """point: halfway aims at the middle of a 4 KiB read from the EEPROM's address pointer."""
     assert install_wake_handler()
-    spec = {"name": "eeprom0", "adapter": "dln2", "eeprom": "24c512", "address": 0x50}
-    fixture = usb_i2c.UsbI2cEeprom({**spec, "content": "counter", "seed": 0}, "t", "u", {})
+    spec = usb_i2c.Spec("eeprom0", "usb-i2c", adapter="dln2", eeprom="24c512", address=0x50)
+    fixture = usb_i2c.UsbI2cEeprom(spec, "t", "u", {})
     gadget = PipeGadget()
     emu = fixture.emulator = dln2.Emulator(fixture.device, gadget=gadget)
     emu.start()

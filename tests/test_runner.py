@@ -1,5 +1,6 @@
 """Guest runner decisions that need no VM: which taint bits are a result."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def _run_of(name: str):
     from harness.scenario import load_scenarios, resolve
 
     (item,) = expand(load_scenarios(resolve([name])), 1, 1)
-    return runner.ScenarioRun(item.plan_entry(), {})
+    return runner.ScenarioRun(runner.decode_item(json.loads(json.dumps(item.plan_entry()))), {})
 
 
 def test_an_emulator_failing_in_an_action_is_a_harness_error_not_a_kernel_result(monkeypatch):
@@ -66,7 +67,7 @@ def test_an_emulator_failing_in_an_action_is_a_harness_error_not_a_kernel_result
     from guest.adapters import gadget
 
     run = _run_of("nvmem-usb-unplug-during-read")
-    action = next(a for a in run.sc["actions"] if a["do"] == "unplug")
+    action = next(a for a in run.sc.actions if a.do == "unplug")
 
     def broken(action: dict, step: int) -> dict:
         raise gadget.GadgetError("ep0: unexpected setup request while unbinding")
@@ -75,7 +76,7 @@ def test_an_emulator_failing_in_an_action_is_a_harness_error_not_a_kernel_result
     monkeypatch.setattr(runner, "event", lambda *a, **k: None)
     monkeypatch.setattr(run, "_midread", lambda workers, fixture: {})
     with pytest.raises(runner.HarnessError, match="GadgetError: ep0: unexpected setup"):
-        run.run_action({**action, "at": None, "after_worker": None}, [], 0.0)
+        run.run_action(dataclasses.replace(action, at=None, after_worker=None), [], 0.0)
     assert run.violations == []  # nothing is said about the kernel
 
 
@@ -98,7 +99,11 @@ def test_items_of_a_boot_whose_lockdep_was_already_off_get_no_verdict(tmp_path, 
     plan = tmp_path / "plan.json"
     plan.write_text(
         json.dumps(
-            {"result_dir": str(tmp_path / "guest"), "items": [i.plan_entry() for i in items]}
+            {
+                "result_dir": str(tmp_path / "guest"),
+                "modules": {},
+                "items": [i.plan_entry() for i in items],
+            }
         )
     )
     proc = {

@@ -415,9 +415,9 @@ def test_every_guest_fixture_gives_exactly_the_template_values_the_schema_knows(
 
     given = {}
     for sc in load_scenarios(paths.builtin_scenarios()):
-        for spec in sc.to_json()["fixtures"]:
+        for spec in sc.fixtures:
             made = fixtures.make(spec, "harness-test-0", "dummy_udc.0", {})
-            given.setdefault(spec["type"], set(made.values()))
+            given.setdefault(spec.type, set(made.values()))
     assert given == {kind: set(keys) for kind, keys in FIXTURE_TEMPLATES.items()}
 
 

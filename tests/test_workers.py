@@ -25,11 +25,11 @@ from harness.scenario import load_scenario
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def plan_item(name: str) -> dict:
+def plan_item(name: str):
     """The scenario's plan entry as the guest reads it (through JSON, like the plan file)."""
     scenario = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
     entry = Item(id=name, scenario=scenario, repetition=0, seed=scenario.seed).plan_entry()
-    return json.loads(json.dumps(entry))
+    return runner.decode_item(json.loads(json.dumps(entry)))
 
 
 @pytest.fixture
@@ -41,9 +41,9 @@ def run_of(monkeypatch):
     def make(name: str) -> runner.ScenarioRun:
         run = runner.ScenarioRun(plan_item(name), {})
         run.deadline = time.monotonic() + 60
-        for spec in run.sc["fixtures"]:
-            if fixtures.uses_usb(spec["type"]):
-                run.fixtures[spec["name"]] = fixtures.make(spec, "harness-0-0", "dummy_udc.0", {})
+        for spec in run.sc.fixtures:
+            if fixtures.uses_usb(spec.type):
+                run.fixtures[spec.name] = fixtures.make(spec, "harness-0-0", "dummy_udc.0", {})
         return run
 
     return make
@@ -52,11 +52,9 @@ def run_of(monkeypatch):
 def workers_of(run: runner.ScenarioRun, path: Path, kind: str) -> list[Worker]:
     """The scenario's workers of ``kind``, as run_cycle makes them, reading ``path``."""
     return [
-        workers.make(
-            spec, lambda _: str(path), run.fixtures.get(spec["fixture"] or ""), run.item["seed"]
-        )
-        for spec in run.sc["workers"]
-        if spec["type"] == kind
+        workers.make(spec, lambda _: str(path), run.fixtures.get(spec.fixture or ""), run.item.seed)
+        for spec in run.sc.workers
+        if spec.type == kind
     ]
 
 
@@ -90,8 +88,8 @@ def test_whole_file_reads_verify_every_byte_and_say_so(run_of, tmp_path, name):
     assert run.violations == []
     for w in readers:
         total = run.totals[w.name]
-        assert total["ops"] == w.spec["max_ops"]
-        assert total["bytes_verified"] == w.spec["max_ops"] * chip.size(), w.name
+        assert total["ops"] == w.spec.max_ops
+        assert total["bytes_verified"] == w.spec.max_ops * chip.size(), w.name
 
 
 def test_the_junit_output_says_the_bytes_verified_per_worker(run_of, tmp_path):
@@ -141,7 +139,7 @@ def test_a_file_cut_short_by_its_providers_removal_is_not_a_violation(run_of, tm
     chip = run.fixtures["flash0"]
     path = chip_file(tmp_path, chip, keep=65536)
     cat = workers_of(run, path, "read-file")[0]
-    assert cat.spec["whole_file"]
+    assert cat.spec.whole_file
     began = time.monotonic()
     cat.start()
     time.sleep(0.2)
@@ -151,7 +149,7 @@ def test_a_file_cut_short_by_its_providers_removal_is_not_a_violation(run_of, tm
     cat.mark_restored(time.monotonic())
     tries = sum(s.failed for s in cat.states)
     run._check_workers([cat], {"flash0"}, {cat.name: [None, None]})
-    assert tries == cat.spec["threads"] and not [
+    assert tries == cat.spec.threads and not [
         v for v in run.violations if "whole-file" in v
     ], run.violations
     assert run.totals["cat-loop"]["files_cut_by_removal"] == tries
@@ -186,8 +184,8 @@ class PipeEdgeWaiter(gpio_edge_events.WORKER):
 
 
 def edge_waiter(run: runner.ScenarioRun) -> PipeEdgeWaiter:
-    spec = next(s for s in run.sc["workers"] if s["type"] == "gpio-edge-events")
-    return PipeEdgeWaiter(spec, str, None, run.item["seed"])
+    spec = next(s for s in run.sc.workers if s.type == "gpio-edge-events")
+    return PipeEdgeWaiter(spec, str, None, run.item.seed)
 
 
 def test_an_edge_waiter_counts_events_not_timeouts(run_of):
@@ -211,7 +209,7 @@ def test_an_edge_waiter_counts_events_not_timeouts(run_of):
 def test_a_removal_with_no_edges_delivered_has_no_proof(run_of):
     run = run_of("gpio-sim-remove-under-readers")
     waiter = edge_waiter(run)
-    assert waiter.spec["min_ops"] >= 1
+    assert waiter.spec.min_ops >= 1
     waiter.start()
     try:
         proof = run._midread([waiter], "chip0")
@@ -219,9 +217,9 @@ def test_a_removal_with_no_edges_delivered_has_no_proof(run_of):
         assert any("edge-waiter had read 0 edge events" in v for v in run.violations)
 
         run.violations.clear()
-        waiter.deliver(waiter.spec["min_ops"])
+        waiter.deliver(waiter.spec.min_ops)
         proof = run._midread([waiter], "chip0")
-        assert proof["edge-waiter"]["ops"] == waiter.spec["min_ops"]
+        assert proof["edge-waiter"]["ops"] == waiter.spec.min_ops
         assert run.violations == []
     finally:
         waiter.stop()
@@ -276,7 +274,7 @@ def test_a_threads_ops_after_removal_are_summed_over_cycles(run_of, tmp_path):
     for cycle in range(2):
         writers = workers_of(run, tmp_path / "absent", "write-read-back")
         for w in writers:
-            for _ in range(w.spec["threads"]):
+            for _ in range(w.spec.threads):
                 state = ThreadState()
                 state.ops = 10
                 w.states.append(state)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
+from guest.protocol import WorkerSpec
 from guest.workers.base import Worker
 
 
@@ -19,8 +20,8 @@ def worker_class(type_name: str) -> type[Worker]:
 
 
 def make(
-    spec: dict, resolve: Callable[[str], str], fixture, seed: int, guarded: bool = False
+    spec: WorkerSpec, resolve: Callable[[str], str], fixture, seed: int, guarded: bool = False
 ) -> Worker:
     """The worker for one ``workers:`` entry (``guarded``: it shares the fixture with a
     write-read-back worker, so its reads take the fixture's I/O lock)."""
-    return worker_class(spec["type"])(spec, resolve, fixture, seed, guarded=guarded)
+    return worker_class(spec.type)(spec, resolve, fixture, seed, guarded=guarded)

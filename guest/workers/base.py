@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from guest.adapters import chipmodels
+from guest.protocol import WorkerSpec
 
 
 class Stopped(Exception):
@@ -87,7 +88,7 @@ class Worker:
 
     def __init__(
         self,
-        spec: dict,
+        spec: WorkerSpec,
         resolve: Callable[[str], str],
         fixture,
         seed: int,
@@ -95,8 +96,8 @@ class Worker:
     ):
         self.spec = spec
         self.guarded = guarded  # a write-read-back worker shares the fixture: take its lock
-        self.name = spec["name"]
-        self.kind = spec["type"]
+        self.name = spec.name
+        self.kind = spec.type
         self.resolve = resolve
         self.fixture = fixture
         self.seed = seed
@@ -119,21 +120,21 @@ class Worker:
     # --- opening -------------------------------------------------------------
 
     def _chip_path(self) -> str:
-        if self.spec.get("path"):
-            return self.resolve(self.spec["path"])
-        return self.fixture.dev(self.spec["bank"])
+        if self.spec.path:
+            return self.resolve(self.spec.path)
+        return self.fixture.dev(self.spec.bank)
 
     def _file_path(self) -> str:
-        pattern = self.resolve(self.spec["path"])
+        pattern = self.resolve(self.spec.path)
         matches = sorted(glob.glob(pattern))
         if not matches:
             raise FileNotFoundError(errno.ENOENT, "no file matches", pattern)
         return matches[0]
 
     def _line_slices(self) -> list[list[int]]:
-        lines = list(self.spec["lines"])
-        threads = self.spec["threads"]
-        if self.spec["share_fd"] or not self.splits_lines:
+        lines = list(self.spec.lines)
+        threads = self.spec.threads
+        if self.spec.share_fd or not self.splits_lines:
             return [lines] * threads
         return [lines[i::threads] for i in range(threads)]
 
@@ -168,7 +169,7 @@ class Worker:
     def _check(self, buf: bytearray, offset: int, n: int, state: ThreadState) -> None:
         """Count the bytes; with ``verify``, compare them with the fixture's model."""
         state.bytes += n
-        if n and self.spec.get("verify") and self.fixture is not None:
+        if n and self.spec.verify and self.fixture is not None:
             want = self.fixture.expected(offset, n)
             self._compare(want, bytes(buf[:n]), offset, "data differs from the model")
             state.verified += n
@@ -185,15 +186,15 @@ class Worker:
 
     def _loop(self, state: ThreadState, handle: Handle | None, lines: list[int]) -> None:
         buf = bytearray(self.buffer_size())
-        interval = self.spec["interval"]
-        on_error = self.spec["on_error"]
+        interval = self.spec.interval
+        on_error = self.spec.on_error
         try:
             while not self.stop_event.is_set():
                 t0 = time.monotonic()
                 state.in_op = True
                 try:
                     state.ops += self.op(handle, lines, buf, state)
-                    if self.spec["max_ops"] and state.ops >= self.spec["max_ops"]:
+                    if self.spec.max_ops and state.ops >= self.spec.max_ops:
                         return  # its share of the work is done (data-integrity readers)
                 except Stopped:
                     return
@@ -240,7 +241,7 @@ class Worker:
         slices = self._line_slices()
         handles: list[Handle | None] = []
         try:
-            if persistent and self.spec["share_fd"]:
+            if persistent and self.spec.share_fd:
                 shared = self.open_handle(slices[0])
                 self.handles.append(shared)
                 handles = [shared] * len(slices)
@@ -331,7 +332,7 @@ class Worker:
 
     def short_after_removal(self, alive_only: bool = False) -> list[str]:
         """Threads that have not tried min_ops_after_removal since the removal ("name/i: n")."""
-        need = self.spec.get("min_ops_after_removal", 0)
+        need = self.spec.min_ops_after_removal
         return [
             f"{self.name}/{i}: {s.ops + s.failed - s.tries_at_removal}"
             for i, s in enumerate(self.states)

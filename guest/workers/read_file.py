@@ -17,10 +17,10 @@ class ReadFile(Worker):
         return Handle(os.open(self._file_path(), os.O_RDONLY))
 
     def persistent(self) -> bool:
-        return self.spec.get("hold", True)
+        return self.spec.hold
 
     def buffer_size(self) -> int:
-        return self.spec["block_size"]
+        return self.spec.block_size
 
     def op(
         self, handle: Handle | None, lines: list[int], buf: bytearray, state: ThreadState
@@ -50,13 +50,13 @@ class ReadFile(Worker):
                     n = os.readv(fd, [buf])
                     self._check(buf, offset, n, state)
                 offset += n
-                if not n or not self.spec.get("whole_file"):
+                if not n or not self.spec.whole_file:
                     break
                 if self.stop_event.is_set():  # a slow whole-file read is not a blocked one
                     raise Stopped
         finally:
             os.close(fd)
-        if self.spec.get("whole_file") and offset != self.fixture.size():
+        if self.spec.whole_file and offset != self.fixture.size():
             with self.lock:
                 self.short.append((started, time.monotonic(), offset, self.fixture.size()))
             raise ShortFile
