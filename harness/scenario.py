@@ -9,7 +9,6 @@ file, line and field; the records it returns are what the guest runner gets
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,10 @@ from pathlib import Path
 import yaml
 
 from guest import protocol
-from guest.fixtures import gpio_sim, revocable, spi_nor, usb_i2c
-from guest.fixtures.gpio_sim import GpioBank
 from guest.protocol import ActionSpec, ExpectSpec, FixtureSpec, ScenarioSpec, WorkerSpec
+from harness import fixtures as fixture_types
 from harness import kapi, paths, textfile
+from harness.fixtures.base import NAME
 from harness.yamlnodes import (
     Node,
     Reader,
@@ -29,6 +28,7 @@ from harness.yamlnodes import (
     choice,
     duration,
     mapping,
+    optional,
     scalar_bool,
     scalar_int,
     scalar_str,
@@ -37,68 +37,36 @@ from harness.yamlnodes import (
     string_list,
 )
 
-FIXTURE_TYPES = ("gpio-sim", "usb-i2c", "spi-nor", "revocable")
-# What the guest's emulators model (guest/adapters/chipmodels.py, guest/adapters/dln2.py).
-ADAPTERS = {"usb-i2c": ("dln2", "cp2112"), "spi-nor": ("dln2",)}
-# The kconfig fragments a fixture cannot work without; added to the scenario's own list.
-USB_ADAPTER_FRAGMENTS = {"dln2": ("usb-gadget", "dln2"), "cp2112": ("usb-gadget", "cp2112")}
-
-
-def fixture_fragments(fixture: Fixture) -> tuple[str, ...]:
-    """Fragments the guest needs for this fixture (gpio-sim, or the USB gadget + adapter)."""
-    if fixture.type == "gpio-sim":
-        return ("gpio-sim",)
-    return USB_ADAPTER_FRAGMENTS.get(getattr(fixture, "adapter", ""), ())
-
-
-# The kernel APIs (harness/kapi.py) a fixture cannot work without; added to the scenario's own.
-FIXTURE_APIS = {"revocable": ("revocable",)}
-
-
-def fixture_modules(fixture: Fixture) -> tuple[str, ...]:
-    """The helper modules (guest/modules) the guest loads for this fixture."""
-    needed = {"revocable": ["revocable_test"], "spi-nor": ["spi_nor_attach"]}.get(fixture.type, [])
-    if getattr(fixture, "kernel_consumer", False):
-        needed.append("gpio_consumer" if fixture.type == "gpio-sim" else "nvmem_consumer")
-    if getattr(fixture, "wp_label", ""):  # the "wp" lookup nvmem_register() finds
-        needed.append("gpio_consumer")
-    return tuple(needed)
-
-
-# The template values each fixture type's guest object gives worker paths ("{eeprom0.nvmem}";
-# guest/*.py values()): an absolute path, or a device's name to build a path with. The one
-# list of them: scenarios are checked against it at every load, and
-# tests/test_scenario.py holds every guest fixture's values() to it.
-PATH, NAME = "path", "name"
+# The fixture types, one module each (harness/fixtures/); these tables are read from them.
+FIXTURE_TYPES = tuple(fixture_types.types())
 FIXTURE_TEMPLATES: dict[str, dict[str, str]] = {
-    "gpio-sim": {"dev": PATH, "device": NAME, "kernel_consumer": PATH},
-    "usb-i2c": {
-        "eeprom": PATH,
-        "nvmem": PATH,
-        "client": NAME,
-        "adapter": NAME,
-        "kernel_consumer": PATH,
-    },
-    "spi-nor": {"mtd": PATH, "spi_device": NAME, "controller": NAME},
-    "revocable": {"consumer": PATH},
+    kind: module.TEMPLATES for kind, module in fixture_types.types().items()
 }
 # Where each fixture type's kernel devices appear. A worker path not built on a path
 # template must lie there (its fixture's; any fixture type's for a worker without one), so
 # that it reaches a provider under test: /dev/zero would meet every proof of work.
-DEVICE_AREAS: dict[str, tuple[str, ...]] = {
-    "gpio-sim": ("/dev/gpiochip", "/sys/bus/gpio/devices/", "/sys/bus/platform/devices/gpio-sim"),
-    "usb-i2c": ("/sys/bus/nvmem/devices/", "/sys/bus/i2c/devices/", "/dev/i2c-"),
-    "spi-nor": ("/dev/mtd", "/sys/class/mtd/", "/sys/bus/spi/devices/"),
-    "revocable": (),
-}
+DEVICE_AREAS = {kind: module.DEVICE_AREAS for kind, module in fixture_types.types().items()}
+USB_FIXTURE_TYPES = tuple(kind for kind, module in fixture_types.types().items() if module.USB)
+CHIP_MODEL_TYPES = tuple(k for k, module in fixture_types.types().items() if module.CHIP_MODEL)
+
+
+def fixture_fragments(fixture: Fixture) -> tuple[str, ...]:
+    """Fragments the guest needs for this fixture (gpio-sim, or the USB gadget + adapter)."""
+    module = fixture_types.get(fixture.type)
+    return module.fragments(fixture) if module else ()
+
+
+def fixture_modules(fixture: Fixture) -> tuple[str, ...]:
+    """The helper modules (guest/modules) the guest loads for this fixture."""
+    module = fixture_types.get(fixture.type)
+    return module.modules(fixture) if module else ()
+
+
 # Upper bounds of the counts that multiply a run's length (cycles per item, items per
 # scenario); the shipped scenarios use at most 40 cycles and 1 repetition.
 CYCLES_MAX = 10_000
 REPEAT_MAX = 1_000
 
-EEPROMS = ("24c32", "24c64", "24c128", "24c256", "24c512")
-FLASHES = ("w25x05", "w25x10", "w25x20", "w25x40", "w25x80", "w25x16")
-CONTENTS = ("counter", "zero", "erased", "random")
 WORKER_TYPES = (
     "gpio-get-values",
     "gpio-edge-events",
@@ -149,11 +117,8 @@ SELFTEST_PROVOKE = ("abba", "atomic-sleep", "odebug")
 # Where an unbind/bind action cuts: the provider's own driver by default, or a
 # level of a USB adapter fixture's stack (client chip, bus adapter, USB interface).
 UNBIND_LEVELS = ("driver", "client", "adapter", "spi-device", "controller", "usb-interface")
-USB_FIXTURE_TYPES = ("usb-i2c", "spi-nor")
 ON_ERROR = ("stop", "continue", "reopen")
 # guest/modules/revocable_test: what its provider file takes as a revoke, what a revoked read says
-REVOKE_WORD = "resource_gone"
-REVOKED_ANSWER = "(null)"
 # What `cat` (coreutils' io_blksize) asks per read(): the size read-file uses unless told.
 CAT_BLOCK = 128 * 1024
 BLOCK_MAX = 16 * 1024 * 1024
@@ -238,24 +203,6 @@ _TOP = {
     "covers": False,
     "needs": False,
 }
-_FIXTURE_KEYS = {
-    "gpio-sim": {"type": True, "banks": True, "kernel_consumer": False},
-    "usb-i2c": {
-        "type": True,
-        "adapter": True,
-        "eeprom": True,
-        "address": False,
-        "content": False,
-        "seed": False,
-        "kernel_consumer": False,
-        "wp_gpio": False,
-    },
-    "spi-nor": {"type": True, "adapter": True, "flash": True, "content": False, "seed": False},
-    "revocable": {"type": True, "data": False},
-}
-_BANK = {"label": False, "lines": True, "names": False}
-_HELD_LINE = {"line": True, "bank": False}  # gpio-sim kernel_consumer
-_WP_GPIO = {"fixture": True, "line": True, "bank": False}  # usb-i2c wp_gpio
 _WORKER = {
     "name": True,
     "type": True,
@@ -325,89 +272,22 @@ _NEEDS_FIXTURE_ACTIONS = (
 _POINT_COUNTS = {"bytes": False, "transfers": False}
 
 
-def _opt(fields: dict[str, Node], key: str, read, default):
-    return read(fields[key]) if key in fields else default
-
-
 def _bound(node: Node) -> float:
     """A duration something must end within: more than 0."""
     return duration(node, positive=True)
 
 
 def _fixture(name: str, node: Node, earlier: dict[str, Fixture]) -> Fixture:
+    """One fixtures: entry, checked by its type's module."""
     kind_node = _type_node(node)
-    kind = choice(kind_node, FIXTURE_TYPES) if kind_node is not None else ""
-    if kind in ("usb-i2c", "spi-nor"):
-        f = mapping(node, _FIXTURE_KEYS[kind])
-        fixture = _usb_fixture(name, kind, f)
-        if "wp_gpio" in f:
-            chip, label, line = _wp_gpio(f["wp_gpio"], earlier)
-            fixture = dataclasses.replace(
-                fixture, wp_label=label, wp_line=line, depends_on=(chip,) if label else ()
-            )
-        return fixture
-    if kind == "revocable":
-        f = mapping(node, _FIXTURE_KEYS[kind])
-        data = _opt(f, "data", scalar_str, f"harness {name}")
-        if not data.strip() or data.strip() in (REVOKE_WORD, REVOKED_ANSWER) or "\n" in data:
-            f["data"].error(
-                f"the resource must be one line of text other than {REVOKE_WORD!r} (a revoke "
-                f"to the test module) and {REVOKED_ANSWER!r} (its answer once revoked)"
-            )
-        return revocable.Spec(name=name, type=kind, data=data.strip())
-    if kind_node is not None and kind not in FIXTURE_TYPES:
+    if kind_node is None:
+        node.error(f"a fixture needs 'type'; one of: {', '.join(FIXTURE_TYPES)}")
+        return Fixture(name=name, type="")
+    kind = choice(kind_node, FIXTURE_TYPES)
+    module = fixture_types.get(kind)
+    if module is None:
         return Fixture(name=name, type=kind)
-    f = mapping(node, _FIXTURE_KEYS["gpio-sim"])
-    banks = []
-    for bank_node in sequence(f["banks"]) if "banks" in f else []:
-        b = mapping(bank_node, _BANK)
-        lines = _opt(b, "lines", lambda n: scalar_int(n, 1, 1024), 1)
-        names = tuple(_opt(b, "names", string_list, []))
-        if len(names) > lines:
-            b["names"].error(f"{len(names)} names given for {lines} lines")
-        label = _opt(b, "label", scalar_str, f"{name}-bank{len(banks)}")
-        banks.append(GpioBank(label=label, lines=lines, names=names))
-    if "banks" in f and not banks:
-        f["banks"].error("a gpio-sim chip needs at least one bank")
-    held = mapping(f["kernel_consumer"], _HELD_LINE) if "kernel_consumer" in f else {}
-    bank = _opt(held, "bank", scalar_int, 0)
-    line = _opt(held, "line", scalar_int, 0)
-    if held and bank >= len(banks):
-        held.get("bank", f["kernel_consumer"]).error(f"the chip has {len(banks)} bank(s)")
-    elif held and line >= banks[bank].lines:
-        held["line"].error(f"bank {bank} has lines 0..{banks[bank].lines - 1}")
-    return gpio_sim.Spec(
-        name=name,
-        type=kind,
-        banks=tuple(banks),
-        kernel_consumer=bool(held),
-        consumer_bank=bank,
-        consumer_line=line,
-    )
-
-
-def _wp_gpio(node: Node, earlier: dict[str, Fixture]) -> tuple[str, str, int]:
-    """The name, bank label and line of a gpio-sim fixture defined before this one."""
-    w = mapping(node, _WP_GPIO)
-    chip = _opt(w, "fixture", scalar_str, "")
-    bank = _opt(w, "bank", scalar_int, 0)
-    line = _opt(w, "line", scalar_int, 0)
-    target = earlier.get(chip)
-    if "fixture" in w and (target is None or target.type != "gpio-sim"):
-        chips = ", ".join(n for n, f in earlier.items() if f.type == "gpio-sim") or "none"
-        w["fixture"].error(
-            f"no gpio-sim fixture {chip!r} defined before this one (defined: {chips}); the "
-            "chip must exist before the EEPROM's driver takes its write-protect line"
-        )
-        return chip, "", 0
-    if target is None:
-        return chip, "", 0
-    if bank >= len(target.banks):
-        w.get("bank", node).error(f"{chip} has {len(target.banks)} bank(s)")
-        return chip, "", 0
-    if line >= target.banks[bank].lines:
-        w["line"].error(f"bank {bank} of {chip} has lines 0..{target.banks[bank].lines - 1}")
-    return chip, target.banks[bank].label, line
+    return module.parse(name, mapping(node, module.KEYS), node, earlier)
 
 
 def _type_node(node: Node) -> Node | None:
@@ -419,28 +299,9 @@ def _type_node(node: Node) -> Node | None:
     return None
 
 
-def _usb_fixture(name: str, kind: str, f: dict[str, Node]) -> Fixture:
-    adapter = _opt(f, "adapter", lambda n: choice(n, ADAPTERS[kind]), "")
-    content = _opt(f, "content", lambda n: choice(n, CONTENTS), "counter")
-    seed = _opt(f, "seed", scalar_int, 0)
-    if kind == "spi-nor":
-        flash = _opt(f, "flash", lambda n: choice(n, FLASHES), "")
-        return spi_nor.Spec(name, kind, adapter=adapter, flash=flash, content=content, seed=seed)
-    return usb_i2c.Spec(
-        name=name,
-        type=kind,
-        adapter=adapter,
-        eeprom=_opt(f, "eeprom", lambda n: choice(n, EEPROMS), ""),
-        address=_opt(f, "address", lambda n: scalar_int(n, 0x03, 0x77), 0x50),
-        content=content,
-        seed=seed,
-        kernel_consumer=_opt(f, "kernel_consumer", scalar_bool, False),
-    )
-
-
 def _fixture_ref(fields: dict[str, Node], fixtures: dict[str, Fixture]) -> str | None:
     """The optional 'fixture' key, which must name a defined fixture."""
-    fixture = _opt(fields, "fixture", scalar_str, None)
+    fixture = optional(fields, "fixture", scalar_str, None)
     if fixture is not None and fixture not in fixtures:
         defined = ", ".join(fixtures) or "none"
         fields["fixture"].error(f"no fixture {fixture!r}; defined: {defined}")
@@ -455,35 +316,37 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
     fixture = _fixture_ref(w, fixtures)
     if kind in _NEEDS_FIXTURE_WORKERS and fixture is None:
         node.error(f"a {kind} worker needs 'fixture'")
-    path = _opt(w, "path", scalar_str, None)
+    path = optional(w, "path", scalar_str, None)
     if kind in ("read-file", "write-read-back") and path is None:
         node.error(f"a {kind} worker needs 'path' (e.g. /sys/bus/nvmem/devices/*/nvmem)")
     if kind == "revocable-read" and fixture in fixtures:
         if fixtures[fixture].type != "revocable":
             w["fixture"].error("a revocable-read worker reads a revocable fixture's consumer file")
     if kind == "write-read-back" and fixture in fixtures:
-        if fixtures[fixture].type not in USB_FIXTURE_TYPES:
+        if fixtures[fixture].type not in CHIP_MODEL_TYPES:
             w["fixture"].error(
-                "write-read-back checks the chip model: it needs a usb-i2c/spi-nor fixture"
+                "write-read-back checks the chip model: it needs a "
+                f"{'/'.join(CHIP_MODEL_TYPES)} fixture"
             )
-    whole_file = _opt(w, "whole_file", scalar_bool, False)
+    whole_file = optional(w, "whole_file", scalar_bool, False)
     if whole_file and (
-        fixture is None or (fixture in fixtures and fixtures[fixture].type not in USB_FIXTURE_TYPES)
+        fixture is None or (fixture in fixtures and fixtures[fixture].type not in CHIP_MODEL_TYPES)
     ):
         w["whole_file"].error(
-            "a whole-file read must end at the chip's size: it needs a usb-i2c/spi-nor fixture"
+            "a whole-file read must end at the chip's size: it needs a "
+            f"{'/'.join(CHIP_MODEL_TYPES)} fixture"
         )
     if kind == "open-close" and path is None and fixture is None:
         node.error("an open-close worker needs 'path' or 'fixture'")
     if path is not None:
         _check_path(w["path"], path, fixture, fixtures)
-    threads = _opt(w, "threads", lambda n: scalar_int(n, 1, 64), 1)
-    min_ops = _opt(w, "min_ops", scalar_int, 1)
-    max_ops = _opt(w, "max_ops", scalar_int, 0)
+    threads = optional(w, "threads", lambda n: scalar_int(n, 1, 64), 1)
+    min_ops = optional(w, "min_ops", scalar_int, 1)
+    max_ops = optional(w, "max_ops", scalar_int, 0)
     if max_ops and max_ops * threads < min_ops:
         w["max_ops"].error("max_ops (per thread) x threads is below min_ops: it could never pass")
-    bank = _opt(w, "bank", scalar_int, 0)
-    lines = tuple(_opt(w, "lines", lambda n: [scalar_int(i) for i in sequence(n)], [0]))
+    bank = optional(w, "bank", scalar_int, 0)
+    lines = tuple(optional(w, "lines", lambda n: [scalar_int(i) for i in sequence(n)], [0]))
     if fixture in fixtures and getattr(fixtures[fixture], "banks", ()):
         banks = fixtures[fixture].banks
         if bank >= len(banks):
@@ -498,17 +361,17 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
         lines=lines,
         path=path,
         threads=threads,
-        share_fd=_opt(w, "share_fd", scalar_bool, False),
-        on_error=_opt(w, "on_error", lambda n: choice(n, ON_ERROR), "stop"),
+        share_fd=optional(w, "share_fd", scalar_bool, False),
+        on_error=optional(w, "on_error", lambda n: choice(n, ON_ERROR), "stop"),
         min_ops=min_ops,
-        interval=_opt(w, "interval", duration, 0.0),
-        hold_cycles=_opt(w, "hold_cycles", scalar_int, 0),
-        hold=_opt(w, "hold", scalar_bool, True),
-        verify=_opt(w, "verify", scalar_bool, False),
+        interval=optional(w, "interval", duration, 0.0),
+        hold_cycles=optional(w, "hold_cycles", scalar_int, 0),
+        hold=optional(w, "hold", scalar_bool, True),
+        verify=optional(w, "verify", scalar_bool, False),
         whole_file=whole_file,
-        block_size=_opt(w, "block_size", lambda n: size(n, 1, BLOCK_MAX), CAT_BLOCK),
+        block_size=optional(w, "block_size", lambda n: size(n, 1, BLOCK_MAX), CAT_BLOCK),
         max_ops=max_ops,
-        min_ops_after_removal=_opt(w, "min_ops_after_removal", scalar_int, 0),
+        min_ops_after_removal=optional(w, "min_ops_after_removal", scalar_int, 0),
     )
 
 
@@ -607,8 +470,8 @@ def _action(node: Node, fixtures: dict[str, Fixture], workers: dict[str, Worker]
                 after["worker"].error(
                     f"no worker {after_worker!r}; defined: {', '.join(workers) or 'none'}"
                 )
-        after_ops = _opt(after, "ops", lambda n: scalar_int(n, 1), 1)
-    line = _opt(a, "line", scalar_int, None)
+        after_ops = optional(after, "ops", lambda n: scalar_int(n, 1), 1)
+    line = optional(a, "line", scalar_int, None)
     if do == "provoke" and "what" not in a:
         node.error(
             f"action 'provoke' needs 'what'; one of: {', '.join(PROVOKE + SELFTEST_PROVOKE)}"
@@ -627,19 +490,19 @@ def _action(node: Node, fixtures: dict[str, Fixture], workers: dict[str, Worker]
     return Action(
         do=do,
         fixture=fixture,
-        at=_opt(a, "at", duration, None),
+        at=optional(a, "at", duration, None),
         after_worker=after_worker,
         after_ops=after_ops,
-        bank=_opt(a, "bank", scalar_int, 0),
+        bank=optional(a, "bank", scalar_int, 0),
         line=line,
-        pull=_opt(a, "pull", lambda n: choice(n, ("pull-up", "pull-down")), "pull-up"),
-        repeat=_opt(a, "repeat", lambda n: scalar_int(n, 1), 1),
-        interval=_opt(a, "interval", duration, 0.0),
-        within=_opt(a, "within", _bound, None),
-        duration=_opt(a, "duration", duration, 0.0),
-        what=(what := _opt(a, "what", lambda n: choice(n, PROVOKE + SELFTEST_PROVOKE), "")),
-        level=_opt(a, "level", lambda n: choice(n, UNBIND_LEVELS), None),
-        jitter=_opt(a, "jitter", duration, 0.0),
+        pull=optional(a, "pull", lambda n: choice(n, ("pull-up", "pull-down")), "pull-up"),
+        repeat=optional(a, "repeat", lambda n: scalar_int(n, 1), 1),
+        interval=optional(a, "interval", duration, 0.0),
+        within=optional(a, "within", _bound, None),
+        duration=optional(a, "duration", duration, 0.0),
+        what=(what := optional(a, "what", lambda n: choice(n, PROVOKE + SELFTEST_PROVOKE), "")),
+        level=optional(a, "level", lambda n: choice(n, UNBIND_LEVELS), None),
+        jitter=optional(a, "jitter", duration, 0.0),
         point=point,
         point_count=point_count,
         via=("splat_selftest" if what in SELFTEST_PROVOKE else "lkdtm") if what else "",
@@ -661,22 +524,22 @@ def _point(node: Node) -> tuple[str, int]:
 
 def _expect(node: Node | None) -> Expect:
     e = mapping(node, _EXPECT) if node is not None else {}
-    errnos = tuple(_opt(e, "worker_errnos", string_list, []))
+    errnos = tuple(optional(e, "worker_errnos", string_list, []))
     for name in errnos:
         if name not in ERRNO_NAMES:
             e["worker_errnos"].error(
                 f"{name!r} is not a known errno; use one of: {', '.join(ERRNO_NAMES)}"
             )
     return Expect(
-        no_splats=_opt(e, "no_splats", scalar_bool, True),
+        no_splats=optional(e, "no_splats", scalar_bool, True),
         worker_errnos=errnos,
-        workers_must_fail=_opt(e, "workers_must_fail", scalar_bool, False),
-        workers_exit_within=_opt(e, "workers_exit_within", _bound, 10.0),
-        action_within=_opt(e, "action_within", _bound, 10.0),
-        require_midread=_opt(e, "require_midread", scalar_bool, True),
-        max_slab_growth_kb=_opt(e, "max_slab_growth_kb", scalar_int, None),
-        max_fd_growth=_opt(e, "max_fd_growth", scalar_int, None),
-        max_identities=_opt(e, "max_identities", lambda n: scalar_int(n, 1), None),
+        workers_must_fail=optional(e, "workers_must_fail", scalar_bool, False),
+        workers_exit_within=optional(e, "workers_exit_within", _bound, 10.0),
+        action_within=optional(e, "action_within", _bound, 10.0),
+        require_midread=optional(e, "require_midread", scalar_bool, True),
+        max_slab_growth_kb=optional(e, "max_slab_growth_kb", scalar_int, None),
+        max_fd_growth=optional(e, "max_fd_growth", scalar_int, None),
+        max_identities=optional(e, "max_identities", lambda n: scalar_int(n, 1), None),
     )
 
 
@@ -743,7 +606,12 @@ def _needs(node: Node) -> tuple[str, ...]:
 
 
 def _with_fixture_apis(listed: tuple[str, ...], fixtures) -> tuple[str, ...]:
-    needed = [name for fixture in fixtures for name in FIXTURE_APIS.get(fixture.type, ())]
+    needed = [
+        name
+        for fixture in fixtures
+        if (module := fixture_types.get(fixture.type))
+        for name in module.APIS
+    ]
     return tuple(dict.fromkeys([*listed, *needed]))
 
 
@@ -803,27 +671,27 @@ def parse_scenario(
             actions.append(action)
     _check_proves_something(top.get("actions", top.get("workers", root)), workers.values(), actions)
     expect = _expect(top.get("expect"))
-    name = _opt(top, "name", scalar_str, "")
+    name = optional(top, "name", scalar_str, "")
     if name and name != path.stem and path.suffix in (".yaml", ".yml"):
         top["name"].error(f"must match the file name ({path.stem!r}) so results map to files")
     scenario = Scenario(
         name=name,
-        description=_opt(top, "description", scalar_str, ""),
+        description=optional(top, "description", scalar_str, ""),
         path=str(path),
         kconfig=_with_fixture_fragments(
-            _opt(top, "kconfig", _kconfig_names, ()), fixtures.values()
+            optional(top, "kconfig", _kconfig_names, ()), fixtures.values()
         ),
-        cmdline=tuple(_opt(top, "cmdline", string_list, [])),
+        cmdline=tuple(optional(top, "cmdline", string_list, [])),
         fixtures=tuple(fixtures.values()),
         workers=tuple(workers.values()),
         actions=tuple(actions),
         expect=expect,
-        cycles=_opt(top, "cycles", lambda n: scalar_int(n, 1, CYCLES_MAX), 1),
-        timeout=_opt(top, "timeout", _bound, 300.0),
-        repeat=_opt(top, "repeat", lambda n: scalar_int(n, 1, REPEAT_MAX), 1),
-        seed=_opt(top, "seed", scalar_int, 0),
-        covers=_opt(top, "covers", lambda n: _covers(n, tree), ()),
-        needs=_with_fixture_apis(_opt(top, "needs", _needs, ()), fixtures.values()),
+        cycles=optional(top, "cycles", lambda n: scalar_int(n, 1, CYCLES_MAX), 1),
+        timeout=optional(top, "timeout", _bound, 300.0),
+        repeat=optional(top, "repeat", lambda n: scalar_int(n, 1, REPEAT_MAX), 1),
+        seed=optional(top, "seed", scalar_int, 0),
+        covers=optional(top, "covers", lambda n: _covers(n, tree), ()),
+        needs=_with_fixture_apis(optional(top, "needs", _needs, ()), fixtures.values()),
     )
     if reader.errors:
         return None, reader.errors

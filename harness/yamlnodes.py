@@ -219,3 +219,8 @@ def size(node: Node, minimum: int = 1, maximum: int | None = None) -> int:
         node.error(f"must be between {minimum} and {maximum} bytes")
         return minimum
     return value
+
+
+def optional(fields: dict[str, Node], key: str, read, default):
+    """``read`` of an optional key's node, or ``default`` when the key is absent."""
+    return read(fields[key]) if key in fields else default

@@ -44,3 +44,17 @@ def test_no_function_in_the_runner_and_pipeline_paths_is_over_60_lines():
                 if lines > 60:
                     long.append(f"{name}:{node.lineno} {node.name}: {lines} lines")
     assert not long, long
+
+
+def test_every_package_is_installed_so_the_harness_command_runs_from_anywhere():
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        str(init.parent.relative_to(ROOT)).replace("/", ".")
+        for top in ("harness", "guest")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert found == listed

@@ -454,4 +454,4 @@ def test_a_whole_file_read_needs_a_chip_whose_size_it_must_reach():
     )
     (error,) = errors_of(text)
     assert error.startswith("s/t.yaml:14: workers[0].whole_file: ")
-    assert "chip's size: it needs a usb-i2c/spi-nor fixture" in error
+    assert "chip's size: it needs a spi-nor/usb-i2c fixture" in error
