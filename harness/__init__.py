@@ -1,0 +1,1 @@
+"""The host side: builds kernels, boots them, runs scenarios, and judges what happened."""
