@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from guest import protocol
+from guest import workers as guest_workers
 from guest.protocol import ActionSpec, ExpectSpec, FixtureSpec, ScenarioSpec, WorkerSpec
 from harness import fixtures as fixture_types
 from harness import kapi, paths, textfile
@@ -67,15 +68,7 @@ def fixture_modules(fixture: Fixture) -> tuple[str, ...]:
 CYCLES_MAX = 10_000
 REPEAT_MAX = 1_000
 
-WORKER_TYPES = (
-    "gpio-get-values",
-    "gpio-edge-events",
-    "gpio-chip-info",
-    "open-close",
-    "read-file",
-    "write-read-back",
-    "revocable-read",
-)
+WORKER_TYPES = guest_workers.types()  # one module each in guest/workers/
 ACTION_TYPES = (
     "remove",
     "create",

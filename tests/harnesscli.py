@@ -1,9 +1,13 @@
-"""The harness CLI as the boot tests run it: a subprocess, its output streamed to the log."""
+"""The harness CLI as the tests use it: run as a subprocess (boot tests), or parsed only."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import click
+
+from harness.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,3 +27,11 @@ def harness(*args: str, env: dict | None = None) -> tuple[int, str]:
         sys.__stderr__.write(line)
         lines.append(line)
     return proc.wait(timeout=3600), "".join(lines)
+
+
+def parse(argv: list[str]) -> click.Context:
+    """Parse ``harness ARGV`` as the CLI would, without running anything: an unknown
+    command or option, or a bad value, fails."""
+    command = main.get_command(click.Context(main), argv[0])
+    assert command is not None, f"harness has no command {argv[0]!r}"
+    return command.make_context(argv[0], list(argv[1:]))

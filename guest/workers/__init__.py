@@ -8,10 +8,21 @@ the type, like the fixtures.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 
 from guest.protocol import WorkerSpec
 from guest.workers.base import Worker
+
+
+def types() -> tuple[str, ...]:
+    """Every worker type's name, in the order of their module names."""
+    names = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "WORKER"):
+            names.append(info.name.replace("_", "-"))
+    return tuple(names)
 
 
 def worker_class(type_name: str) -> type[Worker]:

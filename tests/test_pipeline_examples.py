@@ -1,4 +1,5 @@
-"""The pipeline examples in ci/ parse, and every harness command in them is one the CLI takes."""
+"""The pipeline examples in examples/pipelines/ parse, and every harness command in them
+is one the CLI takes."""
 
 import re
 import shlex
@@ -8,9 +9,9 @@ import click
 import pytest
 import yaml
 
-from harness.cli import main
+from tests.harnesscli import parse
 
-CI_DIR = Path(__file__).resolve().parents[1] / "ci"
+CI_DIR = Path(__file__).resolve().parents[1] / "examples" / "pipelines"
 GITLAB = CI_DIR / "gitlab-ci.yml"
 GITHUB = CI_DIR / "github-actions.yml"
 # The engines' shard variables, as a job would expand them; anything else is a word.
@@ -56,19 +57,12 @@ def harness_commands(path: Path) -> list[list[str]]:
     return commands
 
 
-def _parse(argv: list[str]) -> click.Context:
-    """Parse as the CLI would, without running anything: unknown options, bad values fail."""
-    command = main.get_command(click.Context(main), argv[0])
-    assert command is not None, f"harness has no command {argv[0]!r}"
-    return command.make_context(argv[0], list(argv[1:]))
-
-
 @pytest.mark.parametrize("path", [GITLAB, GITHUB], ids=["gitlab", "github"])
 def test_every_harness_command_parses(path):
     commands = harness_commands(path)
     assert {c[0] for c in commands} == {"build", "run", "merge", "series"}, commands
     for argv in commands:
-        ctx = _parse(argv)
+        ctx = parse(argv)
         if argv[0] == "run":
             assert ctx.params["kernel"] and ctx.params["shard_spec"] is not None, argv
         if argv[0] == "build":
@@ -103,6 +97,6 @@ def test_github_workflow_shape():
 def test_a_wrong_option_would_be_caught():
     """The check above is only worth something if a misspelt option fails it."""
     with pytest.raises(click.UsageError):
-        _parse(["run", "--kernell", "k.tar.gz"])
+        parse(["run", "--kernell", "k.tar.gz"])
     with pytest.raises(click.BadParameter):
-        _parse(["run", "--kernel", "k.tar.gz", "--shard", "0/4"])
+        parse(["run", "--kernel", "k.tar.gz", "--shard", "0/4"])
