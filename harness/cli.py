@@ -89,11 +89,11 @@ def main() -> None:
     """
 
 
-@main.command()
+@main.command(name="config")
 @click.argument("scenarios", nargs=-1)
 @click.option("--tree", help=TREE_HELP)
 @click.option("--kconfig", "extra", multiple=True, help=KCONFIG_HELP)
-def config(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ...]) -> None:
+def config_cmd(scenarios: tuple[str, ...], tree: str | None, extra: tuple[str, ...]) -> None:
     """Resolve and check the kernel config without building.
 
     Prints the fragment list and whether every requested option survived
@@ -270,7 +270,7 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> sha
         raise click.BadParameter(str(exc)) from exc
 
 
-@main.command()
+@main.command(name="run")
 @click.argument("scenarios", nargs=-1)
 @click.option("--tree", help=TREE_HELP)
 @click.option("--kconfig", "extra", multiple=True, help=KCONFIG_HELP)
@@ -296,7 +296,7 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> sha
 )
 @SEED_OPTION
 @TIMEOUT_OPTION
-def run(
+def run_cmd(
     scenarios: tuple[str, ...],
     tree: str | None,
     extra: tuple[str, ...],
@@ -428,7 +428,7 @@ def durations_cmd(summaries: tuple[str, ...], table: str) -> None:
 @ACCEL_OPTION
 @SEED_OPTION
 @TIMEOUT_OPTION
-def series(
+def series_cmd(
     scenarios: tuple[str, ...],
     base: str,
     series_path: str | None,

@@ -51,13 +51,13 @@ USB_FIXTURE_TYPES = tuple(kind for kind, module in fixture_types.types().items()
 CHIP_MODEL_TYPES = tuple(k for k, module in fixture_types.types().items() if module.CHIP_MODEL)
 
 
-def fixture_fragments(fixture: Fixture) -> tuple[str, ...]:
+def fixture_fragments(fixture: FixtureSpec) -> tuple[str, ...]:
     """Fragments the guest needs for this fixture (gpio-sim, or the USB gadget + adapter)."""
     module = fixture_types.get(fixture.type)
     return module.fragments(fixture) if module else ()
 
 
-def fixture_modules(fixture: Fixture) -> tuple[str, ...]:
+def fixture_modules(fixture: FixtureSpec) -> tuple[str, ...]:
     """The helper modules (guest/modules) the guest loads for this fixture."""
     module = fixture_types.get(fixture.type)
     return module.modules(fixture) if module else ()
@@ -138,12 +138,8 @@ ERRNO_NAMES = (
 )
 
 
-# The records the guest gets (guest/protocol.py; each fixture type's in its guest module):
-# checked here once, with file and line, then written into the boot's plan as they are.
-Fixture = FixtureSpec
-Worker = WorkerSpec
-Action = ActionSpec
-Expect = ExpectSpec
+# The records this module checks once, with file and line, are the ones the guest gets
+# (guest/protocol.py; each fixture type's spec in its guest module).
 
 
 @dataclass(frozen=True)
@@ -270,16 +266,16 @@ def _bound(node: Node) -> float:
     return duration(node, positive=True)
 
 
-def _fixture(name: str, node: Node, earlier: dict[str, Fixture]) -> Fixture:
+def _fixture(name: str, node: Node, earlier: dict[str, FixtureSpec]) -> FixtureSpec:
     """One fixtures: entry, checked by its type's module."""
     kind_node = _type_node(node)
     if kind_node is None:
         node.error(f"a fixture needs 'type'; one of: {', '.join(FIXTURE_TYPES)}")
-        return Fixture(name=name, type="")
+        return FixtureSpec(name=name, type="")
     kind = choice(kind_node, FIXTURE_TYPES)
     module = fixture_types.get(kind)
     if module is None:
-        return Fixture(name=name, type=kind)
+        return FixtureSpec(name=name, type=kind)
     return module.parse(name, mapping(node, module.KEYS), node, earlier)
 
 
@@ -292,7 +288,7 @@ def _type_node(node: Node) -> Node | None:
     return None
 
 
-def _fixture_ref(fields: dict[str, Node], fixtures: dict[str, Fixture]) -> str | None:
+def _fixture_ref(fields: dict[str, Node], fixtures: dict[str, FixtureSpec]) -> str | None:
     """The optional 'fixture' key, which must name a defined fixture."""
     fixture = optional(fields, "fixture", scalar_str, None)
     if fixture is not None and fixture not in fixtures:
@@ -301,7 +297,7 @@ def _fixture_ref(fields: dict[str, Node], fixtures: dict[str, Fixture]) -> str |
     return fixture
 
 
-def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
+def _worker(node: Node, fixtures: dict[str, FixtureSpec]) -> WorkerSpec | None:
     w = mapping(node, _WORKER)
     if "name" not in w or "type" not in w:
         return None
@@ -346,7 +342,7 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
             w["bank"].error(f"fixture {fixture!r} has {len(banks)} bank(s)")
         elif any(line >= banks[bank].lines for line in lines):
             w["lines"].error(f"bank {bank} of {fixture!r} has lines 0..{banks[bank].lines - 1}")
-    return Worker(
+    return WorkerSpec(
         name=scalar_str(w["name"]),
         type=kind,
         fixture=fixture,
@@ -371,11 +367,13 @@ def _worker(node: Node, fixtures: dict[str, Fixture]) -> Worker | None:
 _TEMPLATE = re.compile(r"\{([^{}]*)\}")
 
 
-def _templates_of(name: str, fixture: Fixture) -> str:
+def _templates_of(name: str, fixture: FixtureSpec) -> str:
     return ", ".join(f"{{{name}.{key}}}" for key in FIXTURE_TEMPLATES[fixture.type])
 
 
-def _check_path(node: Node, path: str, fixture: str | None, fixtures: dict[str, Fixture]) -> None:
+def _check_path(
+    node: Node, path: str, fixture: str | None, fixtures: dict[str, FixtureSpec]
+) -> None:
     """A worker path reaches the provider under test: its fixture's templates or devices."""
     if ".." in path.split("/"):
         node.error(f"{path!r}: '..' leaves the device area; name the provider's file itself")
@@ -424,7 +422,7 @@ def _check_path(node: Node, path: str, fixture: str | None, fixtures: dict[str, 
 _REQUESTS_LINES = ("gpio-get-values", "gpio-edge-events")
 
 
-def _check_line_requests(node: Node, worker: Worker, earlier) -> None:
+def _check_line_requests(node: Node, worker: WorkerSpec, earlier) -> None:
     """A GPIO line can be requested once; a second request fails with EBUSY at run time."""
     if worker.type not in _REQUESTS_LINES:
         return
@@ -446,7 +444,9 @@ def _check_line_requests(node: Node, worker: Worker, earlier) -> None:
             )
 
 
-def _action(node: Node, fixtures: dict[str, Fixture], workers: dict[str, Worker]) -> Action | None:
+def _action(
+    node: Node, fixtures: dict[str, FixtureSpec], workers: dict[str, WorkerSpec]
+) -> ActionSpec | None:
     a = mapping(node, _ACTION)
     if "do" not in a:
         return None
@@ -480,7 +480,7 @@ def _action(node: Node, fixtures: dict[str, Fixture], workers: dict[str, Worker]
     point, point_count = _point(a["point"]) if "point" in a else ("", 0)
     if point and do != "unplug":
         a["point"].error("'point' only applies to action 'unplug'")
-    return Action(
+    return ActionSpec(
         do=do,
         fixture=fixture,
         at=optional(a, "at", duration, None),
@@ -515,7 +515,7 @@ def _point(node: Node) -> tuple[str, int]:
     return kind, scalar_int(count_node, 1)
 
 
-def _expect(node: Node | None) -> Expect:
+def _expect(node: Node | None) -> ExpectSpec:
     e = mapping(node, _EXPECT) if node is not None else {}
     errnos = tuple(optional(e, "worker_errnos", string_list, []))
     for name in errnos:
@@ -523,7 +523,7 @@ def _expect(node: Node | None) -> Expect:
             e["worker_errnos"].error(
                 f"{name!r} is not a known errno; use one of: {', '.join(ERRNO_NAMES)}"
             )
-    return Expect(
+    return ExpectSpec(
         no_splats=optional(e, "no_splats", scalar_bool, True),
         worker_errnos=errnos,
         workers_must_fail=optional(e, "workers_must_fail", scalar_bool, False),
@@ -617,7 +617,7 @@ def _with_fixture_fragments(listed: tuple[str, ...], fixtures) -> tuple[str, ...
 _WAITING_ACTIONS = ("sleep", "wait-workers", "wait-ops")
 
 
-def _check_proves_something(node: Node, workers, actions: list[Action]) -> None:
+def _check_proves_something(node: Node, workers, actions: list[ActionSpec]) -> None:
     """A scenario must act on the kernel or demand work: else every run passes, whatever."""
     if any(a.do not in _WAITING_ACTIONS for a in actions) or any(w.min_ops for w in workers):
         return
@@ -639,7 +639,7 @@ def parse_scenario(
     if root is None:
         return None, reader.errors
     top = mapping(root, _TOP)
-    fixtures: dict[str, Fixture] = {}
+    fixtures: dict[str, FixtureSpec] = {}
     if "fixtures" in top:
         raw = top["fixtures"]
         if isinstance(raw.raw, yaml.MappingNode) and raw.raw.value:
@@ -648,7 +648,7 @@ def parse_scenario(
                 fixtures[key_node.value] = _fixture(key_node.value, child, fixtures)
         else:
             raw.error("expected a mapping of fixture name -> fixture (type, banks)")
-    workers: dict[str, Worker] = {}
+    workers: dict[str, WorkerSpec] = {}
     for wnode in sequence(top["workers"]) if "workers" in top else []:
         worker = _worker(wnode, fixtures)
         if worker is None:
