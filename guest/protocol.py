@@ -14,7 +14,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,38 @@ class Plan:
     result_dir: str
     modules: dict[str, str]
     items: tuple[PlanItem, ...]
+
+
+@dataclass
+class ItemReport:
+    """What the guest says of one item (guest/<id>.json in the boot's results share).
+
+    ``workers`` (per worker: ops, errors, bytes, proof of work) and ``actions``
+    (per action: latency, the mid-read proof, the unplug point) are records
+    whose keys depend on the worker or action type, so they stay JSON objects.
+    """
+
+    id: str
+    scenario: str
+    repetition: int
+    seed: int
+    cycles_done: int
+    cycles: int
+    error: str | None
+    violations: list[str]
+    workers: dict[str, dict]
+    actions: list[dict]
+    needs_reboot: bool
+    taint_before: int | None = None
+    taint_after: int | None = None
+    taint_gained: str = ""
+    slab_kb_cycle0: int | None = None
+    slab_kb_end: int | None = None
+    slab_growth_kb: int | None = None
+    identities: dict[str, list[str]] = field(default_factory=dict)
+    fds_before: int | None = None
+    fds_after: int | None = None
+    duration_s: float = 0.0
 
 
 def to_json(spec) -> dict:

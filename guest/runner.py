@@ -679,21 +679,21 @@ class ScenarioRun:
             "seed": self.item.seed,
         }
 
-    def unwatched(self, why: str) -> dict:
+    def unwatched(self, why: str) -> protocol.ItemReport:
         """The result of an item not run because a detector was already off after boot."""
         event("start", id=self.id, cycles=0)
-        return {
+        return protocol.ItemReport(
             **self._identity(),
-            "cycles_done": 0,
-            "cycles": self.sc.cycles,
-            "error": f"not run: {why} before this item (during boot), so it would run unwatched",
-            "violations": [],
-            "workers": {},
-            "actions": [],
-            "needs_reboot": False,
-        }
+            cycles_done=0,
+            cycles=self.sc.cycles,
+            error=f"not run: {why} before this item (during boot), so it would run unwatched",
+            violations=[],
+            workers={},
+            actions=[],
+            needs_reboot=False,
+        )
 
-    def execute(self) -> dict:
+    def execute(self) -> protocol.ItemReport:
         started = time.monotonic()
         timeout = self.sc.timeout
         self.deadline = started + timeout - min(DEADLINE_MARGIN * timeout, DEADLINE_MARGIN_MAX)
@@ -718,26 +718,26 @@ class ScenarioRun:
         self._check_leaks(growth, fds_before, fds_after)
         if taint_gained(taint_before, taint_after):
             self.needs_reboot = True
-        return {
+        return protocol.ItemReport(
             **self._identity(),
-            "cycles_done": self.cycle + 1 if error is None else self.cycle,
-            "cycles": self.sc.cycles,
-            "error": error,
-            "violations": self.violations,
-            "workers": self.totals,
-            "actions": self.actions,
-            "taint_before": taint_before,
-            "taint_after": taint_after,
-            "taint_gained": taint_gained(taint_before, taint_after),
-            "slab_kb_cycle0": slab[0],
-            "slab_kb_end": slab[1],
-            "slab_growth_kb": growth,
-            "identities": self.identities,
-            "fds_before": fds_before,
-            "fds_after": fds_after,
-            "duration_s": round(time.monotonic() - started, 2),
-            "needs_reboot": self.needs_reboot,
-        }
+            cycles_done=self.cycle + 1 if error is None else self.cycle,
+            cycles=self.sc.cycles,
+            error=error,
+            violations=self.violations,
+            workers=self.totals,
+            actions=self.actions,
+            needs_reboot=self.needs_reboot,
+            taint_before=taint_before,
+            taint_after=taint_after,
+            taint_gained=taint_gained(taint_before, taint_after),
+            slab_kb_cycle0=slab[0],
+            slab_kb_end=slab[1],
+            slab_growth_kb=growth,
+            identities=self.identities,
+            fds_before=fds_before,
+            fds_after=fds_after,
+            duration_s=round(time.monotonic() - started, 2),
+        )
 
     def _cycles(self) -> tuple[str | None, tuple[int | None, int | None]]:
         """Set up, run the cycles, tear down: the item's error (None: it ran), and Slab
@@ -786,11 +786,11 @@ class ScenarioRun:
             self.violate(f"runner fds grew from {fds_before} to {fds_after} (bound {fd_limit})")
 
 
-def write_result(result_dir: Path, result: dict) -> None:
+def write_result(result_dir: Path, result: protocol.ItemReport) -> None:
     result_dir.mkdir(parents=True, exist_ok=True)
-    target = result_dir / f"{result['id'].replace('/', '_')}.json"
+    target = result_dir / f"{result.id.replace('/', '_')}.json"
     tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
+    tmp.write_text(json.dumps(protocol.to_json(result), indent=1))
     os.replace(tmp, target)
 
 
@@ -816,15 +816,15 @@ def main(argv: list[str]) -> int:
             # already off after the boot: a reboot gives the same, the item has no verdict
             result = ScenarioRun(item, plan.modules).unwatched(why)
             write_result(result_dir, result)
-            event("end", id=item.id, violations=0, error=result["error"])
+            event("end", id=item.id, violations=0, error=result.error)
             continue
         previous = item.id
         run = ScenarioRun(item, plan.modules)
         result = run.execute()
         write_result(result_dir, result)
-        event("end", id=item.id, violations=len(result["violations"]), error=result["error"])
+        event("end", id=item.id, violations=len(result.violations), error=result.error)
         gc.collect()
-        if result["needs_reboot"]:
+        if result.needs_reboot:
             event("needs-reboot", id=item.id)
             return 3
     event("done")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
+from guest import protocol
 from harness import paths
 from harness.results import BootRecord, ItemResult
 
@@ -45,15 +46,15 @@ def _stats_text(result: ItemResult, repro: str) -> str:
     lines = [f"reproduce: {repro}", f"console: {result.console}"]
     if result.first_splat_s is not None:
         lines.append(f"first splat {result.first_splat_s:g} s into the scenario (kernel time)")
-    guest = result.guest or {}
-    if guest:
+    guest = result.guest
+    if guest is not None:
         lines.append(
-            f"cycles: {guest.get('cycles_done')}/{guest.get('cycles')}, "
-            f"duration {guest.get('duration_s')} s, "
-            f"taint {guest.get('taint_before')} -> {guest.get('taint_after')}, "
-            f"slab growth {guest.get('slab_growth_kb')} kB"
+            f"cycles: {guest.cycles_done}/{guest.cycles}, "
+            f"duration {guest.duration_s} s, "
+            f"taint {guest.taint_before} -> {guest.taint_after}, "
+            f"slab growth {guest.slab_growth_kb} kB"
         )
-        for name, w in (guest.get("workers") or {}).items():
+        for name, w in guest.workers.items():
             lines.append(
                 f"worker {name} ({w['type']}, {w['threads']} thread(s)): {w['ops']} ops "
                 f"(min per cycle {w['min_cycle_ops']}), errors {w['errors'] or '{}'}, "
@@ -67,9 +68,9 @@ def _stats_text(result: ItemResult, repro: str) -> str:
                 )
                 + _after_removal_text(w.get("after_removal"))
             )
-        for name, seen in (guest.get("identities") or {}).items():
+        for name, seen in guest.identities.items():
             lines.append(f"fixture {name} came up as: {', '.join(seen)}")
-        removal = [a for a in guest.get("actions", []) if a.get("latency_s") is not None]
+        removal = [a for a in guest.actions if a.get("latency_s") is not None]
         by_kind: dict[str, list[float]] = {}
         for action in removal:
             by_kind.setdefault(action["do"], []).append(action["latency_s"])
@@ -78,7 +79,7 @@ def _stats_text(result: ItemResult, repro: str) -> str:
                 f"action {kind}: {len(values)}x, max {max(values):.3f} s, "
                 f"mean {sum(values) / len(values):.3f} s"
             )
-        for action in guest.get("actions", []):
+        for action in guest.actions:
             if point := action.get("point"):
                 lines.append(
                     f"cycle {action['cycle']}: {action['do']} {action['fixture']} at "
@@ -170,7 +171,7 @@ def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: R
                 "console": r.console,
                 "duration_s": r.duration_s,
                 "first_splat_s": r.first_splat_s,
-                "guest": r.guest,
+                "guest": protocol.to_json(r.guest) if r.guest else None,
             }
             for r in results
         ],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from guest.protocol import ItemReport
 from harness import splats
 from harness.scenario import Scenario
 from harness.splats import Splat
@@ -37,7 +38,7 @@ class Item:
 class ItemResult:
     item: Item
     status: str = "error"  # pass | fail | error | skipped (not run: enough was seen)
-    guest: dict | None = None
+    guest: ItemReport | None = None  # what the guest said of it (None: it said nothing)
     splats: list[Splat] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     error: str | None = None

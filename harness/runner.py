@@ -13,6 +13,7 @@ import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
+from guest import protocol
 from harness import accel as accel_mod
 from harness import splats
 from harness.accel import Accel
@@ -262,8 +263,8 @@ class Runner:
     def _load_guest_result(boot_dir: Path, result: ItemResult) -> None:
         guest_file = boot_dir / "guest" / f"{result.item.id.replace('/', '_')}.json"
         try:
-            result.guest = json.loads(guest_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            result.guest = protocol.decode(protocol.ItemReport, json.loads(guest_file.read_text()))
+        except (OSError, ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
             result.error = f"guest result unreadable: {exc}"
 
     def _finish(self, item_id: str, console: Path) -> None:
@@ -271,10 +272,10 @@ class Runner:
         result = self.results[item_id]
         result.console = str(console)
         if result.guest:
-            result.violations = list(result.guest.get("violations", []))
-            if result.guest.get("error") and not result.error:
-                result.error = f"scenario error: {result.guest['error']}"
-            gained = result.guest.get("taint_gained")
+            result.violations = list(result.guest.violations)
+            if result.guest.error and not result.error:
+                result.error = f"scenario error: {result.guest.error}"
+            gained = result.guest.taint_gained
             if gained and not kernel_reports(result):
                 result.violations.append(
                     f"kernel tainted {gained} but no splat was recognised in the console "

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from guest.protocol import ItemReport
 from harness import evidence, splats
 from harness.commands import bisection
 from harness.results import Item, ItemResult
@@ -17,10 +18,15 @@ SCENARIO = load_scenario(ROOT / "scenarios" / "mtd-spi-nor-unbind-during-read.ya
 WARNING = splats_of("lkdtm-warning.log")[0]
 
 
+def report_of(item: Item, cycles_done: int) -> ItemReport:
+    """What the guest says of an item that ran ``cycles_done`` of its 5 cycles."""
+    return ItemReport(item.id, item.scenario.name, 0, 0, cycles_done, 5, None, [], {}, [], False)
+
+
 def result(*found, status=None, cycles_done=5, error=None) -> ItemResult:
     item = Item(SCENARIO.name, SCENARIO, 0, 0)
     r = ItemResult(item, splats=list(found), error=error)
-    r.guest = {"cycles": 5, "cycles_done": cycles_done} if not error else None
+    r.guest = None if error else report_of(item, cycles_done)
     r.status = status or ("error" if error else "fail" if found else "pass")
     return r
 

@@ -8,6 +8,7 @@ from harness import report
 from harness.results import BootRecord, ItemResult, expand
 from harness.scenario import load_scenario
 from harness.splats import Splat
+from tests.guestreport import guest_report
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "gpio-sim-remove-under-readers.yaml"
 
@@ -18,42 +19,44 @@ def make_results():
     ok = ItemResult(
         a,
         status="pass",
-        guest={
-            "cycles_done": 20,
-            "cycles": 20,
-            "duration_s": 30.1,
-            "taint_before": 0,
-            "taint_after": 0,
-            "slab_growth_kb": 12,
-            "workers": {
-                "own-getter": {
-                    "type": "gpio-get-values",
-                    "threads": 1,
-                    "ops": 5000,
-                    "min_cycle_ops": 210,
-                    "errors": {"ENODEV": 20},
-                    "end_errnos": {"ENODEV": 20},
-                    "longest_op_s": 0.01,
-                }
-            },
-            "actions": [
-                {"do": "remove", "latency_s": 0.2},
-                {"do": "remove", "latency_s": 0.4},
-                {
-                    "cycle": 1,
-                    "do": "unplug",
-                    "fixture": "eeprom0",
-                    "latency_s": 0.03,
-                    "point": {
-                        "point": "halfway",
-                        "counter": "bytes_read",
-                        "count": 2304,
-                        "read_size": 4096,
-                        "position_in_read": 2048,
-                    },
+        guest=guest_report(
+            **{
+                "cycles_done": 20,
+                "cycles": 20,
+                "duration_s": 30.1,
+                "taint_before": 0,
+                "taint_after": 0,
+                "slab_growth_kb": 12,
+                "workers": {
+                    "own-getter": {
+                        "type": "gpio-get-values",
+                        "threads": 1,
+                        "ops": 5000,
+                        "min_cycle_ops": 210,
+                        "errors": {"ENODEV": 20},
+                        "end_errnos": {"ENODEV": 20},
+                        "longest_op_s": 0.01,
+                    }
                 },
-            ],
-        },
+                "actions": [
+                    {"do": "remove", "latency_s": 0.2},
+                    {"do": "remove", "latency_s": 0.4},
+                    {
+                        "cycle": 1,
+                        "do": "unplug",
+                        "fixture": "eeprom0",
+                        "latency_s": 0.03,
+                        "point": {
+                            "point": "halfway",
+                            "counter": "bytes_read",
+                            "count": 2304,
+                            "read_size": 4096,
+                            "position_in_read": 2048,
+                        },
+                    },
+                ],
+            }
+        ),
     )
     splat = Splat(
         kind="kasan",

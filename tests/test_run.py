@@ -10,6 +10,7 @@ release) and one during boot must still fail an item, never vanish into a
 from pathlib import Path
 
 from harness.runner import attribute
+from tests.guestreport import guest_report
 
 LOG = Path(__file__).resolve().parent / "data" / "logs" / "harness-nvmem-in-kernel-consumer.log"
 FIRST = "nvmem-unbind-adapter-during-read-fw-devlink-off"
@@ -70,9 +71,9 @@ def test_a_harness_timeout_dump_alone_is_no_verdict_but_a_kernel_hang_fails():
     hang_log = LOG.parent / "harness-gpio-sim-removal-never-returns.log"
     text = hang_log.read_text(errors="replace")
     dump = splats.parse(text[text.index("harness-host: ") :])
-    timed_out = ItemResult(Item("x", sc, 0, 1), guest={}, splats=dump)
+    timed_out = ItemResult(Item("x", sc, 0, 1), guest=guest_report(**{}), splats=dump)
     decide(timed_out)
     assert timed_out.status == "error" and "no kernel detector fired" in timed_out.error
-    hung = ItemResult(Item("x", sc, 0, 1), guest={}, splats=splats.parse(text))
+    hung = ItemResult(Item("x", sc, 0, 1), guest=guest_report(**{}), splats=splats.parse(text))
     decide(hung)
     assert hung.status == "fail"

@@ -21,6 +21,7 @@ from guest.workers.base import Handle, ThreadState, Worker
 from harness import report
 from harness.results import Item, ItemResult
 from harness.scenario import load_scenario
+from tests.guestreport import guest_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +100,7 @@ def test_the_junit_output_says_the_bytes_verified_per_worker(run_of, tmp_path):
     run._check_workers(readers, set(), {})
     scenario = load_scenario(ROOT / "scenarios" / "nvmem-data-integrity.yaml")
     item = Item("nvmem-data-integrity", scenario, 0, scenario.seed)
-    result = ItemResult(item, guest={"workers": run.totals, "actions": run.actions})
+    result = ItemResult(item, guest=guest_report(**{"workers": run.totals, "actions": run.actions}))
     text = report._stats_text(result, "")
     assert "worker read-odd (read-file, 1 thread(s)): 2 ops" in text
     assert "16384 bytes read, 16384 verified" in text
@@ -265,7 +266,7 @@ def test_wp_gpio_removal_proves_the_writers_worked_before_and_after_it(run_of, t
     assert run.totals["writers"]["bytes_verified"] == 64 * run.totals["writers"]["ops"]
     scenario = load_scenario(ROOT / "scenarios" / "nvmem-wp-gpio-removed-under-writers.yaml")
     item = Item(scenario.name, scenario, 0, scenario.seed)
-    text = report._stats_text(ItemResult(item, guest={"workers": run.totals}), "")
+    text = report._stats_text(ItemResult(item, guest=guest_report(**{"workers": run.totals})), "")
     assert f"after the removal per thread: {after[0]['ops']} ok/0 failed, " in text
 
 

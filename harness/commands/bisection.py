@@ -177,9 +177,7 @@ def classify(result: ItemResult, target: Splat) -> RunSeen:
         seen.outcome = "no-verdict"
         seen.why = (result.error or "no verdict").splitlines()[0]
     elif result.splats:
-        ran_to_end = bool(result.guest) and result.guest.get("cycles_done") == result.guest.get(
-            "cycles"
-        )
+        ran_to_end = bool(result.guest) and result.guest.cycles_done == result.guest.cycles
         seen.outcome = "other-crash" if ran_to_end else "cut-short"
     elif result.violations:
         seen.outcome = "clean"  # no splat: not this bug (the violation is listed)
