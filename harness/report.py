@@ -144,10 +144,15 @@ def status_counts(statuses: list[str]) -> dict[str, int]:
     return {s: statuses.count(s) for s in STATUSES}
 
 
-def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: RunInfo) -> None:
+def write_files(out: Path, suite: TestSuite, summary: dict) -> None:
+    """A command's junit.xml and summary.json, each replaced whole (never half-written)."""
     out.mkdir(parents=True, exist_ok=True)
-    suite = junit_suite(results, boots, info)
     paths.atomic_write(out / "junit.xml", to_xml_report_string([suite]))
+    paths.atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+
+
+def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: RunInfo) -> None:
+    suite = junit_suite(results, boots, info)
     summary = {
         "command": info.command,
         "properties": info.properties,
@@ -192,7 +197,7 @@ def write(out: Path, results: list[ItemResult], boots: list[BootRecord], info: R
             for b in boots
         ],
     }
-    paths.atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    write_files(out, suite, summary)
 
 
 # A splat excerpt in report.md: enough lines to recognise the bug in a mail.

@@ -19,16 +19,15 @@ rebuilds incrementally.
 
 from __future__ import annotations
 
-import json
 import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from junit_xml import TestCase, TestSuite, to_xml_report_string
+from junit_xml import TestCase, TestSuite
 
-from harness import compare, evidence, paths, splats, stages, vcs
+from harness import compare, evidence, paths, report, splats, stages, vcs
 from harness.commands import run as run_command
 from harness.commands.run import RunRequest
 from harness.evidence import MISS_PROBABILITY, runs_needed
@@ -612,7 +611,6 @@ def write_bisect(out: Path, outcome: BisectOutcome) -> None:
         if bug.culprit:
             props.update({f"bug{n}_culprit_{k}": str(v) for k, v in bug.culprit.items()})
     suite = TestSuite("lifetime-harness bisect", cases, properties=props)
-    paths.atomic_write(out / "junit.xml", to_xml_report_string([suite]))
     summary = {
         "command": outcome.command,
         "exit_code": outcome.exit_code,
@@ -624,5 +622,5 @@ def write_bisect(out: Path, outcome: BisectOutcome) -> None:
         "duration_s": outcome.duration_s,
         "tested": [t.to_json() for t in outcome.tested],
     }
-    paths.atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    report.write_files(out, suite, summary)
     paths.atomic_write(out / "bisect.md", text)

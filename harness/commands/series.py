@@ -11,13 +11,12 @@ run more, with the next seeds, into ``out/<side>-more-N``.
 
 from __future__ import annotations
 
-import json
 import shlex
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from junit_xml import TestCase, TestSuite, to_xml_report_string
+from junit_xml import TestCase, TestSuite
 
 from harness import compare, evidence, paths, report, stages, vcs
 from harness.commands import run as run_command
@@ -388,7 +387,6 @@ def write_series(out: Path, outcome: SeriesOutcome) -> None:
         skipped.add_skipped_info(message=f"--affected: {why}")
         cases.append(skipped)
     suite = TestSuite("lifetime-harness series", cases, properties=_series_properties(outcome))
-    paths.atomic_write(out / "junit.xml", to_xml_report_string([suite]))
     summary = {
         "command": outcome.command,
         "exit_code": outcome.exit_code,
@@ -400,5 +398,5 @@ def write_series(out: Path, outcome: SeriesOutcome) -> None:
         "sides": {side.name: side.to_json() for side in outcome.sides},
         "scenarios": [c.to_json() for c in outcome.comparisons],
     }
-    paths.atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    report.write_files(out, suite, summary)
     paths.atomic_write(out / "report.md", series_report_text(outcome))
