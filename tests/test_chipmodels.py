@@ -1,5 +1,7 @@
 """EEPROM and SPI NOR models: the semantics at24 and spi-nor rely on, byte by byte."""
 
+import datetime
+
 import pytest
 
 from guest.adapters import chipmodels
@@ -287,3 +289,50 @@ def test_power_cycle_drops_command_and_latches():
     flash.power_cycle()
     flash.deselect()
     assert flash.expected(0, 1) == b"\xff" and not flash.wel
+
+
+# --- DS1307 RTC ------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def read_time(rtc: chipmodels.Ds1307) -> bytes:
+    """What ds1307_get_time() does: set the pointer to 0, read the seven time registers."""
+    assert rtc.i2c_write(b"\x00")
+    return rtc.i2c_read(7)
+
+
+def test_rtc_time_registers_are_bcd_and_count_on_with_the_clock():
+    clock = Clock()
+    rtc = chipmodels.Ds1307(datetime.datetime(2026, 12, 31, 23, 59, 58), clock=clock)
+    assert read_time(rtc) == bytes([0x58, 0x59, 0x23, 5, 0x31, 0x12, 0x26])  # a Thursday
+    clock.now += 3
+    assert read_time(rtc) == bytes([0x01, 0x00, 0x00, 6, 0x01, 0x01, 0x27])
+    assert rtc.time_reads == 2
+
+
+def test_rtc_set_time_as_ds1307_set_time_writes_it_and_the_clock_halt_bit_stops_it():
+    clock = Clock()
+    rtc = chipmodels.Ds1307(clock=clock)
+    assert rtc.i2c_write(bytes([0x00, 0x30, 0x15, 0x10, 2, 0x07, 0x12, 0x26]))
+    clock.now += 5
+    assert read_time(rtc)[:3] == bytes([0x35, 0x15, 0x10])
+    assert rtc.i2c_write(bytes([0x00, 0x30 | chipmodels.RTC_BIT_CH]))
+    clock.now += 5
+    assert read_time(rtc)[0] == 0x30 | chipmodels.RTC_BIT_CH, "halted: the seconds stand still"
+    assert not rtc.anomalies
+
+
+def test_rtc_ram_keeps_its_bytes_across_power_loss_and_the_pointer_wraps():
+    rtc = chipmodels.Ds1307(clock=Clock())
+    assert rtc.i2c_write(b"\x08" + bytes(range(56)))  # nvram_offset 8, nvram_size 56
+    assert rtc.pointer == 0, "wrapped from 0x3f to 0x00"
+    rtc.power_cycle()
+    assert rtc.i2c_write(b"\x3e") and rtc.i2c_read(3) == bytes([54, 55, 0x00])
+    assert rtc.i2c_write(b"\x08") and rtc.i2c_read(56) == bytes(range(56))

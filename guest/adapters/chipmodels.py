@@ -1,4 +1,4 @@
-"""Device models behind emulated USB adapters: an I2C EEPROM and a SPI NOR flash.
+"""Device models behind emulated USB adapters: an I2C EEPROM, an I2C RTC, a SPI NOR flash.
 
 Pure state machines, no I/O, so they can be driven byte-exactly by unit tests
 and by the adapter emulators (dln2.py) alike. Both keep their content in a
@@ -14,6 +14,7 @@ chip ignores it, as the real one does, and the model only counts it.
 
 from __future__ import annotations
 
+import datetime
 import random
 import time
 from collections import deque
@@ -183,6 +184,128 @@ class Eeprom(_Memory):
         else:
             data = bytes((self.mem[start:] + self.mem) * (length // self.size + 1))[:length]
         self.pointer = end % self.size
+        return data
+
+
+# --- I2C RTC ---------------------------------------------------------------------
+
+RTC_REGISTERS = 64  # DS1307: 7 time registers, control (0x07), 56 bytes of RAM (0x08..0x3f)
+RTC_TIME_REGISTERS = 7
+RTC_BIT_CH = 0x80  # seconds register: clock halt (rtc-ds1307 reads the time as -EINVAL)
+RTC_BIT_12HR = 0x40  # hours register: 12-hour mode
+RTC_START = datetime.datetime(2026, 1, 1, 0, 0, 0)
+
+
+def _bcd(value: int) -> int:
+    return (value // 10) << 4 | value % 10
+
+
+def _from_bcd(value: int) -> int:
+    return (value >> 4) * 10 + (value & 0x0F)
+
+
+class Ds1307(_Anomalies):
+    """A Maxim DS1307 real-time clock as seen on the I2C bus (address 0x68).
+
+    A write message is [register, data...]: it sets the register pointer and
+    writes on from there; a read returns registers from the pointer on. The
+    pointer wraps from 0x3f to 0x00, as on the chip. The time registers are
+    BCD (seconds with the clock-halt bit, minutes, hours in 24-hour mode, day
+    of week 1..7, date, month, year 00..99) and count on with ``clock`` from
+    the last time they were written; the battery keeps them, and the RAM,
+    when the adapter loses power. rtc-ds1307 reads all seven at once
+    (ds1307_get_time) and writes them at once (ds1307_set_time).
+    """
+
+    def __init__(
+        self, start: datetime.datetime = RTC_START, clock: Callable[[], float] = time.time
+    ):
+        super().__init__()
+        self.regs = bytearray(RTC_REGISTERS)
+        self.pointer = 0
+        self.clock = clock
+        self.halted = False
+        self.time_reads = 0  # reads that started at the seconds register: rtc_read_time()
+        self._set(start)
+
+    def _set(self, when: datetime.datetime) -> None:
+        self.base, self.set_at = when, self.clock()
+
+    def now(self) -> datetime.datetime:
+        """The time the chip keeps now."""
+        if self.halted:
+            return self.base
+        return self.base + datetime.timedelta(seconds=int(self.clock() - self.set_at))
+
+    def _time_bytes(self) -> bytes:
+        now = self.now()
+        return bytes(
+            (
+                _bcd(now.second) | (RTC_BIT_CH if self.halted else 0),
+                _bcd(now.minute),
+                _bcd(now.hour),
+                now.isoweekday() % 7 + 1,  # 1..7, Sunday = 1 (any 1..7 numbering will do)
+                _bcd(now.day),
+                _bcd(now.month),
+                _bcd(now.year % 100),
+            )
+        )
+
+    def _registers(self) -> bytes:
+        return self._time_bytes() + bytes(self.regs[RTC_TIME_REGISTERS:])
+
+    @property
+    def read_position(self) -> int:
+        return self.pointer
+
+    def power_cycle(self) -> None:
+        """The adapter lost power: the battery keeps time and RAM; the pointer is gone."""
+        self.pointer = 0
+
+    def i2c_write(self, data: bytes) -> bool:
+        """One write message; the chip ACKs every byte."""
+        if not data:
+            return True
+        self.pointer = data[0] % RTC_REGISTERS
+        payload = data[1:]
+        if not payload:
+            return True
+        regs = bytearray(self._registers())
+        touched = set()
+        for value in payload:
+            regs[self.pointer] = value
+            touched.add(self.pointer)
+            self.pointer = (self.pointer + 1) % RTC_REGISTERS
+        self.regs[RTC_TIME_REGISTERS:] = regs[RTC_TIME_REGISTERS:]
+        if touched & set(range(RTC_TIME_REGISTERS)):
+            self._write_time(regs[:RTC_TIME_REGISTERS])
+        return True
+
+    def _write_time(self, regs: bytes) -> None:
+        if regs[2] & RTC_BIT_12HR:
+            self.report("rtc: 12-hour mode written; the model keeps 24-hour time")
+        try:
+            when = datetime.datetime(
+                2000 + _from_bcd(regs[6]),
+                _from_bcd(regs[5] & 0x1F),
+                _from_bcd(regs[4] & 0x3F),
+                _from_bcd(regs[2] & 0x3F),
+                _from_bcd(regs[1] & 0x7F),
+                _from_bcd(regs[0] & 0x7F),
+            )
+        except ValueError as exc:
+            self.report(f"rtc: time registers written with no valid date ({exc}); ignored")
+            return
+        self.halted = bool(regs[0] & RTC_BIT_CH)
+        self._set(when)
+
+    def i2c_read(self, length: int) -> bytes:
+        """Registers from the pointer on (the time as it is now), wrapping at 0x3f."""
+        if self.pointer == 0:
+            self.time_reads += 1
+        regs = self._registers()
+        data = bytes(regs[(self.pointer + i) % RTC_REGISTERS] for i in range(length))
+        self.pointer = (self.pointer + length) % RTC_REGISTERS
         return data
 
 
