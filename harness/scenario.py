@@ -241,13 +241,6 @@ _EXPECT = {
     "max_fd_growth": False,
     "max_identities": False,
 }
-_NEEDS_FIXTURE_WORKERS = (
-    "gpio-get-values",
-    "gpio-edge-events",
-    "gpio-chip-info",
-    "write-read-back",
-    "revocable-read",
-)
 _NEEDS_FIXTURE_ACTIONS = (
     "remove",
     "create",
@@ -303,10 +296,11 @@ def _worker(node: Node, fixtures: dict[str, FixtureSpec]) -> WorkerSpec | None:
         return None
     kind = choice(w["type"], WORKER_TYPES)
     fixture = _fixture_ref(w, fixtures)
-    if kind in _NEEDS_FIXTURE_WORKERS and fixture is None:
+    worker_class = guest_workers.worker_class(kind)
+    if worker_class.needs_fixture and fixture is None:
         node.error(f"a {kind} worker needs 'fixture'")
     path = optional(w, "path", scalar_str, None)
-    if kind in ("read-file", "write-read-back") and path is None:
+    if worker_class.needs_path and path is None:
         node.error(f"a {kind} worker needs 'path' (e.g. /sys/bus/nvmem/devices/*/nvmem)")
     if kind == "revocable-read" and fixture in fixtures:
         if fixtures[fixture].type != "revocable":
@@ -419,12 +413,9 @@ def _check_path(
         )
 
 
-_REQUESTS_LINES = ("gpio-get-values", "gpio-edge-events")
-
-
 def _check_line_requests(node: Node, worker: WorkerSpec, earlier) -> None:
     """A GPIO line can be requested once; a second request fails with EBUSY at run time."""
-    if worker.type not in _REQUESTS_LINES:
+    if not guest_workers.worker_class(worker.type).splits_lines:  # a line request per thread
         return
     if not worker.share_fd and worker.threads > len(worker.lines):
         node.error(
@@ -432,10 +423,8 @@ def _check_line_requests(node: Node, worker: WorkerSpec, earlier) -> None:
             f"got {len(worker.lines)}; add lines or set share_fd: true"
         )
     for other in earlier:
-        if other.type not in _REQUESTS_LINES or (other.fixture, other.bank) != (
-            worker.fixture,
-            worker.bank,
-        ):
+        requests = guest_workers.worker_class(other.type).splits_lines
+        if not requests or (other.fixture, other.bank) != (worker.fixture, worker.bank):
             continue
         if clash := sorted(set(worker.lines) & set(other.lines)):
             node.error(

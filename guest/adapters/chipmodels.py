@@ -217,6 +217,8 @@ class Ds1307(_Anomalies):
     (ds1307_get_time) and writes them at once (ds1307_set_time).
     """
 
+    size = RTC_REGISTERS
+
     def __init__(
         self, start: datetime.datetime = RTC_START, clock: Callable[[], float] = time.time
     ):

@@ -82,6 +82,8 @@ class Worker:
     of work are the same for every type.
     """
 
+    needs_fixture = False  # the scenario must name its fixture (checked by the host's schema)
+    needs_path = False  # the scenario must give its path (a file, not the fixture's chip)
     splits_lines = False  # threads get disjoint slices of ``lines`` unless share_fd
     paced = True  # ops at its own pace (an edge waiter's come with the scenario's actions)
     failed_read_is_wrong = False  # a failed op is a wrong answer, not an errno result

@@ -9,6 +9,8 @@ from guest.workers.base import Handle, ThreadState, Worker
 
 
 class GpioChipInfo(Worker):
+    needs_fixture = True
+
     def open_handle(self, lines: list[int]) -> Handle:
         return Handle(os.open(self._chip_path(), os.O_RDONLY))
 

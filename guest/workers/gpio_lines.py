@@ -9,6 +9,7 @@ from guest.workers.base import Handle, Worker
 
 
 class LineRequestWorker(Worker):
+    needs_fixture = True
     splits_lines = True
     edges = False  # request edge events with the lines
 

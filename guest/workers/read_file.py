@@ -13,6 +13,8 @@ from guest.workers.base import Handle, ShortFile, Stopped, ThreadState, Worker
 
 
 class ReadFile(Worker):
+    needs_path = True
+
     def open_handle(self, lines: list[int]) -> Handle:
         return Handle(os.open(self._file_path(), os.O_RDONLY))
 
