@@ -73,7 +73,7 @@ def outside_owner(line: int, spans: dict[str, tuple[int, int | None]]) -> tuple[
 
 
 class Runner:
-    """Runs items in as few boots as possible: ``boots()`` yields after every boot, so a
+    """Runs items in as few boots as possible: ``boot_by_boot()`` yields after every boot, so a
     caller that has seen enough (a bisection step that reproduced) stops by leaving
     the loop; ``run()`` runs them all."""
 
@@ -109,11 +109,11 @@ class Runner:
         return out
 
     def run(self, items: list[Item]) -> list[ItemResult]:
-        for _ in self.boots(items):
+        for _ in self.boot_by_boot(items):
             pass
         return [self.results[item.id] for item in items]
 
-    def boots(self, items: list[Item]) -> Iterator[list[ItemResult]]:
+    def boot_by_boot(self, items: list[Item]) -> Iterator[list[ItemResult]]:
         """Boot after boot (items that share a command line share boots), the results
         that have a verdict so far, in the items' order."""
         self.results.update({item.id: ItemResult(item) for item in items})

@@ -317,7 +317,7 @@ def run_until_enough(
 ) -> list[ItemResult]:
     """Run the items boot by boot; once ``enough`` names a reason after a boot (a
     bisection step has its verdict), the items left are skipped with that reason."""
-    with contextlib.closing(runner.boots(items)) as boots:
+    with contextlib.closing(runner.boot_by_boot(items)) as boots:
         for finished in boots:
             stop = enough(finished) if enough else None
             left = [i for i in items if i.id not in runner.finished]
