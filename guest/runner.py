@@ -455,7 +455,7 @@ class ScenarioRun:
             if w.alive():
                 self.violate(
                     f"worker {w.name}: {w.alive()} thread(s) still running {bound:g} s after "
-                    f"{w.spec.get('fixture')} was removed (no error returned, or blocked)"
+                    f"{w.spec.fixture} was removed (no error returned, or blocked)"
                 )
 
     # --- cycles --------------------------------------------------------------
@@ -611,7 +611,7 @@ class ScenarioRun:
             self.violate(
                 f"worker {w.name}: thread(s) tried fewer than "
                 f"{w.spec.min_ops_after_removal} ops after the removal of "
-                f"{w.spec.get('fixture') or 'a fixture'} or what it uses "
+                f"{w.spec.fixture or 'a fixture'} or what it uses "
                 f"({', '.join(short)}): the consumers were not tried after it"
             )
         if stats["ops"] < w.spec.min_ops:

@@ -18,6 +18,7 @@ import yaml
 from guest import protocol
 from guest import workers as guest_workers
 from guest.protocol import ActionSpec, ExpectSpec, FixtureSpec, ScenarioSpec, WorkerSpec
+from guest.workers.base import Worker as BaseWorker
 from harness import fixtures as fixture_types
 from harness import kapi, paths, textfile
 from harness.fixtures.base import NAME
@@ -296,7 +297,8 @@ def _worker(node: Node, fixtures: dict[str, FixtureSpec]) -> WorkerSpec | None:
         return None
     kind = choice(w["type"], WORKER_TYPES)
     fixture = _fixture_ref(w, fixtures)
-    worker_class = guest_workers.worker_class(kind)
+    # an unknown type (choice() said so, with file and line) is checked as any worker
+    worker_class = _worker_class(kind) if kind in WORKER_TYPES else BaseWorker
     if worker_class.needs_fixture and fixture is None:
         node.error(f"a {kind} worker needs 'fixture'")
     path = optional(w, "path", scalar_str, None)
@@ -413,9 +415,14 @@ def _check_path(
         )
 
 
+def _worker_class(kind: str) -> type[BaseWorker]:
+    """The guest's class of a worker type: what its spec needs (fixture, path, lines)."""
+    return guest_workers.worker_class(kind)
+
+
 def _check_line_requests(node: Node, worker: WorkerSpec, earlier) -> None:
     """A GPIO line can be requested once; a second request fails with EBUSY at run time."""
-    if not guest_workers.worker_class(worker.type).splits_lines:  # a line request per thread
+    if worker.type not in WORKER_TYPES or not _worker_class(worker.type).splits_lines:
         return
     if not worker.share_fd and worker.threads > len(worker.lines):
         node.error(
@@ -423,7 +430,7 @@ def _check_line_requests(node: Node, worker: WorkerSpec, earlier) -> None:
             f"got {len(worker.lines)}; add lines or set share_fd: true"
         )
     for other in earlier:
-        requests = guest_workers.worker_class(other.type).splits_lines
+        requests = other.type in WORKER_TYPES and _worker_class(other.type).splits_lines
         if not requests or (other.fixture, other.bank) != (worker.fixture, worker.bank):
             continue
         if clash := sorted(set(worker.lines) & set(other.lines)):

@@ -119,3 +119,30 @@ def test_items_of_a_boot_whose_lockdep_was_already_off_get_no_verdict(tmp_path, 
         result = json.loads((tmp_path / "guest" / f"{item.id}.json").read_text())
         assert result["error"].startswith("not run: lockdep turned itself off")
         assert ("start", item.id) in events and ("end", item.id) in events
+
+
+def test_a_consumer_still_running_after_its_provider_went_is_named_with_its_fixture(monkeypatch):
+    """The check behind wait-workers, with a worker whose thread never returns."""
+    run = _run_of("gpio-sim-remove-under-readers")
+    spec = run.sc.workers[0]
+
+    class Stuck:
+        name = spec.name
+
+        def __init__(self):
+            self.spec = spec
+
+        def alive(self) -> int:
+            return 1
+
+    run.removed_this_cycle = {spec.fixture}
+    run.expect = dataclasses.replace(run.expect, workers_exit_within=0.05)
+    monkeypatch.setattr(runner, "dump_blocked", lambda *a, **k: None)
+    monkeypatch.setattr(runner, "taint", lambda: OOT)
+    run.taint_start = OOT
+    run._wait_workers([Stuck()])
+    assert run.violations == [
+        f"cycle 0: worker {spec.name}: 1 thread(s) still running 0.05 s after {spec.fixture} "
+        "was removed "
+        "(no error returned, or blocked)"
+    ]
