@@ -146,3 +146,26 @@ def test_a_consumer_still_running_after_its_provider_went_is_named_with_its_fixt
         "was removed "
         "(no error returned, or blocked)"
     ]
+
+
+def test_a_consumer_not_tried_after_the_removal_names_what_was_removed():
+    run = _run_of("gpio-sim-remove-under-readers")
+    spec = run.sc.workers[0]
+
+    class Idle:
+        name = spec.name
+
+        def __init__(self):
+            self.spec = dataclasses.replace(spec, min_ops_after_removal=3)
+
+        def short_files(self):
+            return [], 0
+
+        def short_after_removal(self):
+            return [f"{spec.name}/0: 1"]
+
+    run._check_work(Idle(), {"ops": spec.min_ops})
+    assert run.violations == [
+        f"cycle 0: worker {spec.name}: thread(s) tried fewer than 3 ops after the removal of "
+        f"{spec.fixture} or what it uses ({spec.name}/0: 1): the consumers were not tried after it"
+    ]
