@@ -510,6 +510,27 @@ def test_force_send_without_data_is_answered_and_recorded():
     assert dev.stats.errors == 1 and "no read data" in dev.problems[-1]
 
 
+def test_a_protocol_problem_quotes_the_traffic_before_it():
+    dev, _ = probed()
+    dev.interrupt_out(H("10 a0 0007"))  # read 7
+    dev.interrupt_out(H("15 01"))  # status: COMPLETE, 7
+    dev.interrupt_out(H("12 0007"))  # the 7 bytes
+    dev.interrupt_out(H("12 0007"))  # again: nothing is ready
+    problem = dev.problems[-1]
+    assert "DATA_READ_FORCE_SEND(7) with no read data ready (state 2)" in problem
+    events = [h.split(" ", 1)[1] for h in problem.split("after: ")[1].split(" | ")]
+    assert events[0] == "reset"  # probed() plugged it
+    assert [e[:6] for e in events[-6:]] == [
+        "> 10a0",
+        "> 1501",
+        "< 1602",
+        "> 1200",
+        "< 1302",
+        "> 1200",
+    ]
+    assert events[-4] == "< 1602050000000700"  # COMPLETE, the 7 bytes the host then fetched
+
+
 def test_malformed_and_misdirected_reports_are_recorded():
     dev, _ = probed()
     cases = [

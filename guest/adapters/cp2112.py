@@ -42,6 +42,7 @@ from __future__ import annotations
 import errno
 import struct
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -133,6 +134,8 @@ BUSY1_WRITING = 0x03
 
 REPORT_SIZE = 64  # CP2112_REPORT_MAX_LENGTH: every interrupt report, ID byte included
 READ_CHUNK = 61  # cp2112_device.read_data[61]: data bytes per DATA_READ_RESPONSE
+HISTORY = 12  # reports and events a protocol problem quotes
+TRACED = 8  # leading bytes of a report kept in the history
 WRITE_MAX = 61  # cp2112_write_req_report.data[61]
 READ_MAX = 512  # cp2112_read_req / cp2112_i2c_write_read_req reject longer reads
 TARGET_ADDRESS_MAX = 16  # cp2112_write_read_req_report.target_address[16]
@@ -481,6 +484,7 @@ class Cp2112Device:
         self.by_report: Counter[str] = Counter()
         self.problem_count = 0
         self.problems: deque[str] = deque(maxlen=16)
+        self.history: deque[str] = deque(maxlen=HISTORY)  # the last reports, for problem texts
         self.usb_config = UsbConfig()
         self.strings = {
             MANUFACTURER_STRING: manufacturer,
@@ -511,6 +515,7 @@ class Cp2112Device:
         self.gpio_special = 0x00
         self.gpio_divider = 0x00
         self.gpio_latch = 0xFF
+        self.note("reset")
         self._idle()
         for target in self.i2c.values():
             if hasattr(target, "power_cycle"):
@@ -531,6 +536,14 @@ class Cp2112Device:
     def problem(self, message: str) -> None:
         self.problem_count += 1
         self.problems.append(message)
+
+    def note(self, event: str) -> None:
+        """Add to the traffic history a protocol problem quotes (reports, resets, drops)."""
+        self.history.append(f"{time.monotonic():.3f} {event}")
+
+    def _violation(self, message: str) -> None:
+        """A request the driver should not have sent here, with the traffic that led to it."""
+        self._error(f"{message}; after: {' | '.join(self.history)}")
 
     def _error(self, message: str) -> None:
         self.stats.errors += 1
@@ -681,11 +694,15 @@ class Cp2112Device:
             if handler is None:
                 self._error(f"OUT report {rid:#04x} is not a request; ignored")
                 return []
+            self.note(f"> {bytes(report[:TRACED]).hex()}")
             try:
-                return handler(report)
+                replies = handler(report)
             except (ValueError, struct.error) as exc:
                 self._error(f"{REPORT_NAMES[rid]}: {len(report)}-byte report: {exc}; ignored")
                 return []
+            for reply in replies:
+                self.note(f"< {reply[:TRACED].hex()}")
+            return replies
 
     def _read_request(self, report) -> list[bytes]:
         address, length = decode_read_request(report)
@@ -797,7 +814,7 @@ class Cp2112Device:
         self.stats.force_sends += 1
         length = decode_force_send(report)
         if self._busy_left or not self.pending:
-            self._error(
+            self._violation(
                 f"DATA_READ_FORCE_SEND({length}) with no read data ready (state {self.state})"
             )
             return [encode_read_response(STATUS0_BUSY if self._busy_left else self.state, b"")]
@@ -1036,3 +1053,10 @@ class Emulator(AdapterEmulator):
             self.zlps += 1
             return
         self.responder.serve(bytes(data))
+
+    def _connection_lost(self) -> None:
+        self.device.note("connection lost")
+
+    def _stale(self, data: memoryview) -> None:
+        self.device.note(f"stale, dropped: {bytes(data[:TRACED]).hex()}")
+        super()._stale(data)

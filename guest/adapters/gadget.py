@@ -692,6 +692,10 @@ class AdapterEmulator:
     def _connection_lost(self) -> None:
         """The host side went away; drop partial state tied to the connection."""
 
+    def _stale(self, data: memoryview) -> None:
+        """Data read in a connection an unplug has ended: dropped, with its partial state."""
+        self._connection_lost()
+
     def _read_size(self) -> int:
         return self.READ_BUFFER
 
@@ -773,7 +777,7 @@ class AdapterEmulator:
                 self._in_read = False
             if generation != self._generation:
                 self.stale_reads += 1
-                self._connection_lost()
+                self._stale(view[:count])
                 continue
             self.reads += 1
             self._received(view[:count])
