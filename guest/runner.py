@@ -266,9 +266,11 @@ class ScenarioRun:
         return {}
 
     def _read_block(self, fixture: str) -> int:
-        """The smallest read() size of the fixture's read-file workers (0: none read it)."""
+        """The smallest read() size of the fixture's block readers (0: none read it)."""
         sizes = [
-            w.block_size for w in self.sc.workers if w.fixture == fixture and w.type == "read-file"
+            w.block_size
+            for w in self.sc.workers
+            if w.fixture == fixture and worker_types.worker_class(w.type).reads_in_blocks
         ]
         return min(sizes, default=0)
 
@@ -492,7 +494,9 @@ class ScenarioRun:
         self._close_held()
 
     def _start_workers(self) -> list[Worker]:
-        written = {s.fixture for s in self.sc.workers if s.type == "write-read-back"}
+        written = {
+            s.fixture for s in self.sc.workers if worker_types.worker_class(s.type).writes_fixture
+        }
         started = [
             worker_types.make(
                 spec,

@@ -304,15 +304,8 @@ def _worker(node: Node, fixtures: dict[str, FixtureSpec]) -> WorkerSpec | None:
     path = optional(w, "path", scalar_str, None)
     if worker_class.needs_path and path is None:
         node.error(f"a {kind} worker needs 'path' (e.g. /sys/bus/nvmem/devices/*/nvmem)")
-    if kind == "revocable-read" and fixture in fixtures:
-        if fixtures[fixture].type != "revocable":
-            w["fixture"].error("a revocable-read worker reads a revocable fixture's consumer file")
-    if kind == "write-read-back" and fixture in fixtures:
-        if fixtures[fixture].type not in CHIP_MODEL_TYPES:
-            w["fixture"].error(
-                "write-read-back checks the chip model: it needs a "
-                f"{'/'.join(CHIP_MODEL_TYPES)} fixture"
-            )
+    if fixture in fixtures:
+        _check_fixture_type(w["fixture"], kind, worker_class, fixtures[fixture].type)
     whole_file = optional(w, "whole_file", scalar_bool, False)
     if whole_file and (
         fixture is None or (fixture in fixtures and fixtures[fixture].type not in CHIP_MODEL_TYPES)
@@ -321,8 +314,8 @@ def _worker(node: Node, fixtures: dict[str, FixtureSpec]) -> WorkerSpec | None:
             "a whole-file read must end at the chip's size: it needs a "
             f"{'/'.join(CHIP_MODEL_TYPES)} fixture"
         )
-    if kind == "open-close" and path is None and fixture is None:
-        node.error("an open-close worker needs 'path' or 'fixture'")
+    if worker_class.path_or_fixture and path is None and fixture is None:
+        node.error(f"a worker of type {kind} needs 'path' or 'fixture'")
     if path is not None:
         _check_path(w["path"], path, fixture, fixtures)
     threads = optional(w, "threads", lambda n: scalar_int(n, 1, 64), 1)
@@ -365,6 +358,15 @@ _TEMPLATE = re.compile(r"\{([^{}]*)\}")
 
 def _templates_of(name: str, fixture: FixtureSpec) -> str:
     return ", ".join(f"{{{name}.{key}}}" for key in FIXTURE_TEMPLATES[fixture.type])
+
+
+def _check_fixture_type(node: Node, kind: str, worker_class: type, fixture_type: str) -> None:
+    """The worker's class says which fixtures it can work on."""
+    allowed = worker_class.fixture_types
+    if allowed and fixture_type not in allowed:
+        node.error(f"a {kind} worker works on a {'/'.join(allowed)} fixture, not {fixture_type}")
+    if worker_class.needs_chip_model and fixture_type not in CHIP_MODEL_TYPES:
+        node.error(f"{kind} checks the chip model: it needs a {'/'.join(CHIP_MODEL_TYPES)} fixture")
 
 
 def _check_path(

@@ -296,7 +296,14 @@ def test_revocable_mistakes_name_the_line():
     )
     assert error.startswith("s/t.yaml:3: needs[0]: no kernel API 'revokable'; known: revocable")
     wrong = GOOD.replace("type: gpio-get-values", "type: revocable-read\n    path: /x")
-    assert any("reads a revocable fixture's consumer file" in e for e in errors_of(wrong))
+    assert any("works on a revocable fixture, not gpio-sim" in e for e in errors_of(wrong))
+    wrong = GOOD.replace("type: gpio-get-values", "type: write-read-back\n    path: /x")
+    (error,) = [e for e in errors_of(wrong) if "chip model" in e]
+    assert error.startswith("s/t.yaml:13: workers[0].fixture: write-read-back checks the chip")
+    wrong = GOOD.replace("type: gpio-get-values\n    fixture: chip0", "type: open-close")
+    assert "s/t.yaml:10: workers[0]: a worker of type open-close needs 'path' or 'fixture'" in (
+        errors_of(wrong)
+    )
 
 
 def test_in_kernel_gpio_consumers_and_wp_lines_name_real_lines():

@@ -87,6 +87,11 @@ class Worker:
     splits_lines = False  # threads get disjoint slices of ``lines`` unless share_fd
     paced = True  # ops at its own pace (an edge waiter's come with the scenario's actions)
     failed_read_is_wrong = False  # a failed op is a wrong answer, not an errno result
+    path_or_fixture = False  # the scenario must give its path or its fixture
+    fixture_types: tuple[str, ...] = ()  # the fixture types it works on (empty: any)
+    needs_chip_model = False  # its fixture must have a chip model (it checks data against it)
+    writes_fixture = False  # it changes the chip's data: readers of that fixture take its lock
+    reads_in_blocks = False  # its block_size places a mid-read unplug point
 
     def __init__(
         self,

@@ -9,6 +9,8 @@ from guest.workers.base import Handle, ThreadState, Worker
 
 
 class OpenClose(Worker):
+    path_or_fixture = True  # a device file, or the fixture's chip
+
     def persistent(self) -> bool:
         return False
 

@@ -14,6 +14,7 @@ from guest.workers.base import Handle, ShortFile, Stopped, ThreadState, Worker
 
 class ReadFile(Worker):
     needs_path = True
+    reads_in_blocks = True
 
     def open_handle(self, lines: list[int]) -> Handle:
         return Handle(os.open(self._file_path(), os.O_RDONLY))

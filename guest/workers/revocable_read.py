@@ -11,6 +11,7 @@ from guest.workers.base import Handle, ThreadState, Worker
 
 class RevocableRead(Worker):
     needs_fixture = True
+    fixture_types = ("revocable",)  # it reads the consumer file of a revocable provider
     failed_read_is_wrong = True  # a revoked resource is an answer ("(null)"), never an error
 
     def open_handle(self, lines: list[int]) -> Handle:

@@ -17,6 +17,8 @@ MEMERASE = 0x40084D02  # _IOW('M', 2, struct erase_info_user {u32 start, length}
 class WriteReadBack(Worker):
     needs_fixture = True
     needs_path = True
+    needs_chip_model = True
+    writes_fixture = True
 
     def open_handle(self, lines: list[int]) -> Handle:
         return Handle(os.open(self._file_path(), os.O_RDWR))
