@@ -144,12 +144,36 @@ def conclude(
         progress.ended_by = current
         found.done.add(current)
     elif progress.ready_at is None:
-        why = f"the kernel did not reach the guest runner ({ended}); console tail:\n{tail}"
-        found.errors.update({item: why for item in pending})
-        found.done.update(pending)
+        why = f"the kernel did not reach the guest runner ({ended})"
+        _none_ran(found, pending, reported, why, tail, console)
     if not found.done and progress.ready_at is not None:
         # the runner came up but finished nothing: do not loop forever
-        why = f"guest ended ({ended}) before running anything; console tail:\n{tail}"
-        found.errors.update({item: why for item in pending})
-        found.done.update(pending)
+        _none_ran(
+            found,
+            pending,
+            reported,
+            f"guest ended ({ended}) before running anything",
+            tail,
+            console,
+        )
     return found
+
+
+def _none_ran(
+    found: Conclusion,
+    pending: list[str],
+    reported: Collection[str],
+    why: str,
+    tail: str,
+    console: str,
+) -> None:
+    """A boot that ran none of its items: one a kernel report was attributed to (its kernel
+    was broken before it started) fails with it; the rest have no verdict."""
+    for item in pending:
+        if item in reported:
+            found.violations[item] = (
+                f"the kernel reported a bug before the item started; {why}; console: {console}"
+            )
+        else:
+            found.errors[item] = f"{why}; console tail:\n{tail}"
+    found.done.update(pending)

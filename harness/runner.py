@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from guest import protocol
@@ -37,15 +37,16 @@ def _tail(path: Path, lines: int = CONSOLE_TAIL) -> str:
         return ""
 
 
-def attribute(log: str, ids: Collection[str]) -> tuple[dict[str, list[Splat]], list[Splat]]:
-    """A boot's splats per item id, and those no item of the boot can take."""
+def attribute(log: str, ids: Sequence[str]) -> tuple[dict[str, list[Splat]], list[Splat]]:
+    """A boot's splats per item id (``ids``: the boot's items in the order it was to run
+    them), and those no item can take (only in a boot that had none)."""
     spans = splats.scenario_spans(log)
     owned: dict[str, list[Splat]] = {}
     outside: list[Splat] = []
     for splat in splats.parse(log):
         owner = (splat.scenario or "").split(" ")[0]
         if owner not in ids:
-            found, splat.outside = outside_owner(splat.first_line, spans)
+            found, splat.outside = outside_owner(splat.first_line, spans, ids[0] if ids else None)
             owner = found or ""
         if owner in ids:
             owned.setdefault(owner, []).append(splat)
@@ -54,21 +55,25 @@ def attribute(log: str, ids: Collection[str]) -> tuple[dict[str, list[Splat]], l
     return owned, outside
 
 
-def outside_owner(line: int, spans: dict[str, tuple[int, int | None]]) -> tuple[str | None, str]:
+def outside_owner(
+    line: int, spans: dict[str, tuple[int, int | None]], first: str | None = None
+) -> tuple[str | None, str]:
     """The item a splat outside every scenario's markers counts against, and where it fell.
 
     A report after an item's end marker is most often that item's late work
     (a deferred free, a work item, a release on the last close), and one before
-    the boot's first item means the kernel that item ran on was already broken:
-    either way the kernel bug fails an item, so the run, a series and a
-    bisection all count it.
+    the boot's first item (``first``: the first it was to run, when none
+    started) means the kernel that item ran on was already broken: either way
+    the kernel bug fails an item, so the run, a series and a bisection all
+    count it.
     """
     started = sorted((start, name) for name, (start, _end) in spans.items())
     before = [name for start, name in started if start < line]
     if before:
         return before[-1], f"after {before[-1]} ended"
-    if started:
-        return started[0][1], f"during boot, before {started[0][1]} started"
+    first = started[0][1] if started else first
+    if first is not None:
+        return first, f"during boot, before {first} started"
     return None, "during boot, before any item"
 
 
@@ -220,7 +225,7 @@ class Runner:
         that runs again, whose splats this boot does not count)."""
         log_text = (boot_dir / "console.log").read_text(errors="replace")
         starts = splats.scenario_start_times(log_text)
-        owned, self.boots[-1].outside_splats = attribute(log_text, by_id)
+        owned, self.boots[-1].outside_splats = attribute(log_text, list(by_id))
         for item_id, found in owned.items():
             if item_id == skip:
                 continue

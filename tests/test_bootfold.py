@@ -104,3 +104,19 @@ def test_a_runner_that_came_up_and_finished_nothing_does_not_loop():
     progress.take("done", {}, 6.0)
     found = conclude(progress, "exit", ["a"], set(), "tail", "c.log")
     assert found.errors["a"].startswith("guest ended (exit) before running anything")
+
+
+def test_a_kernel_report_before_any_item_ran_fails_the_item_it_was_attributed_to():
+    progress = Progress(2, 0.0, 300.0, 3600.0, {"a": 60.0, "b": 60.0})
+    found = conclude(progress, "exit", ["a", "b"], {"a"}, "tail", "c.log")
+    assert found.done == {"a", "b"} and "a" not in found.errors
+    assert found.violations["a"].startswith(
+        "the kernel reported a bug before the item started; the kernel did not reach the guest "
+        "runner (exit); console: c.log"
+    )
+    assert found.errors["b"].startswith("the kernel did not reach the guest runner (exit)")
+    progress.take("ready", {"kernel": "6.12"}, 5.0)
+    progress.take("done", {}, 6.0)
+    found = conclude(progress, "exit", ["a", "b"], {"a"}, "tail", "c.log")
+    assert "guest ended (exit) before running anything" in found.violations["a"]
+    assert set(found.errors) == {"b"}

@@ -44,6 +44,8 @@ def test_a_run_in_which_nothing_ran_is_not_a_pass():
 
 def test_a_kernel_report_no_item_could_take_fails_a_passing_run():
     assert run_command.exit_code_for(results("pass", "pass"), outside_splats=1) == Exit.FAIL
+    line = run_command.summary_line(Path("/r"), results("pass"), outside_splats=1)
+    assert line.endswith("pass 1, fail 0, error 0, 1 kernel report(s) no item took: the run fails")
 
 
 def test_last_line_names_failing_and_erroring_items():

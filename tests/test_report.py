@@ -67,8 +67,17 @@ def make_results():
         scenario=b.id,
         count=2,
     )
+    late = Splat(
+        kind="warning",
+        title="WARNING in gpio_sim_dev_release",
+        first_line=40,
+        time=3.0,
+        excerpt="WARNING: CPU: 0 PID: 7 at drivers/gpio/gpio-sim.c:1 gpio_sim_dev_release",
+        scenario=None,
+        outside=f"after {b.id} ended",
+    )
     failed = ItemResult(
-        b, status="fail", splats=[splat], violations=["cycle 3: remove did not return"]
+        b, status="fail", splats=[splat, late], violations=["cycle 3: remove did not return"]
     )
     hung = ItemResult(c, status="error", error="timeout: no result within 900 s\nconsole tail")
     boot = BootRecord(
@@ -106,7 +115,11 @@ def test_junit_content(tmp_path):
     failures = cases["gpio-sim-remove-under-readers#1"].findall("failure")
     assert failures[0].get("message") == "KASAN: slab-use-after-free Read in gpio_ioctl (x2)"
     assert "gpio_ioctl+0x1/0x2" in failures[0].text
-    assert failures[1].get("message").startswith("1 expectation(s) not met: cycle 3")
+    assert failures[1].get("message") == (
+        "WARNING in gpio_sim_dev_release (outside the scenario: after "
+        "gpio-sim-remove-under-readers#1 ended)"
+    )
+    assert failures[2].get("message").startswith("1 expectation(s) not met: cycle 3")
     error = cases["gpio-sim-remove-under-readers#2"].find("error")
     assert error.get("message") == "timeout: no result within 900 s"
     assert cases["kernel log outside scenarios"].find("failure").get("message") == "WARNING in foo"

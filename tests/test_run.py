@@ -15,7 +15,7 @@ from tests.guestreport import guest_report
 LOG = Path(__file__).resolve().parent / "data" / "logs" / "harness-nvmem-in-kernel-consumer.log"
 FIRST = "nvmem-unbind-adapter-during-read-fw-devlink-off"
 SECOND = "nvmem-in-kernel-consumer-unbind"
-IDS = {FIRST, SECOND}
+IDS = [FIRST, SECOND]  # the boot's items, in the order it was to run them
 UAF = "KASAN: slab-use-after-free Read in regmap_raw_read"
 
 
@@ -56,10 +56,18 @@ def test_a_report_during_boot_counts_against_the_boots_first_item():
     assert owned[FIRST][0].outside == f"during boot, before {FIRST} started"
 
 
-def test_a_report_in_a_boot_that_ran_no_item_is_left_for_the_run():
+def test_a_report_before_any_item_started_fails_the_first_the_boot_was_to_run():
     text = "\n".join(x for x in _lines() if "harness: scenario-" not in x)
     owned, outside = attribute(text, IDS)
+    assert not outside and [s.title for s in owned[FIRST]] == [UAF]
+    assert owned[FIRST][0].outside == f"during boot, before {FIRST} started"
+
+
+def test_a_report_in_a_boot_with_no_items_is_left_for_the_run():
+    text = "\n".join(x for x in _lines() if "harness: scenario-" not in x)
+    owned, outside = attribute(text, [])
     assert not owned and [s.title for s in outside] == [UAF]
+    assert outside[0].outside == "during boot, before any item"
 
 
 def test_a_harness_timeout_dump_alone_is_no_verdict_but_a_kernel_hang_fails():

@@ -308,7 +308,8 @@ def _write(run: _Run, started: float) -> list[ItemResult]:
     report.write(run.out, results, boots, info)
     for line in error_lines(results, run.out):
         say(line)
-    say(summary_line(run.out, results))  # the last line names what failed or got no verdict
+    outside = sum(len(b.outside_splats) for b in boots)
+    say(summary_line(run.out, results, outside))  # the last line: what failed or lacks a verdict
     return results
 
 
@@ -330,8 +331,9 @@ def run_until_enough(
     return [runner.results[i.id] for i in items]
 
 
-def summary_line(out: Path, results: list[ItemResult]) -> str:
-    """The run's last word: counts, and the names of what failed or got no verdict."""
+def summary_line(out: Path, results: list[ItemResult], outside_splats: int = 0) -> str:
+    """The run's last word: counts, and the names of what failed or got no verdict
+    (``outside_splats``: kernel reports in a boot that had no item to take them)."""
     parts = []
     for status in ("pass", "fail", "error", "skipped"):
         ids = [r.item.id for r in results if r.status == status]
@@ -341,6 +343,8 @@ def summary_line(out: Path, results: list[ItemResult]) -> str:
         parts.append(f"{status} {len(ids)}{named}")
     if exit_code_for(results) == Exit.NOTHING_RAN:
         parts.append("nothing was tested")
+    if outside_splats:
+        parts.append(f"{outside_splats} kernel report(s) no item took: the run fails")
     return f"results: {out}/junit.xml  " + ", ".join(parts)
 
 
