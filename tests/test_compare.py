@@ -408,6 +408,44 @@ def test_series_confirms_a_regression_on_base_and_drops_it_when_base_has_the_bug
     assert c.line().endswith("failed 1/4 on base, failed 3/3 on head; same bugs")
 
 
+def test_a_series_whose_files_no_scenario_covers_tests_nothing_and_says_so(tmp_path):
+    """The whole command on a repository whose series touches only documentation: no
+    build, no boot, exit 5, and the last line says what was left out."""
+    from tests.harnesscli import harness
+
+    repo = tmp_path / "linux"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "MAINTAINERS").write_text("base\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "base")
+    (repo / "Documentation").mkdir()
+    (repo / "Documentation" / "gpio.rst").write_text("head\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "docs only")
+    out = tmp_path / "out"
+    code, output = harness(
+        "series",
+        "--tree",
+        str(repo),
+        "--base",
+        "HEAD~1",
+        "--head",
+        "HEAD",
+        "--affected",
+        "--out",
+        str(out),
+        env={"HARNESS_CACHE": str(tmp_path / "cache")},
+    )
+    assert code == Exit.NOTHING_RAN, output
+    scenarios = len(list((Path(__file__).resolve().parents[1] / "scenarios").glob("*.yaml")))
+    assert output.splitlines()[-1].endswith(
+        f"series: nothing was tested ({scenarios} left out by --affected)"
+    )
+    assert "left out: gpio-sim-plug-cycle: covers none of the 1 touched file(s)" in output
+    assert not (out / "base").exists(), "nothing selected: nothing built or booted"
+
+
 def test_a_series_that_tested_nothing_has_its_own_exit_status(tmp_path):
     """--affected selecting no scenario, or every one skipped on a side: not a pass."""
     from harness.commands.series import exit_code_for

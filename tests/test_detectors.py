@@ -22,6 +22,14 @@ def test_without_kasan_multi_shot_the_second_bug_of_a_boot_is_never_reported():
     ]
 
 
+def test_every_hung_task_is_reported_not_only_the_first_ten_of_a_boot():
+    """The boot this log is of carried BASE_CMDLINE; a hang in the eleventh item must still
+    say which task is stuck (the guest also checks hung_task_warnings before each item)."""
+    assert "sysctl.kernel.hung_task_warnings=-1" in boot.BASE_CMDLINE
+    log = (DATA / "lkdtm-kasan-twice-one-shot.log").read_text()
+    assert "sysctl.kernel.hung_task_warnings=-1" in _cmdline(log)
+
+
 def test_kasan_multi_shot_reports_the_second_bug_too_but_the_harness_stays_one_shot():
     """What multi-shot would add; the harness reboots after a KASAN report instead (its
     cascades interleave and retitle one bug: see the test below)."""

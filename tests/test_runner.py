@@ -53,11 +53,16 @@ def test_a_used_up_hung_task_detector_is_off_and_a_missing_one_is_not():
     assert runner.detectors_off("", "") == []  # neither built in: nothing to switch off
 
 
-def _run_of(name: str):
+def _item_of(name: str):
     from harness.results import expand
     from harness.scenario import load_scenarios, resolve
 
     (item,) = expand(load_scenarios(resolve([name])), 1, 1)
+    return item
+
+
+def _run_of(name: str):
+    item = _item_of(name)
     return runner.ScenarioRun(runner.decode_item(json.loads(json.dumps(item.plan_entry()))), {})
 
 
@@ -78,6 +83,29 @@ def test_an_emulator_failing_in_an_action_is_a_harness_error_not_a_kernel_result
     with pytest.raises(runner.HarnessError, match="GadgetError: ep0: unexpected setup"):
         run.run_action(dataclasses.replace(action, at=None, after_worker=None), [], 0.0)
     assert run.violations == []  # nothing is said about the kernel
+
+
+def test_a_harness_error_in_a_cycle_leaves_the_item_without_verdict_with_its_traceback(
+    monkeypatch,
+):
+    from harness.results import ItemResult, decide
+
+    run = _run_of("nvmem-usb-unplug-during-read")
+    torn_down = []
+    monkeypatch.setattr(run, "setup_fixtures", lambda: None)
+    monkeypatch.setattr(run, "teardown_fixtures", lambda: torn_down.append(True))
+    monkeypatch.setattr(runner, "event", lambda *a, **k: None)
+
+    def broken() -> None:
+        raise runner.HarnessError("unplug eeprom0: GadgetError: ep0: unexpected setup request")
+
+    monkeypatch.setattr(run, "run_cycle", broken)
+    error, _ = run._cycles()
+    assert error.startswith("harness error:\nTraceback (most recent call last):")
+    assert "HarnessError: unplug eeprom0: GadgetError" in error and torn_down
+    result = ItemResult(_item_of("nvmem-usb-unplug-during-read"), error=error)
+    decide(result)
+    assert result.status == "error", "the harness's fault is no verdict, never a kernel fail"
 
 
 def test_a_template_no_fixture_gives_is_a_harness_error_not_a_path():
