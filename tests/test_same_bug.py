@@ -53,3 +53,35 @@ def test_the_corpus_holds_both_labels_across_trees_and_injected_pairs():
         p for p in different if all(Path(p[s]["log"]).name.startswith("module-") for s in "ab")
     ]
     assert len(injected) >= 2
+
+
+def _devm_pair() -> tuple[splats.Splat, splats.Splat]:
+    (pair,) = [
+        p
+        for p in PAIRS
+        if p["a"]["log"] == "module-devm-priv.log"
+        and not p["same"]
+        and p["b"]["log"] == "module-devm-buf.log"
+    ]
+    return _splat(pair["a"]), _splat(pair["b"])
+
+
+def test_a_series_that_fixes_one_devm_bug_of_a_driver_and_adds_another_is_a_regression():
+    """The symptom the rules were tuned against: it read "still failing", exit 0."""
+    from harness import compare
+    from tests.test_compare import run, side
+
+    priv, buf = _devm_pair()
+    base = side("base", *(run(n, priv) for n in range(3)))
+    head = side("head", *(run(n, buf) for n in range(3)))
+    found = compare.compare("s", base, head)
+    assert found.verdict == compare.REGRESSED, found.line
+
+
+def test_bisecting_one_devm_bug_does_not_count_the_other_as_reproduced():
+    from harness.commands.bisection import classify
+    from tests.test_compare import run
+
+    priv, buf = _devm_pair()
+    assert classify(run(0, priv), priv).outcome == "reproduced"
+    assert classify(run(0, buf), priv).outcome != "reproduced"
