@@ -44,7 +44,7 @@ SKIP_FRAMES = re.compile(
     r"_raw_\w+|__raw_\w+|do_raw_\w+|queued_\w+|native_queued_\w+|"
     r"mutex_lock\w*|__mutex_\w+|mutex_unlock|down_\w+|down|__down\w*|up_\w+|rwsem_\w+|"
     r"rt_mutex_\w+|__rt_mutex_\w+|"
-    r"schedule\w*|__schedule|preempt_schedule\w*|io_schedule\w*|"
+    r"schedule\w*|__schedule|preempt_schedule\w*|io_schedule\w*|_*cond_resched\w*|"
     r"wait_for_completion\w*|__wait_for_common|wait_for_common\w*|do_wait_for_common|"
     r"__synchronize_srcu|synchronize_srcu\w*|synchronize_rcu\w*|__synchronize\w*|"
     r"wait_rcu_gp|__wait_rcu_gp|flush_work|__flush_work\w*|msleep|usleep\w*|"
@@ -60,7 +60,8 @@ SKIP_FRAMES = re.compile(
     r"panic|nmi_\w+|watchdog\w*|rcu_dump_\w+|rcu_\w*stall\w*|print_cpu_stall\w*|"
     r"sysvec_\w+|asm_sysvec_\w+|__sysvec_\w+|irq_exit\w*|__irq_exit\w*|"
     r"entry_SYSCALL\w*|do_syscall_\w+|x64_sys_call|__x64_sys_\w+|__do_sys_\w+|"
-    r"ret_from_fork\w*|kthread|worker_thread|process_one_work|process_scheduled_works"
+    r"ret_from_fork\w*|kthread|worker_thread|rescuer_thread|process_one_work|"
+    r"process_scheduled_works"
     r")$"
 )
 
@@ -183,10 +184,24 @@ def _func(lines: list[Line], *preferred: str | None) -> str:
         return name
     return (
         first_useful(frames_of(lines))
+        # a kworker caught between work items (cond_resched) shows only the workqueue's
+        # machinery: the work function on its "Workqueue:" line is what was running
+        or _work_function(lines)
         # a jump into freed memory leaves RIP a bare address and only guessed frames
         or first_useful(frames_of(lines, guesses=True))
         or "unknown"
     )
+
+
+_WORKQUEUE = re.compile(r"^Workqueue: \S+ ([A-Za-z_]\w*)")
+
+
+def _work_function(lines: list[Line]) -> str | None:
+    """The work function a kworker's task dump names (Workqueue: <queue> <function>)."""
+    for line in lines:
+        if found := _WORKQUEUE.match(line.text.strip()):
+            return found.group(1)
+    return None
 
 
 # A title function returns the title, or (kind, title) when the report's own

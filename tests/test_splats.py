@@ -187,6 +187,13 @@ def _titles(kernel: str, name: str) -> list[str]:
         ("7.3", "module-rcu-exp-stall.log", "INFO: rcu detected stall in selftest_spinner"),
         # a task that never switches voluntarily while synchronize_rcu_tasks() waits
         ("7.3", "module-rcu-tasks-stall.log", "INFO: rcu_tasks detected stall in selftest_spinner"),
+        # a preemptible kernel's form (rcu_preempt), from a public report: a kworker caught
+        # in cond_resched between work items, titled by the work function it was running
+        (
+            "public",
+            "lkrg-189-rcu_preempt-expedited.log",
+            "INFO: rcu detected stall in p_check_integrity",
+        ),
     ],
 )
 def test_rcu_stalls_that_do_not_taint_are_reports(kernel, name, title):
