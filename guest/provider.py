@@ -9,8 +9,12 @@ gadget for the adapters) stays in the fixture's own module.
 from __future__ import annotations
 
 import subprocess
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from guest.protocol import ActionSpec
 
 
 class FixtureError(Exception):
@@ -38,7 +42,7 @@ class Fixture(Protocol):
     def bind(self, level: str | None) -> None:
         """Bind the driver at ``level`` again and wait until the fixture is ready."""
 
-    def perform(self, action: dict, step: int) -> None:
+    def perform(self, action: ActionSpec, step: int) -> None:
         """Fixture-specific actions (e.g. set-pull); raise FixtureError if unsupported."""
 
     def identity(self) -> str:
@@ -49,6 +53,40 @@ class Fixture(Protocol):
 
     def teardown(self) -> None:
         """Remove everything the fixture created, also after a failed setup."""
+
+
+class IoLock(Protocol):
+    def held(self) -> AbstractContextManager[None]:
+        """The chip's data to oneself, in turn: readers that verify wait for writers."""
+
+
+class ChipFixture(Fixture, Protocol):
+    """A fixture with a chip model (usb-i2c, spi-nor): what the data workers check against."""
+
+    io_lock: IoLock
+
+    def expected(self, offset: int, length: int) -> bytes:
+        """The model's bytes at ``offset``: what a read there must return."""
+
+    def size(self) -> int:
+        """The chip's size in bytes: a whole-file read must end exactly there."""
+
+    def erase_size(self) -> int:
+        """The flash's erase block (0: an EEPROM, written in place)."""
+
+
+class GpioFixture(Fixture, Protocol):
+    """A fixture with GPIO character devices (gpio-sim): what the GPIO workers open."""
+
+    def dev(self, bank: int) -> str:
+        """/dev/gpiochipN of one bank."""
+
+
+class JudgedFixture(Fixture, Protocol):
+    """A fixture whose answers only it can judge (revocable: data before the revoke only)."""
+
+    def judge(self, got: bytes, started: float) -> bool:
+        """Whether a read begun at ``started`` saw the removal; raises OSError if wrong."""
 
 
 def kmsg(text: str) -> None:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from guest.adapters import chipmodels
 from guest.protocol import WorkerSpec
@@ -97,7 +98,7 @@ class Worker:
         self,
         spec: WorkerSpec,
         resolve: Callable[[str], str],
-        fixture,
+        fixture: Any,  # a provider.Fixture; ChipFixture, GpioFixture or JudgedFixture as used
         seed: int,
         guarded: bool = False,
     ):
