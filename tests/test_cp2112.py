@@ -11,6 +11,7 @@ import errno
 import struct
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import pipegadget
@@ -735,3 +736,29 @@ def test_host_side_lookups(tmp_path):
     (i2c / "i2c-7" / "new_device").write_text("")
     assert usbfixtures.new_i2c_device("i2c-7", "24c512", 0x50, root=i2c) == "7-0050"
     assert (i2c / "i2c-7" / "new_device").read_text() == "24c512 0x50"
+
+
+def test_requests_the_host_sends_while_the_unplug_is_under_way_are_answered():
+    """Until the UDC is unbound the host is connected and may still send: a transfer it
+    starts then must not be dropped as stale, or its status and force send meet a model
+    that never saw it ("DATA_READ_FORCE_SEND with no read data ready", seen in
+    rtc-usb-unplug-during-read under TCG, where unbinding takes tens of ms)."""
+    gadget, emu = running_emulator()
+    probe(emu.device)
+    unbind = gadget.unplug
+
+    def slow_unbind() -> bool:
+        taken = emu.device.stats.reports + emu.stale_reads
+        gadget.send(H("11 a0 0007 02 0000"))  # one report per read: wait until taken
+        assert emu.wait_until(lambda: emu.device.stats.reports + emu.stale_reads, taken + 1, 5)
+        gadget.send(H("1501"))
+        assert gadget.receive(64)[:3] == H("16 02 05")  # COMPLETE
+        gadget.send(H("12 0007"))
+        assert gadget.receive(64)[:3] == H("13 02 07")  # the 7 bytes
+        gadget.unplug = unbind
+        return unbind()
+
+    gadget.unplug = slow_unbind
+    emu.unplug()
+    assert emu.stats()["stale_reads"] == 0
+    assert emu.device.problems == deque() and emu.stop() == []

@@ -629,9 +629,16 @@ class AdapterEmulator:
         self.gadget.plug(wait=wait, timeout=timeout)
 
     def unplug(self) -> bool:
-        """Unbind the UDC, then bring the serving thread back into its OUT read."""
-        self._generation += 1
-        unplugged = self.gadget.unplug()
+        """Unbind the UDC, then bring the serving thread back into its OUT read.
+
+        The connection ends when the unbind returns, not when it is asked for: until
+        then the host may still start transfers, and they are answered (a request
+        dropped then leaves the host polling a model that never saw it).
+        """
+        try:
+            unplugged = self.gadget.unplug()
+        finally:
+            self._generation += 1
         if self._thread is not threading.current_thread():
             self._settle()
         return unplugged
