@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 
-from guest.adapters.gadget import Endpoint
+from guest.adapters.gadget import Endpoint, interrupt
 
 
 class PipeGadget:
@@ -51,7 +55,11 @@ class PipeGadget:
     def send(self, data: bytes) -> None:
         os.write(self.host_w, data)
 
-    def receive(self, size: int) -> bytes:
+    def receive(self, size: int, timeout: float = 5.0) -> bytes:
+        """What the emulator wrote; a reply that never comes fails the test, not hangs it."""
+        ready, _, _ = select.select([self.host_r], [], [], timeout)
+        if not ready:
+            raise TimeoutError(f"no reply from the emulator within {timeout:g} s")
         return os.read(self.host_r, size)
 
     def jam_in_endpoint(self) -> None:
@@ -64,3 +72,16 @@ class PipeGadget:
         except BlockingIOError:
             pass
         os.set_blocking(self.in_fd, True)
+
+
+def interrupt_until(
+    thread: threading.Thread, done: Callable[[], bool], timeout: float = 5.0
+) -> bool:
+    """Signal ``thread`` until ``done()``: a signal that lands before its read begins is lost."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        interrupt(thread)
+        time.sleep(0.005)
+    return True

@@ -746,6 +746,15 @@ def test_requests_the_host_sends_while_the_unplug_is_under_way_are_answered():
     gadget, emu = running_emulator()
     probe(emu.device)
     unbind = gadget.unplug
+    endpoint = gadget.endpoints[emu.EP_OUT]
+    read, reads = endpoint.read, []
+
+    def counted_read(size: int) -> int:
+        reads.append(size)
+        return read(size)
+
+    endpoint.read = counted_read
+    assert pipegadget.interrupt_until(emu._thread, lambda: bool(reads))  # a read of the patch
 
     def slow_unbind() -> bool:
         taken = emu.device.stats.reports + emu.stale_reads
@@ -755,10 +764,15 @@ def test_requests_the_host_sends_while_the_unplug_is_under_way_are_answered():
         assert gadget.receive(64)[:3] == H("16 02 05")  # COMPLETE
         gadget.send(H("12 0007"))
         assert gadget.receive(64)[:3] == H("13 02 07")  # the 7 bytes
+        begun = len(reads)  # as the unbind's ESHUTDOWN does: a new read, still unbinding
+        assert pipegadget.interrupt_until(emu._thread, lambda: len(reads) > begun)
         gadget.unplug = unbind
         return unbind()
 
     gadget.unplug = slow_unbind
     emu.unplug()
+    emu.plug()
+    gadget.send(H("1501"))  # the next connection's first request is answered, not dropped
+    assert gadget.receive(64) == pad64("16 00 00 0000 0000")
     assert emu.stats()["stale_reads"] == 0
     assert emu.device.problems == deque() and emu.stop() == []

@@ -559,14 +559,31 @@ def test_unplug_brings_a_thread_blocked_in_a_reply_back_to_its_read():
 
 
 def test_data_read_across_an_unplug_is_not_answered_into_the_next_plug():
-    """A read that returns after the unplug that ended its connection is stale: no reply."""
+    """A read begun in one connection that returns once the unplug ended it is stale: no
+    reply, and the next read, begun after the unplug, serves the next plug."""
     gadget, emu = running_emulator()
-    gadget.jam_in_endpoint()  # a reply would block, as it does on FunctionFS after an unplug
-    emu.unplug()  # the thread sits in its read: nothing to interrupt
+    endpoint = gadget.endpoints[emu.EP_OUT]
+    read, before = endpoint.read, emu._generation
+
+    entered = threading.Event()
+
+    def late_read(size: int) -> int:
+        """The host's request came in as the connection ended: the thread sees it only then."""
+        entered.set()
+        count = read(size)
+        if count:
+            assert emu.wait_until(lambda: emu._generation, before + 1, timeout=5)
+            endpoint.read = read
+        return count
+
+    endpoint.read = late_read
+    assert pipegadget.interrupt_until(emu._thread, entered.is_set)  # a read of the patch
     gadget.send(req(8, 0x0030, 0, 1))
+    emu.unplug()
     assert emu.wait_until(lambda: emu.stale_reads, 1, timeout=5)
     emu.plug()
     assert emu.stats()["reads"] == 0 and emu.device.stats["generic"].requests == 0
+    assert host_transfer(gadget, req(8, 0x0030, 0, 1))[:2], "the next plug is served"
     assert emu.stop() == []
 
 

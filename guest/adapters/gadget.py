@@ -597,7 +597,8 @@ class AdapterEmulator:
         self.dropped_replies = 0
         self.zlps = 0
         self._in_read = False
-        self._generation = 0  # bumped by every unplug
+        self._generation = 0  # bumped by every unplug, once the connection has ended
+        self._read_generation = 0  # the generation the read in progress began in
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -668,11 +669,12 @@ class AdapterEmulator:
         return list(self.all_problems())
 
     def _settle(self, timeout: float = 2.0) -> bool:
-        """Signal the serving thread until it sits in its OUT read; False if it never does."""
+        """Signal the serving thread until it sits in an OUT read begun since the last unplug
+        (what a read begun before returns is stale); False if it never does."""
         thread = self._thread
         deadline = time.monotonic() + timeout
         while thread is not None and thread.is_alive():
-            if self._in_read:
+            if self._in_read and self._read_generation == self._generation:
                 return True
             if time.monotonic() > deadline:
                 return False
@@ -764,7 +766,7 @@ class AdapterEmulator:
         endpoint = self.gadget.endpoints[self.EP_OUT]
         view = endpoint.view
         while not self._stop.is_set():
-            generation = self._generation
+            generation = self._read_generation = self._generation
             self._in_read = True
             try:
                 count = endpoint.read(self._read_size())
