@@ -155,6 +155,7 @@ class ScenarioRun:
         self.removed_this_cycle: set[str] = set()  # providers gone right now
         self.removed_in_cycle: set[str] = set()  # providers that went away at some point this cycle
         self.identities: dict[str, list[str]] = {}  # fixture -> kernel names seen, in order
+        self.leaked = False  # a provider came back under more names than the bound: stop
         self.deadline = 0.0  # monotonic; waits for work end here (set in execute)
         # fixture -> fixtures its device uses (an EEPROM's wp GPIO chip)
         self.depends = {f.name: set(f.depends_on) for f in self.sc.fixtures}
@@ -261,6 +262,7 @@ class ScenarioRun:
             fixture.unbind(action.level)
         elif do == "bind":
             fixture.bind(action.level)
+            self._note_identity(action.fixture)
         else:
             fixture.perform(action, step)
         return {}
@@ -275,10 +277,22 @@ class ScenarioRun:
         return min(sizes, default=0)
 
     def _note_identity(self, name: str) -> None:
+        """Record the provider's kernel name; past the bound the leak is proven and the
+        item stops there (more cycles only leak more), so its time is the time to it."""
         seen = self.identities.setdefault(name, [])
         identity = self.fixtures[name].identity()
-        if identity not in seen:
-            seen.append(identity)
+        if identity in seen:
+            return
+        seen.append(identity)
+        id_limit = self.expect.max_identities
+        if id_limit is not None and len(seen) > id_limit and not self.leaked:
+            self.leaked = True
+            self.violate(
+                f"{name} came back under {len(seen)} different kernel names "
+                f"({', '.join(seen)}) "
+                f"in {self.cycle + 1} cycles (bound {id_limit}): the removed provider's "
+                "number was never freed, so something still holds a reference to it"
+            )
 
     def wait_min_ops(self, workers: list[Worker]) -> None:
         """Wait until every running worker has done its min_ops this cycle.
@@ -757,7 +771,7 @@ class ScenarioRun:
                     slab_first = slab_kb()
                 slab_last = slab_kb()
                 event("cycle", id=self.id, cycle=self.cycle, violations=len(self.violations))
-                if self.needs_reboot:
+                if self.needs_reboot or self.leaked:
                     break
         except FixtureError as exc:
             error = str(exc)
@@ -776,15 +790,6 @@ class ScenarioRun:
         limit = self.expect.max_slab_growth_kb
         if limit is not None and growth is not None and growth > limit:
             self.violate(f"Slab grew by {growth} kB from cycle 0 to the end (bound {limit} kB)")
-        id_limit = self.expect.max_identities
-        for name, seen in self.identities.items():
-            if id_limit is not None and len(seen) > id_limit:
-                self.violate(
-                    f"{name} came back under {len(seen)} different kernel names "
-                    f"({', '.join(seen)}) "
-                    f"over {self.cycle + 1} cycles (bound {id_limit}): the removed provider's "
-                    "number was never freed, so something still holds a reference to it"
-                )
         fd_limit = self.expect.max_fd_growth
         if fd_limit is not None and fds_after - fds_before > fd_limit and not self.needs_reboot:
             self.violate(f"runner fds grew from {fds_before} to {fds_after} (bound {fd_limit})")
