@@ -13,9 +13,10 @@ only with a bug base does not show (the rule ``harness series`` uses).
 
 A mutant counts as caught when one scenario caught it within
 ``WITHIN_S`` seconds of scenario time in at least ``runs - 1`` of ``runs``.
-Results are kept per mutant in the harness cache (keyed by the patch, the
-base commit and the scenarios), so a long benchmark resumes where it
-stopped; --fresh runs again. Writes benchmarks/mutants.json and the table in
+Results are kept per mutant in the harness cache and in the committed
+mutants.json (keyed by the patch, the base commit and the scenarios' files,
+not by the harness's own code), so a long benchmark resumes where it
+stopped, on this machine or a new one; --fresh runs again. Writes benchmarks/mutants.json and the table in
 benchmarks/mutants/README.md.
 
     .venv/bin/python benchmarks/mutants.py [--runs 20] [--base-runs 2] [--sample 4]
@@ -184,12 +185,19 @@ class Bench:
         return h.hexdigest()[:16]
 
     def cached(self, key: str) -> dict | None:
-        path = self.cache / f"{key}.json"
-        if self.args.fresh or not path.exists():
+        """A result measured before: in the cache, or in the committed mutants.json (a new
+        machine resumes a benchmark an earlier one left half done)."""
+        if self.args.fresh:
             return None
-        return json.loads(path.read_text())
+        path = self.cache / f"{key}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        committed = json.loads(JSON.read_text()) if JSON.exists() else {}
+        records = [committed.get("control_record") or {}, *committed.get("results", [])]
+        return next((r for r in records if r.get("key") == key and "wall_s" in r), None)
 
     def keep(self, key: str, record: dict) -> dict:
+        record["key"] = key
         (self.cache / f"{key}.json").write_text(json.dumps(record, indent=1))
         return record
 
@@ -317,7 +325,7 @@ def verdict(record: dict, runs: int) -> str:
     return "missed"
 
 
-def write(records: list[dict], control: dict, bench_info: dict) -> None:
+def write(records: list[dict], control_record: dict, bench_info: dict) -> None:
     done = [r for r in records if r.get("verdict")]
     caught = [r for r in done if r["verdict"] == "caught"]
     wall = bench_info["control_wall_s"] + sum(r.get("wall_s", 0) for r in done)
@@ -330,7 +338,8 @@ def write(records: list[dict], control: dict, bench_info: dict) -> None:
         "score": round(len(caught) / len(done), 3) if done else None,
         "wall_s": wall,
         "classes": CLASSES,
-        "control": control,
+        "control": Control(control_record["scenarios"]).to_json(),
+        "control_record": control_record,
         "results": records,
     }
     JSON.write_text(json.dumps(result, indent=1) + "\n")
@@ -416,7 +425,7 @@ def main() -> int:
         "accelerator": "tcg",
         "control_wall_s": control_record["wall_s"],
     }
-    write(records, control.to_json(), info)
+    write(records, control_record, info)
     return 0
 
 
