@@ -223,6 +223,8 @@ def control_runs(bench: Bench, scenarios: list[Scenario]) -> tuple[Control, dict
         record = {
             "out": str(outcome.out),
             "exit_code": outcome.exit_code,
+            "accelerator": outcome.info.properties.get("accelerator", ""),
+            "kernel_release": outcome.info.properties.get("kernel_release", ""),
             "wall_s": round(time.monotonic() - started),
             "scenarios": Control.of(outcome.results).scenarios,
         }
@@ -359,7 +361,8 @@ def table(result: dict) -> str:
         f"{result['within_s']:g} s of scenario time in at least {runs - 1} of {runs} runs.",
         "",
         f"Score: **{result['caught']} of {result['measured']} caught** "
-        f"({result['mutants']} mutants; base {result['base'][:12]}, {result['accelerator']}, "
+        f"({result['mutants']} mutants; base {result['base'][:12]} ({result['kernel_release']}), "
+        f"{result['accelerator']}, "
         f"wall time {result['wall_s'] // 60} min).",
         "",
         "| # | mutant | class | verdict | scenario | runs | title | names the function | "
@@ -406,27 +409,28 @@ def main() -> int:
         bench = Bench(args, worktree, base)
         screen = {sc.name: sc for i, m in enumerate(mutants) for sc in bench.screened(m, i)[0]}
         control, control_record = control_runs(bench, list(screen.values()))
-        records = []
+        info = {
+            "base": base,
+            "runs": args.runs,
+            "base_runs": args.base_runs,
+            "accelerator": control_record.get("accelerator", ""),
+            "kernel_release": control_record.get("kernel_release", ""),
+            "control_wall_s": control_record["wall_s"],
+        }
+        records = [
+            bench.cached(bench.mutant_key(m, i)) or {"name": m.name, "class": m.cls}
+            for i, m in enumerate(mutants)
+        ]
         for i, mutant in enumerate(mutants):
-            if args.only and mutant.name not in args.only:
-                key = bench.key(
-                    mutant.patch.read_text(), bench.screened(mutant, i)[0], str(args.runs)
-                )
-                records.append(bench.cached(key) or {"name": mutant.name, "class": mutant.cls})
+            if (args.only and mutant.name not in args.only) or records[i].get("verdict"):
                 continue
             files = ", ".join(mutant.files)
             say(f"mutant {i + 1}/{len(mutants)}: {mutant.name} ({mutant.cls}; {files})")
-            records.append(measure(bench, control, mutant, i))
-            say(f"mutant {mutant.name}: {records[-1]['verdict']}")
+            records[i] = measure(bench, control, mutant, i)
+            say(f"mutant {mutant.name}: {records[i]['verdict']}")
+            write(records, control_record, info)  # a benchmark cut short keeps what it measured
         worktree.checkout(base)
         vcs.restore_import(repo)
-    info = {
-        "base": base,
-        "runs": args.runs,
-        "base_runs": args.base_runs,
-        "accelerator": "tcg",
-        "control_wall_s": control_record["wall_s"],
-    }
     write(records, control_record, info)
     return 0
 
