@@ -197,3 +197,33 @@ def test_a_consumer_not_tried_after_the_removal_names_what_was_removed():
         f"cycle 0: worker {spec.name}: thread(s) tried fewer than 3 ops after the removal of "
         f"{spec.fixture} or what it uses ({spec.name}/0: 1): the consumers were not tried after it"
     ]
+
+
+def test_a_provider_back_under_more_names_than_the_bound_ends_the_item_in_that_cycle(monkeypatch):
+    """The bound was checked after the last cycle: a leak that showed in cycle 2 of 40
+    made the item run all 40 (134 s) before it said so."""
+    run = _run_of("gpio-sim-plug-cycle")
+    names = iter(f"gpiochip{n}" for n in range(100))
+
+    class Leaking:
+        def identity(self) -> str:
+            return next(names)
+
+    run.fixtures = {"chip0": Leaking()}
+    cycles = []
+
+    def cycle() -> None:
+        cycles.append(run.cycle)
+        run._note_identity("chip0")
+
+    monkeypatch.setattr(run, "setup_fixtures", lambda: run._note_identity("chip0"))
+    monkeypatch.setattr(run, "teardown_fixtures", lambda: None)
+    monkeypatch.setattr(run, "_close_held", lambda everything: None)
+    monkeypatch.setattr(runner, "event", lambda *a, **k: None)
+    monkeypatch.setattr(runner, "slab_kb", lambda: 0)
+    monkeypatch.setattr(run, "run_cycle", cycle)
+    error, _ = run._cycles()
+    assert error is None and cycles == [0, 1, 2, 3]  # names 1..5: the fifth breaks bound 4
+    (violation,) = run.violations
+    assert violation.startswith("cycle 3: chip0 came back under 5 different kernel names")
+    assert "gpiochip0, gpiochip1, gpiochip2, gpiochip3, gpiochip4" in violation
