@@ -176,7 +176,10 @@ class Bench:
             seed=seed,
             enough=enough,
         )
-        return run_command.run_scenarios(request)
+        outcome = run_command.run_scenarios(request)
+        if outcome.exit_code == Exit.INTERRUPTED:  # nothing of it is a result: keep none
+            raise KeyboardInterrupt(f"interrupted in {out}")
+        return outcome
 
     def key(self, what: str, scenarios: list[Scenario], extra: str = "") -> str:
         h = hashlib.sha256(f"{what}\n{self.base}\n{extra}\n".encode())
@@ -223,7 +226,7 @@ def control_runs(bench: Bench, scenarios: list[Scenario]) -> tuple[Control, dict
         record = {
             "out": str(outcome.out),
             "exit_code": outcome.exit_code,
-            "accelerator": outcome.info.properties.get("accelerator", ""),
+            "accelerator": outcome.info.properties.get("accelerator", "").split(":")[0],
             "kernel_release": outcome.info.properties.get("kernel_release", ""),
             "wall_s": round(time.monotonic() - started),
             "scenarios": Control.of(outcome.results).scenarios,
@@ -413,7 +416,7 @@ def main() -> int:
             "base": base,
             "runs": args.runs,
             "base_runs": args.base_runs,
-            "accelerator": control_record.get("accelerator", ""),
+            "accelerator": control_record.get("accelerator", "").split(":")[0],
             "kernel_release": control_record.get("kernel_release", ""),
             "control_wall_s": control_record["wall_s"],
         }

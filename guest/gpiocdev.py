@@ -18,6 +18,7 @@ GPIO_V2_LINE_NUM_ATTRS_MAX = 10
 FLAG_INPUT = 1 << 2
 FLAG_EDGE_RISING = 1 << 4
 FLAG_EDGE_FALLING = 1 << 5
+ATTR_ID_DEBOUNCE = 3  # gpio_v2_line_attr_id: the value is debounce_period_us
 
 
 def _iowr(nr: int, size: int) -> int:
@@ -98,14 +99,23 @@ def chip_info(fd: int) -> ChipInfo:
     return info
 
 
-def request_lines(chip_fd: int, offsets: list[int], edges: bool, consumer: str) -> int:
-    """Request ``offsets`` as inputs (with both-edge detection if ``edges``); return the line fd."""
+def request_lines(
+    chip_fd: int, offsets: list[int], edges: bool, consumer: str, debounce_us: int = 0
+) -> int:
+    """Request ``offsets`` as inputs (with both-edge detection if ``edges``, debounced by
+    ``debounce_us``: gpiolib debounces in software, with a work item, where the chip
+    cannot); return the line fd."""
     req = LineRequest()
     for i, offset in enumerate(offsets):
         req.offsets[i] = offset
     req.num_lines = len(offsets)
     req.consumer = consumer.encode()[:31]
     req.config.flags = FLAG_INPUT | ((FLAG_EDGE_RISING | FLAG_EDGE_FALLING) if edges else 0)
+    if debounce_us:
+        req.config.num_attrs = 1
+        req.config.attrs[0].attr.id = ATTR_ID_DEBOUNCE
+        req.config.attrs[0].attr.value = debounce_us
+        req.config.attrs[0].mask = (1 << len(offsets)) - 1
     fcntl.ioctl(chip_fd, GET_LINE, req)
     return req.fd
 
