@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from guest import fixtures, gpiocdev, runner, workers
-from guest.workers import gpio_edge_events
+from guest.workers import gpio_edge_churn, gpio_edge_events
 from guest.workers.base import Handle, ThreadState, Worker
 from harness import report
 from harness.results import Item, ItemResult
@@ -225,6 +225,37 @@ def test_a_removal_with_no_edges_delivered_has_no_proof(run_of):
     finally:
         waiter.stop()
         assert not waiter.join(5)
+
+
+def test_edge_churn_releases_every_request_and_debounces_every_other(run_of, monkeypatch):
+    """gpio-edge-churn: each op a request for both edges, closed with its chip fd; odd ops
+    carry a debounce attribute (so gpiolib's debounce work runs), even ops none."""
+    run = run_of("gpio-sim-edge-consumers-churn")
+    spec = next(s for s in run.sc.workers if s.type == "gpio-edge-churn")
+    worker = gpio_edge_churn.WORKER(spec, str, None, run.item.seed)
+    monkeypatch.setattr(worker, "_chip_path", lambda: os.devnull)
+    asked, line_fds = [], []
+
+    def ioctl(fd: int, request: int, req) -> None:
+        assert request == gpiocdev.GET_LINE
+        attr = req.config.attrs[0]
+        asked.append((req.config.flags, req.config.num_attrs, attr.attr.id, attr.attr.value))
+        req.fd, write_end = os.pipe()
+        os.close(write_end)  # no event: the op waits its 20 ms and releases
+        line_fds.append(req.fd)
+
+    monkeypatch.setattr(gpiocdev.fcntl, "ioctl", ioctl)
+    state = ThreadState()
+    for _ in range(2):
+        state.ops += worker.op(None, [0], bytearray(), state)
+    edges = gpiocdev.FLAG_INPUT | gpiocdev.FLAG_EDGE_RISING | gpiocdev.FLAG_EDGE_FALLING
+    assert asked == [
+        (edges, 0, 0, 0),
+        (edges, 1, gpiocdev.ATTR_ID_DEBOUNCE, gpio_edge_churn.DEBOUNCE_US),
+    ]
+    for fd in line_fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)  # released
 
 
 # --- the wp-gpio scenario: writers of an EEPROM whose wp GPIO chip is removed ----------
