@@ -14,10 +14,13 @@
  * A read of "toggle" drives the line to the other level with
  * gpiod_set_value_cansleep() and returns what gpiod_get_value_cansleep()
  * reads back, or the errno either gave: once the chip is gone gpiolib must
- * answer -ENODEV instead of reaching the freed chip. Where the tree's setter
+ * answer -ENODEV instead of reaching the freed chip. Every other read first
+ * reads the line, as the consumer of an input would, so that the getter too
+ * is the first call to meet a chip that went away. Where the tree's setter
  * returns void (GPIOD_SET_RETURNS_VOID, from harness/kapi.py), the read-back
  * carries the errno alone.
  */
+#include <linux/atomic.h>
 #include <linux/debugfs.h>
 #include <linux/err.h>
 #include <linux/fs.h>
@@ -37,6 +40,7 @@ static struct dentry *consumer_dir;
 static struct platform_device *consumer_pdev;
 static DECLARE_RWSEM(consumer_lock);	/* readers: toggles; writer: attach/detach */
 static struct gpio_desc *consumer_desc;
+static atomic_t consumer_reads;
 static struct gpiod_lookup_table *consumer_lookup;
 static int consumer_level;
 
@@ -143,6 +147,11 @@ static ssize_t toggle_read(struct file *file, char __user *ubuf, size_t count, l
 	if (!consumer_desc) {
 		ret = -ENXIO;
 		goto out;
+	}
+	if (atomic_inc_return(&consumer_reads) & 1) {
+		ret = gpiod_get_value_cansleep(consumer_desc);
+		if (ret < 0)
+			goto out;
 	}
 	level = !READ_ONCE(consumer_level);
 #ifdef GPIOD_SET_RETURNS_VOID
