@@ -239,7 +239,7 @@ def measure(bench: Bench, control: Control, mutant: Mutant, index: int) -> dict:
     screen_set, sampled = bench.screened(mutant, index)
     affected = {sc.name for sc in bench.screened(mutant, -1)[0]} if sampled else None
     key = bench.mutant_key(mutant, index)
-    if (record := bench.cached(key)) is not None:
+    if mutant.name not in bench.args.again and (record := bench.cached(key)) is not None:
         return record
     started = time.monotonic()
     head = bench.worktree.apply(bench.base, [mutant.patch])
@@ -402,6 +402,9 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=[], help="mutant names to measure")
     parser.add_argument("--out", default=str(paths.cache_dir() / "mutants" / "runs"))
     parser.add_argument("--fresh", action="store_true", help="ignore cached results")
+    parser.add_argument(
+        "--again", nargs="*", default=[], help="mutants to measure anew (a helper changed)"
+    )
     args = parser.parse_args()
     mutants = load_mutants()
     stages.install_signal_handlers()
@@ -421,7 +424,8 @@ def main() -> int:
             "control_wall_s": control_record["wall_s"],
         }
         records = [
-            bench.cached(bench.mutant_key(m, i)) or {"name": m.name, "class": m.cls}
+            (None if m.name in args.again else bench.cached(bench.mutant_key(m, i)))
+            or {"name": m.name, "class": m.cls}
             for i, m in enumerate(mutants)
         ]
         for i, mutant in enumerate(mutants):
