@@ -50,6 +50,7 @@ from harness.status import Exit  # noqa: E402
 MUTANTS = ROOT / "benchmarks" / "mutants"
 JSON = ROOT / "benchmarks" / "mutants.json"
 TABLE = MUTANTS / "README.md"
+WHY_MISSED = MUTANTS / "why-missed.json"  # mutant -> why no scenario caught it (written by hand)
 WITHIN_S = 60.0  # scenario time to the first report that a catch may take
 CLASSES = {
     "freed-before-unregister": "memory freed in remove() or by devres before unregistering",
@@ -391,6 +392,13 @@ def table(result: dict) -> str:
             f"{first.get('names', '')} | {best['first_run']}, {first.get('cycle')}, "
             f"{best['scenario_s_to_first']} |"
         )
+    missed = [r for r in result["results"] if r.get("verdict") in ("missed", "sometimes")]
+    if missed:
+        why = json.loads(WHY_MISSED.read_text()) if WHY_MISSED.exists() else {}
+        lines += ["", "## Missed, and why", ""]
+        for r in missed:
+            reason = why.get(r["name"], "not yet analysed")
+            lines.append(f"- {r['name']} ({r['verdict']}): {reason}")
     return "\n".join(lines) + "\n"
 
 
