@@ -413,7 +413,11 @@ def main() -> int:
     parser.add_argument(
         "--again", nargs="*", default=[], help="mutants to measure anew (a helper changed)"
     )
+    parser.add_argument("--report-only", action="store_true", help="rewrite the table only")
     args = parser.parse_args()
+    if args.report_only:
+        TABLE.write_text(table(json.loads(JSON.read_text())))
+        return 0
     mutants = load_mutants()
     stages.install_signal_handlers()
     repo = stages.open_repository(stages.ConfigRequest())
