@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import select
 from pathlib import Path
 
 GPIO_V2_LINES_MAX = 64
@@ -118,6 +119,15 @@ def request_lines(
         req.config.attrs[0].mask = (1 << len(offsets)) - 1
     fcntl.ioctl(chip_fd, GET_LINE, req)
     return req.fd
+
+
+def read_events(line_fd: int, wait_s: float) -> int:
+    """Wait up to ``wait_s`` for edge events on a line request and read them: how many.
+    A wait that timed out read nothing and counts as nothing."""
+    ready, _, _ = select.select([line_fd], [], [], wait_s)
+    if not ready:
+        return 0
+    return len(os.read(line_fd, LINE_EVENT_SIZE * 16)) // LINE_EVENT_SIZE
 
 
 def line_consumer(label: str, line: int) -> str | None:

@@ -11,19 +11,18 @@ the teardown of a line request must drain.
 
 from __future__ import annotations
 
-import os
-import select
+import errno
 
 from guest import gpiocdev
-from guest.workers.base import Handle, ThreadState, Worker
+from guest.workers.base import Handle, ThreadState
+from guest.workers.gpio_lines import LineRequestWorker
 
 DEBOUNCE_US = 1000  # a button's: shorter than the scenario's toggle interval
 WAIT_S = 0.02  # for an edge before releasing: long enough to see one, short enough to churn
 
 
-class GpioEdgeChurn(Worker):
-    needs_fixture = True
-    splits_lines = True  # a line is requested by one thread at a time
+class GpioEdgeChurn(LineRequestWorker):
+    edges = True
     fixture_types = ("gpio-sim",)
 
     def persistent(self) -> bool:
@@ -32,20 +31,13 @@ class GpioEdgeChurn(Worker):
     def op(
         self, handle: Handle | None, lines: list[int], buf: bytearray, state: ThreadState
     ) -> int:
-        chip_fd = os.open(self._chip_path(), os.O_RDONLY)
+        request = self.request(lines, debounce_us=DEBOUNCE_US if state.ops % 2 else 0)
         try:
-            debounce = DEBOUNCE_US if state.ops % 2 else 0
-            line_fd = gpiocdev.request_lines(
-                chip_fd, lines, edges=True, consumer=f"harness-{self.name}", debounce_us=debounce
-            )
-            try:
-                ready, _, _ = select.select([line_fd], [], [], WAIT_S)
-                if ready:
-                    os.read(line_fd, gpiocdev.LINE_EVENT_SIZE * 16)
-            finally:
-                os.close(line_fd)
+            gpiocdev.read_events(request.fd, WAIT_S)
         finally:
-            os.close(chip_fd)
+            if problems := request.close():  # a failed release is an errno like any other
+                code = getattr(errno, problems[0], errno.EIO)
+                raise OSError(code, f"close of the line request: {problems[0]}")
         return 1
 
 
