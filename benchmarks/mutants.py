@@ -20,7 +20,7 @@ stopped, on this machine or a new one; --fresh runs again. Writes
 benchmarks/mutants.json and the table in benchmarks/mutants/README.md.
 
     .venv/bin/python benchmarks/mutants.py [--runs 20] [--base-runs 2] [--sample 4]
-        [--only NAME ...] [--fresh] [--report-only]
+        [--only NAME ...] [--again NAME ...] [--fresh] [--report-only]
 """
 
 from __future__ import annotations
@@ -167,6 +167,9 @@ class Bench:
         self.out = Path(args.out).resolve()
         self.cache = paths.cache_dir() / "mutants"
         self.cache.mkdir(parents=True, exist_ok=True)
+        committed = json.loads(JSON.read_text()) if JSON.exists() else {}
+        # what a new machine resumes from: the records an earlier one committed
+        self.committed = [committed.get("control_record") or {}, *committed.get("results", [])]
 
     def run(self, scenarios: list[Scenario], out: str, repeat: int, seed=None, enough=None):
         request = RunRequest(
@@ -196,25 +199,23 @@ class Bench:
         path = self.cache / f"{key}.json"
         if path.exists():
             return json.loads(path.read_text())
-        committed = json.loads(JSON.read_text()) if JSON.exists() else {}
-        records = [committed.get("control_record") or {}, *committed.get("results", [])]
-        return next((r for r in records if r.get("key") == key and "wall_s" in r), None)
+        return next((r for r in self.committed if r.get("key") == key and "wall_s" in r), None)
 
     def keep(self, key: str, record: dict) -> dict:
         record["key"] = key
         (self.cache / f"{key}.json").write_text(json.dumps(record, indent=1))
         return record
 
-    def mutant_key(self, mutant: Mutant, index: int) -> str:
-        return self.key(
-            mutant.patch.read_text(), self.screened(mutant, index)[0], str(self.args.runs)
-        )
+    def mutant_key(self, mutant: Mutant, screen: list[Scenario]) -> str:
+        return self.key(mutant.patch.read_text(), screen, str(self.args.runs))
 
-    def screened(self, mutant: Mutant, index: int) -> tuple[list[Scenario], bool]:
-        """The scenarios a mutant is screened with: --affected's, or all for the sample."""
+    def screened(self, mutant: Mutant, index: int) -> tuple[list[Scenario], set[str] | None]:
+        """The scenarios a mutant is screened with (--affected's, or all for the sample),
+        and for the sample the names --affected would have chosen."""
         affected, _ = series_command.select(self.scenarios, list(mutant.files), True)
-        sampled = self.args.sample > 0 and index % self.args.sample == 0
-        return (list(self.scenarios) if sampled else affected), sampled
+        if self.args.sample > 0 and index % self.args.sample == 0:
+            return list(self.scenarios), {sc.name for sc in affected}
+        return affected, None
 
 
 def control_runs(bench: Bench, scenarios: list[Scenario]) -> tuple[Control, dict]:
@@ -236,12 +237,15 @@ def control_runs(bench: Bench, scenarios: list[Scenario]) -> tuple[Control, dict
     return Control(record["scenarios"]), record
 
 
-def measure(bench: Bench, control: Control, mutant: Mutant, index: int) -> dict:
-    screen_set, sampled = bench.screened(mutant, index)
-    affected = {sc.name for sc in bench.screened(mutant, -1)[0]} if sampled else None
-    key = bench.mutant_key(mutant, index)
-    if mutant.name not in bench.args.again and (record := bench.cached(key)) is not None:
-        return record
+def measure(
+    bench: Bench,
+    control: Control,
+    mutant: Mutant,
+    screen_set: list[Scenario],
+    affected: set[str] | None,
+) -> dict:
+    """Screen the mutant, confirm its fastest catcher, keep the record under its key."""
+    key = bench.mutant_key(mutant, screen_set)
     started = time.monotonic()
     head = bench.worktree.apply(bench.base, [mutant.patch])
     bench.worktree.keep(f"mutants/{mutant.name}", head)
@@ -252,7 +256,7 @@ def measure(bench: Bench, control: Control, mutant: Mutant, index: int) -> dict:
         "class": mutant.cls,
         "files": list(mutant.files),
         "functions": list(mutant.functions),
-        "sampled_all_scenarios": sampled,
+        "sampled_all_scenarios": affected is not None,
         "screen": {},
         "confirm": None,
     }
@@ -425,7 +429,8 @@ def main() -> int:
         vcs.restore_import(repo)
         base = vcs.resolve(repo, "HEAD")
         bench = Bench(args, worktree, base)
-        screen = {sc.name: sc for i, m in enumerate(mutants) for sc in bench.screened(m, i)[0]}
+        screens = [bench.screened(m, i) for i, m in enumerate(mutants)]
+        screen = {sc.name: sc for scenarios, _ in screens for sc in scenarios}
         control, control_record = control_runs(bench, list(screen.values()))
         info = {
             "base": base,
@@ -436,16 +441,16 @@ def main() -> int:
             "control_wall_s": control_record["wall_s"],
         }
         records = [
-            (None if m.name in args.again else bench.cached(bench.mutant_key(m, i)))
+            (None if m.name in args.again else bench.cached(bench.mutant_key(m, scenarios)))
             or {"name": m.name, "class": m.cls}
-            for i, m in enumerate(mutants)
+            for m, (scenarios, _) in zip(mutants, screens, strict=True)
         ]
         for i, mutant in enumerate(mutants):
             if (args.only and mutant.name not in args.only) or records[i].get("verdict"):
                 continue
             files = ", ".join(mutant.files)
             say(f"mutant {i + 1}/{len(mutants)}: {mutant.name} ({mutant.cls}; {files})")
-            records[i] = measure(bench, control, mutant, i)
+            records[i] = measure(bench, control, mutant, *screens[i])
             say(f"mutant {mutant.name}: {records[i]['verdict']}")
             write(records, control_record, info)  # a benchmark cut short keeps what it measured
         worktree.checkout(base)
