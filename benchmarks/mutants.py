@@ -163,6 +163,9 @@ class Bench:
         self.args = args
         self.worktree = worktree
         self.base = base
+        # the key names the base by its content: a tree imported on another machine is
+        # another commit (its date) of the same tree, and a benchmark resumes there
+        self.base_tree = vcs.tree_id(worktree.path, base)
         self.scenarios: list[Scenario] = stages.load(stages.ConfigRequest())
         self.out = Path(args.out).resolve()
         self.cache = paths.cache_dir() / "mutants"
@@ -186,7 +189,7 @@ class Bench:
         return outcome
 
     def key(self, what: str, scenarios: list[Scenario], extra: str = "") -> str:
-        h = hashlib.sha256(f"{what}\n{self.base}\n{extra}\n".encode())
+        h = hashlib.sha256(f"{what}\n{self.base_tree}\n{extra}\n".encode())
         for sc in sorted(scenarios, key=lambda s: s.name):
             h.update(Path(sc.path).read_bytes())
         return h.hexdigest()[:16]

@@ -478,6 +478,11 @@ def _action(
     point, point_count = _point(a["point"]) if "point" in a else ("", 0)
     if point and do != "unplug":
         a["point"].error("'point' only applies to action 'unplug'")
+    elif point and fixture in fixtures and fixtures[fixture].type not in CHIP_MODEL_TYPES:
+        a["point"].error(
+            f"'point' counts the reads of a chip model ({', '.join(CHIP_MODEL_TYPES)} "
+            f"fixtures); {fixture!r} is {fixtures[fixture].type}: drop 'point'"
+        )
     return ActionSpec(
         do=do,
         fixture=fixture,

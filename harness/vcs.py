@@ -135,6 +135,14 @@ def resolve(repo: Path, rev: str) -> str:
         raise RevisionError(f"{rev!r} is not a commit in {repo}") from None
 
 
+def tree_id(repo: Path, rev: str) -> str:
+    """The id of ``rev``'s tree: the same sources have it whoever committed them, and when."""
+    try:
+        return git(repo, "rev-parse", "--verify", "--end-of-options", f"{rev}^{{tree}}")
+    except VcsError:
+        raise RevisionError(f"{rev!r} is not a commit in {repo}") from None
+
+
 def is_ancestor(repo: Path, old: str, new: str) -> bool:
     try:
         git(repo, "merge-base", "--is-ancestor", old, new)

@@ -462,3 +462,38 @@ def test_a_whole_file_read_needs_a_chip_whose_size_it_must_reach():
     (error,) = errors_of(text)
     assert error.startswith("s/t.yaml:14: workers[0].whole_file: ")
     assert "chip's size: it needs a spi-nor/usb-i2c fixture" in error
+
+
+USB_GPIO = """\
+name: t
+description: d
+fixtures:
+  gpio0: {type: usb-gpio, adapter: dln2, PINS}
+workers:
+  - {name: getter, type: gpio-get-values, fixture: gpio0, lines: [0]}
+actions:
+  - ACTION
+"""
+
+
+def test_usb_gpio_fixture_takes_the_pins_and_an_unplug():
+    scenario, errors = parse_scenario(
+        USB_GPIO.replace("PINS", "pins: 8").replace("ACTION", "{do: unplug, fixture: gpio0}"),
+        Path("s/t.yaml"),
+    )
+    assert errors == []
+    assert scenario.fixtures[0].pins == 8 and scenario.actions[0].do == "unplug"
+    assert {"usb-gadget", "dln2"} <= set(scenario.kconfig)
+
+
+@pytest.mark.parametrize(
+    "pins, action, line, message",
+    [
+        ("pins: 33", "{do: remove, fixture: gpio0}", 4, "between 1 and 32"),
+        ("pins: 8", "{do: unplug, fixture: gpio0, point: halfway}", 8, "drop 'point'"),
+    ],
+)
+def test_bad_usb_gpio_fixtures_name_the_line(pins, action, line, message):
+    text = USB_GPIO.replace("PINS", pins).replace("ACTION", action)
+    (error,) = errors_of(text)
+    assert error.startswith(f"s/t.yaml:{line}:") and message in error

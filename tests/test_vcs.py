@@ -169,6 +169,24 @@ def test_import_tree_makes_one_commit_of_everything_even_what_gitignore_hides(tm
     assert git(tree, "config", "gc.auto") == "0"
 
 
+def test_the_same_sources_imported_twice_are_two_commits_of_one_tree(tmp_path):
+    """What names a base across machines (benchmarks/mutants.py's keys) is its tree."""
+    trees = []
+    for n, when in enumerate(("2026-01-01T00:00:00", "2026-06-01T00:00:00")):
+        tree = tmp_path / f"t{n}"
+        tree.mkdir()
+        (tree / "Makefile").write_text("VERSION = 6\n")
+        os.environ["GIT_COMMITTER_DATE"] = when
+        try:
+            commit = vcs.import_tree(tree, "Linux 6")
+        finally:
+            del os.environ["GIT_COMMITTER_DATE"]
+        trees.append((commit, vcs.tree_id(tree, commit)))
+    assert trees[0][0] != trees[1][0] and trees[0][1] == trees[1][1]
+    with pytest.raises(vcs.RevisionError):
+        vcs.tree_id(tmp_path / "t0", "no-such-rev")
+
+
 def test_series_cli_exit_3_for_a_patch_that_does_not_apply(repo, tmp_path, cache):
     (patch,) = make_patches(repo, tmp_path, [("drivers/b.c", "int b = 3;\n", "b: three")])
     args = ["series", "gpio-sim-plug-cycle", "--tree", str(repo), "--base", "HEAD~1"]
