@@ -189,8 +189,22 @@ def _func(lines: list[Line], *preferred: str | None) -> str:
         or _work_function(lines)
         # a jump into freed memory leaves RIP a bare address and only guessed frames
         or first_useful(frames_of(lines, guesses=True))
+        # lockdep's reports of a lock still held (returning to user space, at exit) have no
+        # trace: the lock list's "at:" names where the first one was taken
+        or _held_lock_site(lines)
         or "unknown"
     )
+
+
+_HELD_LOCK = re.compile(r"^#\d+: .*, at: ([A-Za-z_]\w*)\+0x")
+
+
+def _held_lock_site(lines: list[Line]) -> str | None:
+    """Where the first lock of a lockdep held-locks list was taken."""
+    for line in lines:
+        if found := _HELD_LOCK.match(line.text.strip()):
+            return found.group(1)
+    return None
 
 
 _WORKQUEUE = re.compile(r"^Workqueue: \S+ ([A-Za-z_]\w*)")
