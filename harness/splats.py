@@ -201,8 +201,13 @@ _HELD_LOCK = re.compile(r"^#\d+: .*, at: ([A-Za-z_]\w*)\+0x")
 
 def _held_lock_site(lines: list[Line]) -> str | None:
     """Where the first lock of a lockdep held-locks list was taken."""
+    return _first_name(_HELD_LOCK, lines)
+
+
+def _first_name(pattern: re.Pattern[str], lines: list[Line]) -> str | None:
+    """The name the first line matching ``pattern`` captures."""
     for line in lines:
-        if found := _HELD_LOCK.match(line.text.strip()):
+        if found := pattern.match(line.text.strip()):
             return found.group(1)
     return None
 
@@ -212,10 +217,7 @@ _WORKQUEUE = re.compile(r"^Workqueue: \S+ ([A-Za-z_]\w*)")
 
 def _work_function(lines: list[Line]) -> str | None:
     """The work function a kworker's task dump names (Workqueue: <queue> <function>)."""
-    for line in lines:
-        if found := _WORKQUEUE.match(line.text.strip()):
-            return found.group(1)
-    return None
+    return _first_name(_WORKQUEUE, lines)
 
 
 # A title function returns the title, or (kind, title) when the report's own

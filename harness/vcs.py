@@ -129,18 +129,20 @@ def _has_commit(path: Path) -> bool:
 
 def resolve(repo: Path, rev: str) -> str:
     """The full commit id of ``rev`` in ``repo``."""
+    return _peel(repo, rev, "commit")
+
+
+def _peel(repo: Path, rev: str, kind: str) -> str:
+    """The id of ``rev``'s commit or tree; RevisionError if it names no commit."""
     try:
-        return git(repo, "rev-parse", "--verify", "--end-of-options", f"{rev}^{{commit}}")
+        return git(repo, "rev-parse", "--verify", "--end-of-options", f"{rev}^{{{kind}}}")
     except VcsError:
         raise RevisionError(f"{rev!r} is not a commit in {repo}") from None
 
 
 def tree_id(repo: Path, rev: str) -> str:
     """The id of ``rev``'s tree: the same sources have it whoever committed them, and when."""
-    try:
-        return git(repo, "rev-parse", "--verify", "--end-of-options", f"{rev}^{{tree}}")
-    except VcsError:
-        raise RevisionError(f"{rev!r} is not a commit in {repo}") from None
+    return _peel(repo, rev, "tree")
 
 
 def is_ancestor(repo: Path, old: str, new: str) -> bool:
