@@ -328,6 +328,19 @@ def _holdout(m: re.Match, lines: list[Line]) -> str:
     return f"INFO: {m.group(1)} detected stall in {where}"
 
 
+# the sysfs/kobject/driver-core path from the registering call down to sysfs_warn_dup()
+_REGISTRATION = re.compile(
+    r"^(?:sysfs_\w+|kernfs_\w+|kobject_\w+|device_add\w*|device_register|device_create\w*|"
+    r"cdev_device_add|driver_sysfs_add|bus_add_\w+)$"
+)
+
+
+def _duplicate_name(m: re.Match, lines: list[Line]) -> str:
+    """A name left behind by a removal: titled by the code that registers it again."""
+    frames = [f for f in frames_of(lines) if not _REGISTRATION.match(f)]
+    return f"sysfs: cannot create duplicate filename in {_func(lines[:1], first_useful(frames))}"
+
+
 def _bug_at(m: re.Match, lines: list[Line]) -> str | tuple[str, str]:
     if "list_debug.c" in m.group(1):
         return "list-corruption", f"BUG: corrupted list in {_func(lines)}"
@@ -496,6 +509,12 @@ PATTERNS: tuple[Pattern, ...] = (
         "bad-page",
         re.compile(r"^BUG: Bad page (state|map) in process"),
         lambda m, ls: f"BUG: Bad page {m.group(1)} in {_func(ls)}",
+    ),
+    # sysfs_warn_dup(): a file or directory a removal left behind met again on re-probe
+    Pattern(
+        "sysfs-duplicate",
+        re.compile(r"^sysfs: cannot create duplicate filename '"),
+        _duplicate_name,
     ),
     Pattern("oops", re.compile(r"^Oops: "), _in("Oops", rip=True)),
     Pattern("bug", re.compile(r"^BUG: (.+?)\s*$"), lambda m, ls: f"BUG: {m.group(1)}"),
