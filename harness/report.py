@@ -139,6 +139,27 @@ def junit_suite(results: list[ItemResult], boots: list[BootRecord], info: RunInf
 STATUSES = ("pass", "fail", "error", "skipped")
 
 
+_ATTENTION = {"fail": 0, "error": 1, "pass": 2, "skipped": 3}
+
+
+def table(results: list[ItemResult]) -> list[str]:
+    """The end-of-run table, what needs attention first: item, verdict, seconds, boot and
+    the distinct report titles (or why there is no verdict)."""
+    rows = [("item", "verdict", "time", "boot", "reports")]
+    for r in sorted(results, key=lambda r: _ATTENTION.get(r.status, 9)):
+        titles = list(dict.fromkeys(s.title for s in r.splats))
+        why = r.error.splitlines()[0] if r.status == "error" and r.error else ""
+        reports = "; ".join(titles) or why
+        time_s = f"{r.duration_s:.1f} s" if r.duration_s else "-"
+        rows.append((r.item.id, r.status.upper(), time_s, str(r.boot or "-"), reports))
+    widths = [max(len(row[c]) for row in rows) for c in range(4)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)]
+        lines.append("  ".join([*cells, row[4]]).rstrip())
+    return lines
+
+
 def status_counts(statuses: list[str]) -> dict[str, int]:
     """How many items have each status, every status listed (a summary's "counts")."""
     return {s: statuses.count(s) for s in STATUSES}

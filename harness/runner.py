@@ -100,6 +100,7 @@ class Runner:
         self.results: dict[str, ItemResult] = {}
         self.current: Item | None = None  # the item running right now, if any
         self.finished: set[str] = set()  # items with a verdict (a hang's splats are one)
+        self.announced: dict[str, str] = {}  # item id -> the verdict line printed as it ended
 
     def partial(self, items: list[Item], why: str) -> list[ItemResult]:
         """Results so far; items without an outcome get ``why`` as their error."""
@@ -197,10 +198,13 @@ class Runner:
         silence = accel_mod.silence_timeout() if self.accel.name == "kvm" else None
         grace = FATAL_GRACE[self.accel.name]
         for ev in guest.events(lambda: progress.deadline_now(_signals(guest), silence, grace)):
+            ending = progress.current
             line = progress.take(ev.kind, ev.fields, time.monotonic())
             self.current = by_id.get(progress.current or "")
             if line:
                 say(line)
+            if ending is not None and ending in progress.ended and ending not in self.announced:
+                self._announce(boot_dir, by_id, ending)
         ended = guest.ended_reason
         if ended == "timeout" and progress.current is not None:
             say(f"  {progress.current}: no result in time; asking for the blocked tasks' stacks")
@@ -264,6 +268,18 @@ class Runner:
             self._finish(item_id, console)
         return found.done
 
+    def _announce(self, boot_dir: Path, by_id: dict[str, Item], item_id: str) -> None:
+        """The verdict of an item that just ended, from the console so far: printed at once,
+        so a developer need not wait for the boot to end. A report the kernel prints after
+        this (a deferred free) still counts: ``_finish`` then prints the changed verdict."""
+        console = boot_dir / "console.log"
+        owned, _ = attribute(console.read_text(errors="replace"), list(by_id))
+        early = ItemResult(by_id[item_id], splats=owned.get(item_id, []))
+        self._load_guest_result(boot_dir, early)
+        _judge(early, console)
+        self.announced[item_id] = verdict_line(early)
+        say(self.announced[item_id])
+
     @staticmethod
     def _load_guest_result(boot_dir: Path, result: ItemResult) -> None:
         guest_file = boot_dir / "guest" / f"{result.item.id.replace('/', '_')}.json"
@@ -275,23 +291,14 @@ class Runner:
     def _finish(self, item_id: str, console: Path) -> None:
         """Turn what the guest reported (and the splats found) into the item's verdict."""
         result = self.results[item_id]
-        result.console = str(console)
-        if result.guest:
-            result.violations = list(result.guest.violations)
-            if result.guest.error and not result.error:
-                result.error = f"scenario error: {result.guest.error}"
-            gained = result.guest.taint_gained
-            if gained and not kernel_reports(result):
-                result.violations.append(
-                    f"kernel tainted {gained} but no splat was recognised in the console "
-                    f"log: look at {console}"
-                )
-        decide(result)
+        _judge(result, console)
         self.finished.add(item_id)
-        say(
-            f"  {item_id}: {result.status.upper()}"
-            + (f" ({'; '.join(s.title for s in result.splats)})" if result.splats else "")
-        )
+        line = verdict_line(result)
+        early = self.announced.get(item_id)
+        if early is None:
+            say(line)
+        elif early != line:
+            say(f"{line} [was {early.split(': ', 1)[1]} when it ended; the boot's end changed it]")
 
     def _kvm_problem(self, guest: Guest, silence: float) -> str:
         if guest.kvm_failure:
@@ -328,6 +335,28 @@ class Runner:
                 decide(self.results[item.id])
                 self.finished.add(item.id)
         return {item.id for item in pending}
+
+
+def _judge(result: ItemResult, console: Path) -> None:
+    """Turn what the guest reported (and the splats found) into the item's verdict."""
+    result.console = str(console)
+    if result.guest:
+        result.violations = list(result.guest.violations)
+        if result.guest.error and not result.error:
+            result.error = f"scenario error: {result.guest.error}"
+        gained = result.guest.taint_gained
+        if gained and not kernel_reports(result):
+            result.violations.append(
+                f"kernel tainted {gained} but no splat was recognised in the console "
+                f"log: look at {console}"
+            )
+    decide(result)
+
+
+def verdict_line(result: ItemResult) -> str:
+    """'  id: FAIL (title; title)': an item's verdict as the run prints it."""
+    titles = f" ({'; '.join(s.title for s in result.splats)})" if result.splats else ""
+    return f"  {result.item.id}: {result.status.upper()}{titles}"
 
 
 def _signals(guest: Guest) -> GuestSignals:

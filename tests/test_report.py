@@ -126,3 +126,18 @@ def test_junit_content(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["counts"] == {"pass": 1, "fail": 1, "error": 1, "skipped": 0}
     assert summary["items"][1]["splats"][0]["title"].startswith("KASAN")
+
+
+def test_the_end_of_run_table_puts_what_needs_attention_first():
+    (ok, failed, hung), _ = make_results()
+    ok.duration_s, ok.boot, failed.duration_s, failed.boot = 30.1, 1, 8.25, 1
+    lines = report.table([ok, failed, hung])
+    assert lines[0].split() == ["item", "verdict", "time", "boot", "reports"]
+    rows = [line.split("  ") for line in lines[1:]]
+    assert [r[0].strip() for r in rows] == [failed.item.id, hung.item.id, ok.item.id]
+    assert lines[1].endswith(
+        "FAIL     8.2 s   1     KASAN: slab-use-after-free Read in gpio_ioctl; "
+        "WARNING in gpio_sim_dev_release"
+    )
+    assert lines[2].endswith("ERROR    -       -     timeout: no result within 900 s")
+    assert lines[3].endswith("PASS     30.1 s  1")

@@ -306,6 +306,8 @@ def _write(run: _Run, started: float) -> list[ItemResult]:
             console.write(Path(boot.console).read_text(errors="replace"))
     info.duration_s = round(time.monotonic() - started, 1)
     report.write(run.out, results, boots, info)
+    for line in report.table(results):
+        say(line)
     for line in error_lines(results, run.out):
         say(line)
     outside = sum(len(b.outside_splats) for b in boots)
