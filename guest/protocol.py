@@ -117,6 +117,7 @@ class Plan:
     result_dir: str
     modules: dict[str, str]
     items: tuple[PlanItem, ...]
+    shell: str = ""  # "before" (the first removal) or "after" (the cycles): a console shell
 
 
 @dataclass

@@ -24,7 +24,7 @@ import time
 import traceback
 from pathlib import Path
 
-from guest import fixtures, protocol, provider
+from guest import fixtures, protocol, provider, shell
 from guest import workers as worker_types
 from guest.provider import FixtureError
 from guest.waits import poll
@@ -136,9 +136,11 @@ class HarnessError(Exception):
 
 
 class ScenarioRun:
-    def __init__(self, item: protocol.PlanItem, modules: dict[str, str]):
+    def __init__(self, item: protocol.PlanItem, modules: dict[str, str], shell: str = ""):
         self.item = item
         self.modules = modules
+        self.shell = shell  # protocol.Plan.shell
+        self.watchdog: threading.Timer | None = None
         self.sc = item.scenario
         self.expect = self.sc.expect
         self.id = item.id
@@ -720,15 +722,15 @@ class ScenarioRun:
         kmsg(f"harness: scenario-start {self.id}")
         event("start", id=self.id, cycles=self.sc.cycles)
         # if the runner itself gets stuck, the host's timeout comes with stacks
-        watchdog = threading.Timer(
+        self.watchdog = threading.Timer(
             max(0.0, self.deadline - time.monotonic()),
             dump_blocked,
             args=(f"{self.id} reached its deadline",),
         )
-        watchdog.daemon = True
-        watchdog.start()
+        self.watchdog.daemon = True
+        self.watchdog.start()
         error, slab = self._cycles()
-        watchdog.cancel()
+        self.watchdog.cancel()
         fds_after = open_fds()
         taint_after = taint()
         kmsg(f"harness: scenario-end {self.id}")
@@ -764,6 +766,9 @@ class ScenarioRun:
         error = None
         try:
             self.setup_fixtures()
+            if self.shell == "before":
+                self.open_shell("before its first removal")
+                return "stopped before its first removal for --shell=before", (None, None)
             for cycle in range(self.sc.cycles):
                 self.cycle = cycle
                 self.run_cycle()
@@ -780,10 +785,26 @@ class ScenarioRun:
         except Exception:  # the harness's own fault (an emulator, a bug): no verdict
             error = f"harness error:\n{traceback.format_exc()}"
         finally:
+            if self.shell == "after":
+                self.open_shell("after its cycles" if error is None else f"after: {error}")
             if not self.needs_reboot:
                 self._close_held(everything=True)
                 self.teardown_fixtures()
         return error, (slab_first, slab_last)
+
+    def open_shell(self, when: str) -> None:
+        """The developer's shell in the state the scenario left, its fixtures' paths first.
+        No deadline runs meanwhile: the host waits for the shell's end, not for a timeout."""
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        lines = [f"harness: shell in the guest, {when} ({self.id}); `exit` tears down, powers off"]
+        for spec in self.sc.fixtures:
+            if (fixture := self.fixtures.get(spec.name)) is not None:
+                values = ", ".join(f"{k}={v}" for k, v in fixture.values().items())
+                lines.append(f"harness:   {spec.name} ({spec.type}): {values}")
+        event("shell", id=self.id)
+        status = shell.run("\n".join(lines) + "\n")
+        event("shell-end", id=self.id, status=status)
 
     def _check_leaks(self, growth: int | None, fds_before: int, fds_after: int) -> None:
         """References the removals left behind: Slab growth, provider names never freed, fds."""
@@ -828,7 +849,7 @@ def main(argv: list[str]) -> int:
             event("end", id=item.id, violations=0, error=result.error)
             continue
         previous = item.id
-        run = ScenarioRun(item, plan.modules)
+        run = ScenarioRun(item, plan.modules, plan.shell)
         result = run.execute()
         write_result(result_dir, result)
         event("end", id=item.id, violations=len(result.violations), error=result.error)

@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 import os
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -21,7 +22,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import termios
 import time
+import tty
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +89,7 @@ class BootSpec:
     memory: str = "1G"
     cpus: int = 2
     exec_command: str = "true"
+    interactive: bool = False  # the console takes input (`harness run --shell`)
 
     def vng_args(self, rwdirs: tuple[Path, ...] | None = None) -> list[str]:
         vng = str(Path(sys.executable).parent / "vng")
@@ -131,7 +135,7 @@ class BootSpec:
                 f"isa-serial,index=1,chardev={SYSRQ_CHARDEV}",
             ]
         argv[index] = " ".join([*words, *extra, f"init={init}"])
-        return argv
+        return with_console_input(argv) if self.interactive else argv
 
     def _cached_vng_argv(self) -> list[str]:
         """vng's QEMU command for this spec, from the cache when vng already gave it once.
@@ -235,6 +239,27 @@ def without_unused_devices(argv: list[str]) -> list[str]:
     return _without(kept, "-chardev", lambda kind, options: options.get("id") in chardevs)
 
 
+SHELL_END = re.compile(rb'harness-event \{"event":"shell-end"[^\n]*\n')
+
+
+def _until_shell_end(line: bytes, data: bytes) -> tuple[bytes, bytes | None, bytes]:
+    """Console bytes ``data`` after ``line`` (the unfinished line already passed on): what
+    to pass on, up to and with the guest's shell-end event; what follows that event (None:
+    the shell goes on); and the unfinished line after ``data``."""
+    joined = line + data
+    found = SHELL_END.search(joined)
+    if found is None:
+        return data, None, joined[joined.rfind(b"\n") + 1 :]
+    return joined[len(line) : found.end()], joined[found.end() :], b""
+
+
+def with_console_input(argv: list[str]) -> list[str]:
+    """The serial console on QEMU's stdin and stdout instead of output-only (virtme-ng
+    writes it to a file): the guest's ttyS0 reads what the host passes on."""
+    out = _without(argv, "-chardev", lambda kind, options: options.get("id") == "console")
+    return [*out, "-chardev", "stdio,id=console,signal=off"]
+
+
 def on_microvm(argv: list[str], accel: str) -> list[str]:
     """virtme-ng's q35 (or default) machine swapped for MACHINE, its 9p shares moved to MMIO."""
     argv = _without(argv, "-machine", lambda kind, options: True)
@@ -320,7 +345,7 @@ class Guest:
         self._console.flush()
         self.proc = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if self.spec.interactive else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -366,6 +391,47 @@ class Guest:
                     self._scan(tail_line)
                 self.ended_reason = "exit"
                 return
+
+    def interact(self) -> float:
+        """Pass the host's terminal to the guest's console until the guest's shell ends
+        (its ``shell-end`` event) or QEMU exits; the seconds it took.
+
+        The terminal is raw meanwhile, so Ctrl-C and line editing belong to the
+        guest's shell; the console log keeps everything that came out.
+        """
+        assert self._reader is not None and self.proc is not None and self.proc.stdin
+        began = time.monotonic()
+        keyboard = sys.stdin.fileno()
+        saved = termios.tcgetattr(keyboard) if os.isatty(keyboard) else None
+        if saved is not None:
+            tty.setraw(keyboard)
+        console = self.proc.stdout.fileno()
+        data, self._reader.buffer = self._reader.buffer, b""
+        sources, line = [keyboard, console], b""
+        try:
+            while True:
+                data, ended, line = _until_shell_end(line, data)
+                self._log(data)
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+                if ended is not None:
+                    self._reader.buffer = ended  # read on as events
+                    break
+                ready, _, _ = select.select(sources, [], [])
+                if keyboard in ready:
+                    typed = os.read(keyboard, 1024)
+                    if not typed:  # the host's input ended: leave the shell for it
+                        sources.remove(keyboard)
+                        typed = b"\nexit\n"
+                    self.proc.stdin.write(typed)
+                    self.proc.stdin.flush()
+                data = os.read(console, 65536) if console in ready else b""
+                if console in ready and not data:
+                    break  # QEMU exited; events() sees the end of file
+        finally:
+            if saved is not None:
+                termios.tcsetattr(keyboard, termios.TCSADRAIN, saved)
+        return time.monotonic() - began
 
     def _scan(self, line: bytes) -> None:
         """What the runner watches for: kernel output at all, a fatal report, KVM failing."""

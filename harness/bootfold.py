@@ -77,6 +77,12 @@ class Progress:
         self.deadline = min(self.run_deadline, now + AFTER_END)
         return None
 
+    def pause(self, seconds: float) -> None:
+        """The boot stood still for ``seconds`` (a developer's shell): every clock moves on."""
+        self.deadline += seconds
+        self.run_deadline += seconds
+        self.current_started += seconds
+
     def deadline_now(self, guest: GuestSignals, kvm_silence: float | None, grace: float) -> float:
         """When to stop waiting, given what the console showed so far.
 

@@ -296,6 +296,14 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> sha
 )
 @SEED_OPTION
 @TIMEOUT_OPTION
+@click.option(
+    "--shell",
+    type=click.Choice(["after", "before"]),
+    is_flag=False,
+    flag_value="after",
+    help="then a shell in the guest on the serial console, the fixtures as the scenario left "
+    "them (--shell=before: set up, stop before the first removal); `exit` tears down",
+)
 def run_cmd(
     scenarios: tuple[str, ...],
     tree: str | None,
@@ -307,6 +315,7 @@ def run_cmd(
     repeat: int | None,
     seed: int | None,
     run_timeout: float,
+    shell: str | None,
 ) -> None:
     """Build, boot and run SCENARIOS (names or YAML files; default: all built-in).
 
@@ -328,11 +337,13 @@ def run_cmd(
       harness run gpio-sim-remove-under-readers --tree ~/linux --accel tcg
       HARNESS_ACCEL=tcg harness run scenarios/gpio-sim-plug-cycle.yaml --repeat 5 --out /tmp/r
       harness run --kernel kernel.tar.gz --shard 2/4 --out shard-2   # a CI test job
+      harness run nvmem-in-kernel-consumer-unbind --tree ~/linux --shell  # then look around
     """
     request = run_command.RunRequest(
         **_run_fields(tree, extra, scenarios, accel, out_dir, run_timeout, repeat, seed),
         kernel=kernel,
         shard=shard_spec,
+        shell=shell or "",
     )
     with _stage():
         outcome = run_command.run_scenarios(request)

@@ -89,8 +89,10 @@ class Runner:
         out_dir: Path,
         run_deadline: float,
         modules: dict[str, str] | None = None,
+        shell: str = "",
     ):
         self.kernel_image = kernel_image
+        self.shell = shell  # protocol.Plan.shell: the developer gets the guest's console
         self.modules = modules or {}  # helper kernel modules the guest may insmod
         self.accel = accel
         self.out = out_dir
@@ -155,10 +157,16 @@ class Runner:
             "result_dir": str(boot_dir / "guest"),
             "modules": self.modules,
             "items": [i.plan_entry() for i in pending],
+            "shell": self.shell,
         }
         (boot_dir / "plan.json").write_text(json.dumps(plan, indent=1))
         spec = BootSpec(
-            self.kernel_image, self.accel, cmdline, plan=boot_dir / "plan.json", rwdirs=(boot_dir,)
+            self.kernel_image,
+            self.accel,
+            cmdline,
+            plan=boot_dir / "plan.json",
+            rwdirs=(boot_dir,),
+            interactive=bool(self.shell),
         )
         self.guest = Guest(spec, boot_dir / "console.log")
         say(f"boot {index}: {len(pending)} item(s), {self.accel.name}; why: {why}")
@@ -198,6 +206,11 @@ class Runner:
         silence = accel_mod.silence_timeout() if self.accel.name == "kvm" else None
         grace = FATAL_GRACE[self.accel.name]
         for ev in guest.events(lambda: progress.deadline_now(_signals(guest), silence, grace)):
+            if ev.kind == "shell":
+                paused = guest.interact()
+                progress.pause(paused)  # no timeout runs while the developer looks around
+                self.run_deadline += paused
+                continue
             ending = progress.current
             line = progress.take(ev.kind, ev.fields, time.monotonic())
             self.current = by_id.get(progress.current or "")

@@ -46,6 +46,7 @@ class ExecRequest(BuildRequest):
     accel: str = "auto"
     out_dir: str = "results"
     run_timeout: float = 3600.0
+    shell: str = ""  # "after"/"before": hand the developer the guest's console (run --shell)
     # after each boot, given the finished results: a reason to run no more (bisection)
     enough: Callable[[list[ItemResult]], str | None] | None = None
 
@@ -154,6 +155,7 @@ def exec_runner(
         out,
         time.monotonic() + request.run_timeout,
         modules=record.modules,
+        shell=request.shell,
     )
 
 

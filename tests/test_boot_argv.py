@@ -9,8 +9,10 @@ from harness.accel import Accel
 from harness.boot import (
     UNUSED_DEVICES,
     BootSpec,
+    _until_shell_end,
     on_microvm,
     vng_dry_run,
+    with_console_input,
     without_unused_devices,
 )
 
@@ -86,3 +88,20 @@ def test_a_cached_vng_answer_is_the_one_vng_gives_for_other_shares(tmp_path, mon
     assert f"path={second[0]}," in " ".join(cached)
     assert f"virtme_initmount0={str(second[0]).lstrip('/')} " in " ".join(cached)
     assert "placeholder" not in " ".join(cached)
+
+
+def test_a_shell_boot_reads_the_console_from_qemus_stdin():
+    argv = with_console_input(without_unused_devices(shlex.split(REAL.read_text())))
+    consoles = [
+        argv[i + 1] for i, w in enumerate(argv) if w == "-chardev" and "id=console" in argv[i + 1]
+    ]
+    assert consoles == ["stdio,id=console,signal=off"]  # Ctrl-C goes to the guest, not QEMU
+    assert argv[argv.index("-serial") + 1] == "chardev:console"
+
+
+def test_the_shell_ends_at_its_event_even_split_across_reads():
+    end = b'[ 9.1] harness-event {"event":"shell-end","id":"x","status":0}\r\n'
+    passed, rest, line = _until_shell_end(b"", b"# exit\r\n" + end[:20])
+    assert (passed, rest, line) == (b"# exit\r\n" + end[:20], None, end[:20])
+    passed, rest, line = _until_shell_end(line, end[20:] + b"[ 9.2] harness: scenario-end x\n")
+    assert passed == end[20:] and rest == b"[ 9.2] harness: scenario-end x\n" and line == b""

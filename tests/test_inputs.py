@@ -173,3 +173,21 @@ def test_repeat_out_of_range_is_an_option_error(tmp_path, value):
     result = CliRunner().invoke(main, ["run", "--repeat", value, *args, "gpio-sim-plug-cycle"])
     assert result.exit_code == 2 and "Invalid value for '--repeat'" in result.output
     assert "1<=x<=1000" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["gpio-sim-plug-cycle", "nvmem-data-integrity"], "--shell runs one scenario; name one"),
+        (
+            ["gpio-sim-plug-cycle", "--repeat", "3"],
+            "--shell runs one item: drop --shard and --repeat",
+        ),
+        (["gpio-sim-plug-cycle"], "--shell needs a terminal on stdin"),
+    ],
+)
+def test_a_shell_is_for_one_item_at_a_terminal(tmp_path, args, said):
+    """Refused before any build or boot (the subprocess's stdin is not a terminal)."""
+    proc = harness("run", *args, "--out", str(tmp_path / "r"), "--shell")
+    assert proc.returncode == 2 and said in proc.stdout + proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()

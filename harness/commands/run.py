@@ -182,6 +182,8 @@ def run_scenarios(request: RunRequest) -> RunOutcome:
     junit.xml and summary.json are written on every way out, interrupts included.
     """
     selected = load(request)  # bad input fails at once, not after waiting for the tree
+    if request.shell:
+        check_shell(request, selected)
     if request.kernel is not None:
         if request.tree is not None or request.kconfig:
             raise PipelineError(
@@ -191,6 +193,17 @@ def run_scenarios(request: RunRequest) -> RunOutcome:
         return _run_scenarios(request, selected)
     with tree_in_use(request):
         return _run_scenarios(request, selected)
+
+
+def check_shell(request: RunRequest, selected: list[Scenario]) -> None:
+    """--shell hands one item's guest to a person at a terminal: refuse anything else."""
+    if len(selected) != 1:
+        names = ", ".join(sc.name for sc in selected)
+        raise PipelineError(f"--shell runs one scenario; name one (these {len(selected)}: {names})")
+    if request.shard is not None or (request.repeat or 1) != 1:
+        raise PipelineError("--shell runs one item: drop --shard and --repeat")
+    if not sys.stdin.isatty():
+        raise PipelineError("--shell needs a terminal on stdin (run it from an interactive shell)")
 
 
 @dataclass
@@ -247,7 +260,7 @@ def _plan(run: _Run, selected: list[Scenario]) -> list[Scenario]:
     request = run.request
     every = not_applicable(selected, run.source.missing)
     times = measured_times(request)
-    expanded = expand(selected, request.repeat, request.seed)
+    expanded = expand(selected, 1 if request.shell else request.repeat, request.seed)
     run.items = shard_items(request, expanded, run.info, times, every)
     names = {i.scenario.name for i in run.items}
     unfit = {name: why for name, why in every.items() if name in names}
