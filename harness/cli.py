@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from harness import accel, debsource, kapi, shard, splats, stages, textfile
+from harness import accel, debsource, kapi, report, shard, splats, stages, symbols, textfile
 from harness import artifact as artifact_mod
 from harness import scenario as scenario_mod
 from harness import tree as tree_mod
@@ -195,16 +195,31 @@ def list_cmd(tree: str | None) -> None:
 @main.command(name="log")
 @click.argument("logfile", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print splats as JSON")
-def log_cmd(logfile: str, as_json: bool) -> None:
+@click.option(
+    "--vmlinux",
+    type=click.Path(exists=True, dir_okay=False),
+    help="the build's vmlinux (with debug info): print each report with file:line per frame",
+)
+@click.option(
+    "--modules",
+    type=click.Path(exists=True, file_okay=False),
+    help="a directory of the build's .ko files, for frames in modules",
+)
+def log_cmd(logfile: str, as_json: bool, vmlinux: str | None, modules: str | None) -> None:
     """Find kernel splats in any console log (a CI artifact, a dmesg dump).
 
     Exit status 1 if any splat was found.
 
     \b
-    Example: harness log results/console.log --json
+    Examples:
+      harness log results/console.log --json
+      harness log console.log --vmlinux ~/linux/vmlinux   # reports with source lines
     """
     with _stage():
         found = splats.parse(textfile.read_log(Path(logfile)))
+        objects = _log_objects(vmlinux, modules)
+    for s in found if objects is not None else ():
+        s.excerpt = symbols.decode_text(s.excerpt, objects)
     if as_json:
         click.echo(json.dumps([s.to_json() for s in found], indent=1))
     else:
@@ -212,8 +227,25 @@ def log_cmd(logfile: str, as_json: bool) -> None:
             where = f" [scenario {s.scenario}]" if s.scenario else ""
             count = f" x{s.count}" if s.count > 1 else ""
             click.echo(f"{logfile}:{s.first_line}: {s.kind}: {s.title}{count}{where}")
+            if objects is not None:
+                click.echo(report.trimmed(s.excerpt, lines=40))
         click.echo(f"{len(found)} splat(s)")
     sys.exit(1 if found else 0)
+
+
+def _log_objects(vmlinux: str | None, modules: str | None) -> symbols.Objects | None:
+    if vmlinux is None:
+        if modules is not None:
+            raise PipelineError("--modules goes with --vmlinux (the build both came from)")
+        return None
+    kos = {ko.stem.replace("-", "_"): ko for ko in Path(modules).rglob("*.ko")} if modules else {}
+    objects = symbols.Objects(Path(vmlinux), kos)
+    if not objects.has_lines():
+        raise PipelineError(
+            f"{vmlinux} has no line tables (.debug_line): build with CONFIG_DEBUG_INFO "
+            "(the harness's kconfigs/debug.config has it)"
+        )
+    return objects
 
 
 @main.command(name="fetch")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from guest import protocol
 from harness import accel as accel_mod
-from harness import splats
+from harness import splats, symbols
 from harness.accel import Accel
 from harness.boot import BootError, BootSpec, Guest
 from harness.bootfold import GuestSignals, Progress, conclude
@@ -90,9 +90,11 @@ class Runner:
         run_deadline: float,
         modules: dict[str, str] | None = None,
         shell: str = "",
+        objects: symbols.Objects | None = None,
     ):
         self.kernel_image = kernel_image
         self.shell = shell  # protocol.Plan.shell: the developer gets the guest's console
+        self.objects = objects  # vmlinux and modules with line tables: excerpts get file:line
         self.modules = modules or {}  # helper kernel modules the guest may insmod
         self.accel = accel
         self.out = out_dir
@@ -248,6 +250,8 @@ class Runner:
                 continue
             result = self.results[item_id]
             for splat in found:
+                if self.objects is not None:
+                    splat.excerpt = symbols.decode_text(splat.excerpt, self.objects)
                 result.splats.append(splat)
                 timed = splat.time is not None and not splat.outside and item_id in starts
                 if timed and not result.first_splat_s:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import accel as accel_mod
-from harness import artifact, kapi, kconfig, locks, report, shard, vcs
+from harness import artifact, kapi, kconfig, locks, report, shard, symbols, vcs
 from harness.build import BuildError, BuildRecord, ConfigResult, build, configure
 from harness.progress import say
 from harness.results import ItemResult
@@ -156,7 +156,17 @@ def exec_runner(
         time.monotonic() + request.run_timeout,
         modules=record.modules,
         shell=request.shell,
+        objects=build_objects(record),
     )
+
+
+def build_objects(record: BuildRecord) -> symbols.Objects | None:
+    """The build's vmlinux and helper modules, if they carry line tables (DEBUG_INFO)."""
+    vmlinux = Path(record.build_dir) / "vmlinux"
+    if not vmlinux.is_file():
+        return None
+    found = symbols.Objects(vmlinux, {name: Path(ko) for name, ko in record.modules.items()})
+    return found if found.has_lines() else None
 
 
 def _sigterm(signum, frame) -> None:

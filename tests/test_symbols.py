@@ -5,6 +5,7 @@ inner(); the boot tier checks the same on a kernel's own report."""
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,19 @@ def test_what_does_not_resolve_stays_as_it_was(objects):
     lines = [" nosuch+0x1/0x2", " caller+0x5/0x9 [unloaded]", " leaf+0x50/0x60", "Call Trace:"]
     assert symbols.decode(lines, objects)[1:] == lines[1:]
     assert symbols.decode(lines[:1], objects) == lines[:1]
+
+
+def test_log_refuses_a_vmlinux_without_line_tables(tmp_path):
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc")
+    bare = tmp_path / "vmlinux"
+    subprocess.run(["gcc", "-O2", "-o", bare, SOURCE], check=True)
+    log = Path(__file__).parent / "data" / "logs" / "lkdtm-warning.log"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "log", str(log), "--vmlinux", str(bare)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert proc.returncode == 2 and "has no line tables (.debug_line)" in proc.stderr
+    assert "Traceback" not in proc.stderr
