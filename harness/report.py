@@ -144,12 +144,14 @@ _ATTENTION = {"fail": 0, "error": 1, "pass": 2, "skipped": 3}
 
 def table(results: list[ItemResult]) -> list[str]:
     """The end-of-run table, what needs attention first: item, verdict, seconds, boot and
-    the distinct report titles (or why there is no verdict)."""
+    the distinct report titles (or why there is no verdict, or the first broken
+    expectation of a failure without a kernel report)."""
     rows = [("item", "verdict", "time", "boot", "reports")]
     for r in sorted(results, key=lambda r: _ATTENTION.get(r.status, 9)):
         titles = list(dict.fromkeys(s.title for s in r.splats))
         why = r.error.splitlines()[0] if r.status == "error" and r.error else ""
-        reports = "; ".join(titles) or why
+        broken = r.violations[0].splitlines()[0] if r.violations else ""
+        reports = "; ".join(titles) or why or broken
         time_s = f"{r.duration_s:.1f} s" if r.duration_s else "-"
         rows.append((r.item.id, r.status.upper(), time_s, str(r.boot or "-"), reports))
     widths = [max(len(row[c]) for row in rows) for c in range(4)]

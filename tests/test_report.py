@@ -141,3 +141,6 @@ def test_the_end_of_run_table_puts_what_needs_attention_first():
     )
     assert lines[2].endswith("ERROR    -       -     timeout: no result within 900 s")
     assert lines[3].endswith("PASS     30.1 s  1")
+    failed.splats = []
+    (_, row) = report.table([failed])
+    assert row.endswith("FAIL     8.2 s  1     cycle 3: remove did not return")
