@@ -19,7 +19,7 @@ import tarfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from harness import kapi, kconfig, locks, paths
+from harness import kapi, kconfig, locks, paths, symbols
 from harness.build import BuildRecord
 from harness.scenario import Scenario
 
@@ -30,6 +30,7 @@ IMAGE = "bzImage"
 CONFIG = "config"
 LOG = "build.log"
 MODULES = "modules"
+VMLINUX = "vmlinux"  # only from a build with line tables: reports decoded where it boots
 
 
 class ArtifactError(Exception):
@@ -80,6 +81,8 @@ def pack(record: BuildRecord, tree: Path, out: Path) -> Path:
             tar.add(record.log, f"{TOP}/{LOG}")
             for name, ko in sorted(record.modules.items()):
                 tar.add(ko, f"{TOP}/{MODULES}/{name}.ko")
+            if (objects := symbols.for_build(record.build_dir, {})) is not None:
+                tar.add(objects.vmlinux, f"{TOP}/{VMLINUX}")
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -140,6 +143,8 @@ def open_artifact(path: Path) -> Artifact:
             log=str(target / LOG),
             modules=modules,
         )
+        if (target / VMLINUX).is_file():  # where symbols.for_build finds it
+            record = replace(record, build_dir=str(target))
         apis = {name: kapi.Probe(**probe) for name, probe in meta["apis"].items()}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise _not_artifact(path, f"its {META} is unreadable: {exc}") from exc

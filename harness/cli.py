@@ -205,7 +205,15 @@ def list_cmd(tree: str | None) -> None:
     type=click.Path(exists=True, file_okay=False),
     help="a directory of the build's .ko files, for frames in modules",
 )
-def log_cmd(logfile: str, as_json: bool, vmlinux: str | None, modules: str | None) -> None:
+@click.option(
+    "--kernel",
+    type=click.Path(dir_okay=False),
+    help="the artifact (`harness build --artifact`) the log's kernel came from: its vmlinux "
+    "and modules",
+)
+def log_cmd(
+    logfile: str, as_json: bool, vmlinux: str | None, modules: str | None, kernel: str | None
+) -> None:
     """Find kernel splats in any console log (a CI artifact, a dmesg dump).
 
     Exit status 1 if any splat was found.
@@ -217,7 +225,7 @@ def log_cmd(logfile: str, as_json: bool, vmlinux: str | None, modules: str | Non
     """
     with _stage():
         found = splats.parse(textfile.read_log(Path(logfile)))
-        objects = _log_objects(vmlinux, modules)
+        objects = _log_objects(vmlinux, modules, kernel)
     for s in found if objects is not None else ():
         s.excerpt = symbols.decode_text(s.excerpt, objects)
     if as_json:
@@ -233,7 +241,22 @@ def log_cmd(logfile: str, as_json: bool, vmlinux: str | None, modules: str | Non
     sys.exit(1 if found else 0)
 
 
-def _log_objects(vmlinux: str | None, modules: str | None) -> symbols.Objects | None:
+def _log_objects(
+    vmlinux: str | None, modules: str | None, kernel: str | None
+) -> symbols.Objects | None:
+    if kernel is not None:
+        if vmlinux or modules:
+            raise PipelineError("--kernel brings its vmlinux and modules: give one or the other")
+        try:
+            record = artifact_mod.open_artifact(Path(kernel)).record
+        except artifact_mod.ArtifactError as exc:
+            raise PipelineError(str(exc)) from exc
+        if (found := symbols.for_build(record.build_dir, record.modules)) is None:
+            raise PipelineError(
+                f"--kernel {kernel}: the artifact has no vmlinux with line tables (its build "
+                "had no CONFIG_DEBUG_INFO)"
+            )
+        return found
     if vmlinux is None:
         if modules is not None:
             raise PipelineError("--modules goes with --vmlinux (the build both came from)")

@@ -156,17 +156,8 @@ def exec_runner(
         time.monotonic() + request.run_timeout,
         modules=record.modules,
         shell=request.shell,
-        objects=build_objects(record),
+        objects=symbols.for_build(record.build_dir, record.modules),
     )
-
-
-def build_objects(record: BuildRecord) -> symbols.Objects | None:
-    """The build's vmlinux and helper modules, if they carry line tables (DEBUG_INFO)."""
-    vmlinux = Path(record.build_dir) / "vmlinux"
-    if not vmlinux.is_file():
-        return None
-    found = symbols.Objects(vmlinux, {name: Path(ko) for name, ko in record.modules.items()})
-    return found if found.has_lines() else None
 
 
 def _sigterm(signum, frame) -> None:

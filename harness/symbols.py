@@ -41,6 +41,16 @@ class Objects:
         return _has_lines(self.vmlinux)
 
 
+def for_build(build_dir: str | Path, modules: dict[str, str]) -> Objects | None:
+    """A build directory's vmlinux and the given modules (name -> .ko), if vmlinux carries
+    line tables (a build without CONFIG_DEBUG_INFO has none: nothing to decode with)."""
+    vmlinux = Path(build_dir) / "vmlinux"
+    if not vmlinux.is_file():
+        return None
+    found = Objects(vmlinux, {name: Path(ko) for name, ko in modules.items()})
+    return found if found.has_lines() else None
+
+
 @dataclass(frozen=True)
 class _Symbol:
     address: int
