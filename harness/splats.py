@@ -331,7 +331,7 @@ def _holdout(m: re.Match, lines: list[Line]) -> str:
 # the sysfs/kobject/driver-core path from the registering call down to sysfs_warn_dup()
 _REGISTRATION = re.compile(
     r"^(?:sysfs_\w+|kernfs_\w+|kobject_\w+|device_add\w*|device_register|device_create\w*|"
-    r"cdev_device_add|driver_sysfs_add|bus_add_\w+)$"
+    r"cdev_device_add|driver_sysfs_add|bus_add_\w+|platform_device_(?:add|register\w*))$"
 )
 
 

@@ -24,7 +24,14 @@ from harness.results import ItemResult
 from harness.runner import Runner
 from harness.scenario import Scenario, load_scenarios, resolve
 from harness.status import Exit, PipelineError
-from harness.tree import KernelTree, TreeError, default_tree, default_tree_path, open_tree
+from harness.tree import (
+    KernelTree,
+    TreeError,
+    default_tree,
+    default_tree_path,
+    open_tree,
+    restore_owned,
+)
 from harness.yamlnodes import SchemaErrors
 
 
@@ -33,6 +40,9 @@ class ConfigRequest:
     tree: str | None = None  # None: Debian's linux-source tarball
     kconfig: tuple[str, ...] = ()  # user fragments, applied last
     scenarios: tuple[str, ...] = ()  # names or files; () = all built-in
+    # series and bisection put a harness-owned tree at the commit to build themselves
+    # (holding it exclusively); any other run finds such a tree back at its import
+    placed: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,11 +76,14 @@ def load(request: ConfigRequest) -> list[Scenario]:
 def tree_in_use(request: ConfigRequest) -> Iterator[None]:
     """The default tree is held (shared) while a command reads it: a series or a
     bisection moves it between commits only when no run is building or booting it."""
-    if request.tree is not None:
+    if request.tree is None:
+        checkout = default_tree_path()
+    elif not request.placed and vcs.harness_owned(Path(request.tree)):
+        checkout = Path(request.tree).resolve()  # `harness fetch`'s: a series may move it
+    else:
         yield
         return
-    checkout = default_tree_path()
-    with locks.hold(vcs.use_lock(checkout), f"the default tree {checkout}", shared=True):
+    with locks.hold(vcs.use_lock(checkout), f"the tree {checkout}", shared=True):
         yield
 
 
@@ -85,7 +98,11 @@ def api_tree(tree: str | None) -> Path | None:
 
 def open_kernel_tree(request: ConfigRequest) -> KernelTree:
     try:
-        return open_tree(Path(request.tree)) if request.tree else default_tree()
+        if request.tree is None:
+            return default_tree()
+        if not request.placed and vcs.harness_owned(Path(request.tree)):
+            restore_owned(Path(request.tree))
+        return open_tree(Path(request.tree))
     except TreeError as exc:
         raise PipelineError(str(exc)) from exc
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import vcs
+from harness import stages, vcs
 from tests.test_inputs import harness
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,3 +291,21 @@ def test_bisection_with_its_own_terms_for_a_fix(tmp_path):
     bisection = vcs.Bisection(tmp_path / "r", commits[0], commits[-1], ("broken", "fixed"))
     assert bisection.run(decide).first == commits[3]
     assert "git bisect fixed" in bisection.log and "git bisect broken" in bisection.log
+
+
+def test_a_run_finds_a_fetched_tree_back_at_its_import_after_a_series_left_it(cache):
+    """`harness fetch`'s trees live in the cache, and a series or bisection on one moves
+    its own checkout: a run that names it tests the imported sources, not the series head."""
+    tree = cache / "trees" / "linux-source-7.3"
+    (tree / "drivers").mkdir(parents=True)
+    (tree / "Makefile").write_text("VERSION = 7\nPATCHLEVEL = 3\n")
+    (tree / "Kconfig").write_text("\n")
+    imported = vcs.import_tree(tree, "Linux 7.3")
+    (tree / "drivers" / "a.c").write_text("int a;\n")
+    git(tree, "add", "-A")
+    git(tree, "commit", "-q", "-m", "series head")
+    assert vcs.harness_owned(tree)
+    placed = stages.open_kernel_tree(stages.ConfigRequest(tree=str(tree), placed=True))
+    assert placed.git_commit != imported, "a series' own run builds where it put the tree"
+    found = stages.open_kernel_tree(stages.ConfigRequest(tree=str(tree)))
+    assert found.git_commit == imported and not (tree / "drivers" / "a.c").exists()

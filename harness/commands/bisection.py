@@ -344,6 +344,7 @@ class BuildAndRun:
         step_request = replace(
             self.request,
             tree=str(self.worktree.path),
+            placed=True,
             scenarios=(self.scenario,),
             out_dir=str(out),
             repeat=runs,

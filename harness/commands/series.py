@@ -171,7 +171,11 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
                 say(f"{info.name}: {info.commit[:12]} {info.subject!r}")
                 worktree.checkout(info.commit)
                 side_request = replace(
-                    request, tree=str(worktree.path), out_dir=str(out / info.name), scenarios=paths
+                    request,
+                    tree=str(worktree.path),
+                    placed=True,
+                    out_dir=str(out / info.name),
+                    scenarios=paths,
                 )
                 info.outcome = run_command.run_scenarios(side_request)
                 if info.outcome.exit_code == Exit.INTERRUPTED:
@@ -262,6 +266,7 @@ def _run_more(
     more_request = replace(
         request,
         tree=str(worktree.path),
+        placed=True,
         out_dir=str(Path(request.out_dir).resolve() / f"{info.name}-more-{len(info.more) + 1}"),
         scenarios=(sc.path,),
         repeat=count,

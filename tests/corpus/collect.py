@@ -59,6 +59,7 @@ LKDTM = [
 SLOW = {"HUNG_TASK": "blocked", "SOFTLOCKUP": "soft lockup"}
 MODULE_CASES = ["abba", "recursive", "unlock", "atomic-sleep", "odebug", "mutex-atomic-a"]
 MODULE_CASES += ["mutex-atomic-b", "mutex-atomic-contended", "devm-priv", "devm-buf"]
+MODULE_CASES += ["sysfs-dup"]
 MODULE_SLOW = {"hung-io": "blocked"}
 RCU_PARAMS = "/sys/module/rcupdate/parameters"
 LEAK_AND_CORRUPTION = HERE / "leak-and-corruption.config"

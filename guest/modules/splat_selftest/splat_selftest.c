@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Provokes the lockdep, might_sleep, debugobjects, RCU-stall, page-state,
+ * Provokes the lockdep, might_sleep, debugobjects, RCU-stall, page-state, sysfs,
  * kmemleak and driver use-after-free reports that LKDTM has no trigger for, so
  * the harness's splat parser is tested on real kernel output.
  * Write one of: abba, recursive, unlock, atomic-sleep, odebug, hung-io,
  * mutex-atomic-a, mutex-atomic-b, mutex-atomic-contended, rcu-exp-stall,
- * rcu-tasks-stall, bad-page, leak, devm-priv, devm-buf
+ * rcu-tasks-stall, bad-page, leak, devm-priv, devm-buf, sysfs-dup
  * to /sys/kernel/debug/splat_selftest/trigger
  */
 #include <linux/debugfs.h>
@@ -246,6 +246,23 @@ static noinline void selftest_devm_bind_unbind(void)
 	platform_driver_unregister(&selftest_devm_driver);
 }
 
+/*
+ * A device a removal left behind, registered again under its name: the driver core
+ * refuses the second (sysfs_warn_dup). The first is unregistered after, so nothing stays.
+ */
+static noinline void selftest_register_twice(void)
+{
+	struct platform_device *first, *again;
+
+	first = platform_device_register_simple("splat_selftest_dup", 0, NULL, 0);
+	if (IS_ERR(first))
+		return;
+	again = platform_device_register_simple("splat_selftest_dup", 0, NULL, 0);
+	if (!IS_ERR(again))
+		platform_device_unregister(again);
+	platform_device_unregister(first);
+}
+
 static noinline int selftest_devm_priv_read(struct selftest_priv *priv)
 {
 	int value;
@@ -306,6 +323,8 @@ static ssize_t trigger_write(struct file *file, const char __user *ubuf,
 	} else if (!strcmp(buf, "devm-priv")) {
 		selftest_devm_bind_unbind();
 		pr_info("splat_selftest: priv %d\n", selftest_devm_priv_read(selftest_stale_priv));
+	} else if (!strcmp(buf, "sysfs-dup")) {
+		selftest_register_twice();
 	} else if (!strcmp(buf, "devm-buf")) {
 		selftest_devm_bind_unbind();
 		schedule_work(&selftest_buf_work);
