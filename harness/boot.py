@@ -50,7 +50,8 @@ KERNEL_LINE = re.compile(rb"^\[\s*\d+\.\d{6}\]")
 # possibly the runner's own thread, possibly holding locks).
 FATAL_LINE = re.compile(
     rb"BUG: KASAN: |Oops: |general protection fault|BUG: unable to handle"
-    rb"|Kernel panic - not syncing"
+    rb"|Kernel panic - not syncing|BUG: soft lockup|BUG: spinlock "
+    rb"|rcu: INFO: \w+ (?:detected (?:expedited )?stalls|self-detected stall)"
 )
 EVENT = re.compile(rb"harness-event (\{.*\})\s*$")
 # Always on the command line: print every level, reboot (= QEMU exits) on panic,

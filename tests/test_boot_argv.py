@@ -5,8 +5,11 @@ microvm, everything the guest uses stays; vng's answer is reused across boots.""
 import shlex
 from pathlib import Path
 
+import pytest
+
 from harness.accel import Accel
 from harness.boot import (
+    FATAL_LINE,
     UNUSED_DEVICES,
     BootSpec,
     _until_shell_end,
@@ -105,3 +108,20 @@ def test_the_shell_ends_at_its_event_even_split_across_reads():
     assert (passed, rest, line) == (b"# exit\r\n" + end[:20], None, end[:20])
     passed, rest, line = _until_shell_end(line, end[20:] + b"[ 9.2] harness: scenario-end x\n")
     assert passed == end[20:] and rest == b"[ 9.2] harness: scenario-end x\n" and line == b""
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lkdtm-softlockup.log",
+        "lkdtm-read_after_free.log",
+        "lkdtm-access_null.log",
+        "lkdtm-exception.log",
+        "module-rcu-exp-stall.log",
+    ],
+)
+def test_the_host_watches_for_reports_after_which_the_guest_may_not_speak(name):
+    """A soft lockup or stall wedges the guest like an Oops (a mutant's rcu stall in
+    _dln2_transfer held a boot for its whole 15 min timeout): each bounds the wait."""
+    log = (Path(__file__).parent / "data" / "logs" / name).read_bytes()
+    assert any(FATAL_LINE.search(line) for line in log.splitlines())
