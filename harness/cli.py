@@ -471,9 +471,14 @@ def durations_cmd(summaries: tuple[str, ...], table: str) -> None:
 @click.option(
     "--series",
     "series_path",
-    type=click.Path(exists=True),
-    help="an mbox (b4 am, git format-patch --stdout) or a directory of *.patch, applied in "
-    "order with git am --3way on --base",
+    help="an mbox (git format-patch --stdout), a directory of *.patch, a mailing-list thread "
+    "(b4 mbox, lore's t.mbox.gz: b4 am takes its newest version, trailers applied) or a "
+    "message-id/lore URL (b4 fetches it); applied with git am --3way on --base",
+)
+@click.option(
+    "--series-version",
+    type=click.IntRange(min=1),
+    help="the version of a thread's series to apply (default: the newest)",
 )
 @click.option("--head", help="compare --base with this commit instead of applying a series")
 @REPO_OPTION
@@ -498,6 +503,7 @@ def series_cmd(
     scenarios: tuple[str, ...],
     base: str,
     series_path: str | None,
+    series_version: int | None,
     head: str | None,
     tree: str | None,
     extra: tuple[str, ...],
@@ -529,6 +535,7 @@ def series_cmd(
     \b
     Examples:
       harness series --base HEAD --series fix.mbox
+      harness series --base HEAD --series t.mbox.gz --series-version 2 --affected
       harness series nvmem-unbind-at24-during-read --tree ~/linux --base v6.12 --head my-fix
       harness series --base HEAD --series patches/ --affected --repeat 5 --out /tmp/ab
     """
@@ -538,6 +545,7 @@ def series_cmd(
         **_run_fields(tree, extra, scenarios, accel, out_dir, run_timeout, repeat, seed),
         base=base,
         series=series_path,
+        series_version=series_version,
         head=head,
         affected=affected,
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from junit_xml import TestCase, TestSuite
 
-from harness import compare, evidence, paths, report, stages, vcs
+from harness import compare, evidence, lore, paths, report, stages, vcs
 from harness.commands import run as run_command
 from harness.commands.run import RunOutcome, RunRequest
 from harness.progress import say
@@ -35,7 +35,8 @@ DEFAULT_REPEAT = 3
 @dataclass(frozen=True)
 class SeriesRequest(RunRequest):
     base: str = "HEAD"
-    series: str | None = None  # mbox or directory of *.patch, applied on base
+    series: str | None = None  # mbox, thread mbox, message-id or directory of *.patch
+    series_version: int | None = None  # which version of a thread's series (default: newest)
     head: str | None = None  # or a commit to compare with
     affected: bool = False  # only the scenarios whose covers meet the touched files
 
@@ -105,6 +106,7 @@ class SeriesOutcome:
     touched: list[str] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)  # scenario -> why
     duration_s: float = 0.0
+    thread: lore.ThreadSeries | None = None  # the version b4 took from a mailing-list thread
 
 
 def select(
@@ -125,9 +127,26 @@ def select(
     return chosen, left_out
 
 
-def _head_commit(request: SeriesRequest, worktree: vcs.Worktree, base: str) -> str:
+def take_thread(request: SeriesRequest, out: Path) -> lore.ThreadSeries | None:
+    """A thread mbox or message-id as --series: the version to apply, made ready by b4."""
+    spec = request.series
+    if spec is None or not (lore.is_message_id(spec) or lore.is_thread(Path(spec))):
+        if request.series_version is not None:
+            raise PipelineError("--series-version picks a version of a mail thread's series")
+        return None
+    try:
+        thread = lore.take(spec, out / "thread", request.series_version)
+    except lore.LoreError as exc:
+        raise PipelineError(str(exc)) from exc
+    say(f"series: {thread.describe()}")
+    return thread
+
+
+def _head_commit(
+    request: SeriesRequest, worktree: vcs.Worktree, base: str, thread: lore.ThreadSeries | None
+) -> str:
     if request.series:
-        patches = vcs.series_files(Path(request.series))
+        patches = [thread.mbox] if thread else vcs.series_files(Path(request.series))
         say(f"series: applying {len(patches)} file(s) with git am --3way on {base[:12]}")
         head = worktree.apply(base, patches)
         worktree.keep("series/head", head)
@@ -145,14 +164,15 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
     scenarios = stages.load(request)
     out = Path(request.out_dir).resolve()
     command = run_command.invocation(request)
+    thread = take_thread(request, out)  # bad input fails before the tree is touched
     repo = stages.open_repository(request)
     try:
         with vcs.worktree(repo) as worktree:
             if vcs.harness_owned(repo):  # its HEAD is where the last series left it
                 vcs.restore_import(repo)
             base = vcs.resolve(repo, request.base)
-            head = _head_commit(request, worktree, base)
-            outcome = SeriesOutcome([], [], out, Exit.PASS, command, str(repo))
+            head = _head_commit(request, worktree, base, thread)
+            outcome = SeriesOutcome([], [], out, Exit.PASS, command, str(repo), thread=thread)
             outcome.worktree = str(worktree.path)
             outcome.touched = vcs.changed_files(repo, base, head)
             say(f"series: {len(outcome.touched)} file(s) differ between base and head")
@@ -318,6 +338,10 @@ def nothing_tested(outcome: SeriesOutcome) -> bool:
 
 def _series_properties(outcome: SeriesOutcome) -> dict[str, str]:
     props = {"repository": outcome.repo, "worktree": outcome.worktree}
+    if outcome.thread:
+        props["series_version"] = str(outcome.thread.version)
+        props["series_subject"] = outcome.thread.subject
+        props["series_message_id"] = outcome.thread.message_id
     for side in outcome.sides:
         data = side.to_json()
         props[f"{side.name}_commit"] = side.commit
@@ -355,7 +379,7 @@ P_MEANS = (
 
 def series_report_text(outcome: SeriesOutcome) -> str:
     """report.md: plain text fit to paste into a mailing-list reply or a merge request."""
-    lines = []
+    lines = [f"series: {outcome.thread.describe()}"] if outcome.thread else []
     for side in outcome.sides:
         lines.append(f'{side.name}: {side.commit[:12]} ("{side.subject}")')
     runs = min((min(c.base.n, c.head.n) for c in outcome.comparisons), default=0)
@@ -400,6 +424,7 @@ def write_series(out: Path, outcome: SeriesOutcome) -> None:
         "worktree": outcome.worktree,
         "touched": outcome.touched,
         "left_out": outcome.left_out,
+        "thread": outcome.thread.to_json() if outcome.thread else None,
         "sides": {side.name: side.to_json() for side in outcome.sides},
         "scenarios": [c.to_json() for c in outcome.comparisons],
     }
