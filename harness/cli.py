@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from harness import accel, debsource, kapi, report, shard, splats, stages, symbols, textfile
+from harness import accel, debsource, kapi, kcidb, report, shard, splats, stages, symbols, textfile
 from harness import artifact as artifact_mod
 from harness import scenario as scenario_mod
 from harness import tree as tree_mod
@@ -241,6 +241,13 @@ def log_cmd(
     sys.exit(1 if found else 0)
 
 
+def _kcidb_origin(value: str) -> str:
+    try:
+        return kcidb.check_origin(value)
+    except kcidb.KcidbError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 def _log_objects(
     vmlinux: str | None, modules: str | None, kernel: str | None
 ) -> symbols.Objects | None:
@@ -359,6 +366,19 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> sha
     help="then a shell in the guest on the serial console, the fixtures as the scenario left "
     "them (--shell=before: set up, stop before the first removal); `exit` tears down",
 )
+@click.option(
+    "--kcidb",
+    "kcidb_file",
+    type=click.Path(dir_okay=False),
+    help="also write the results as a KCIDB document (KernelCI's schema, validated)",
+)
+@click.option(
+    "--kcidb-origin",
+    default=kcidb.DEFAULT_ORIGIN,
+    show_default=True,
+    callback=lambda ctx, param, value: _kcidb_origin(value),
+    help="the CI system's name in KCIDB ids (lower case, digits, _)",
+)
 def run_cmd(
     scenarios: tuple[str, ...],
     tree: str | None,
@@ -371,6 +391,8 @@ def run_cmd(
     seed: int | None,
     run_timeout: float,
     shell: str | None,
+    kcidb_file: str | None,
+    kcidb_origin: str,
 ) -> None:
     """Build, boot and run SCENARIOS (names or YAML files; default: all built-in).
 
@@ -399,6 +421,8 @@ def run_cmd(
         kernel=kernel,
         shard=shard_spec,
         shell=shell or "",
+        kcidb=kcidb_file,
+        kcidb_origin=kcidb_origin,
     )
     with _stage():
         outcome = run_command.run_scenarios(request)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from harness import kcidb
+
 pytestmark = pytest.mark.boot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +43,8 @@ SCENARIOS = [
 def harness_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", *SCENARIOS, "--out", str(out)],
+        [sys.executable, "-m", "harness.cli", "run", *SCENARIOS, "--out", str(out)]
+        + ["--kcidb", str(out / "kcidb.json")],
         cwd=ROOT,
         text=True,
         stdout=subprocess.PIPE,
@@ -60,6 +63,18 @@ def harness_run(tmp_path_factory):
 def test_run_exit_status_reflects_selftest_failures(harness_run):
     proc, *_ = harness_run
     assert proc.returncode == 1, "self-test scenarios must fail the run"
+
+
+def test_the_kcidb_document_of_a_real_run_is_valid_and_says_what_junit_says(harness_run):
+    _, _, cases, items, out = harness_run
+    doc = kcidb.validate(json.loads((out / "kcidb.json").read_text()))
+    tests = {t["misc"]["item"]: t for t in doc["tests"]}
+    assert set(tests) == set(items)
+    for name, item in items.items():
+        want = {"pass": "PASS", "fail": "FAIL", "skipped": "SKIP"}.get(item["status"], "ERROR")
+        assert tests[name]["status"] in (want, "MISS" if want == "ERROR" else want)
+    assert any(i["report_subject"].startswith("KASAN:") for i in doc["issues"])
+    assert doc["builds"][0]["status"] == "PASS" and doc["builds"][0]["log_url"].startswith("file:")
 
 
 def test_results_and_properties(harness_run):

@@ -8,6 +8,7 @@ junit.xml, summary.json and reproduce lines.
 from __future__ import annotations
 
 import contextlib
+import json
 import shlex
 import shutil
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from harness import kcidb as kcidb_mod
 from harness import report, shard
 from harness.progress import say
 from harness.results import Item, ItemResult, expand
@@ -40,6 +42,8 @@ class RunRequest(ExecRequest):
     seed: int | None = None
     shard: shard.Shard | None = None  # run only this deterministic part of the items
     command: tuple[str, ...] = ()  # argv, for the report
+    kcidb: str | None = None  # also write the results as a KCIDB document here
+    kcidb_origin: str = kcidb_mod.DEFAULT_ORIGIN
 
 
 @dataclass
@@ -319,6 +323,8 @@ def _write(run: _Run, started: float) -> list[ItemResult]:
             console.write(Path(boot.console).read_text(errors="replace"))
     info.duration_s = round(time.monotonic() - started, 1)
     report.write(run.out, results, boots, info)
+    if run.request.kcidb:
+        write_kcidb(run.request, run.out)
     for line in report.table(results):
         say(line)
     for line in error_lines(results, run.out):
@@ -326,6 +332,14 @@ def _write(run: _Run, started: float) -> list[ItemResult]:
     outside = sum(len(b.outside_splats) for b in boots)
     say(summary_line(run.out, results, outside))  # the last line: what failed or lacks a verdict
     return results
+
+
+def write_kcidb(request: RunRequest, out: Path) -> None:
+    """The run's summary.json as a KCIDB document (validated) at --kcidb."""
+    doc = kcidb_mod.Document(request.kcidb_origin)
+    kcidb_mod.add_run(doc, json.loads((out / "summary.json").read_text()), out)
+    kcidb_mod.write(Path(request.kcidb), doc)
+    say(f"kcidb: {request.kcidb} ({len(doc.tests)} test(s), {len(doc.issues)} issue(s))")
 
 
 def run_until_enough(

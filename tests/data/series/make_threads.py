@@ -32,8 +32,14 @@ class Thread:
         self.messages: list[EmailMessage] = []
         self.clock = START
 
-    def post(self, sender: str, subject: str, body: str, reply_to: EmailMessage | None = None,
-             ident: str = "") -> EmailMessage:
+    def post(
+        self,
+        sender: str,
+        subject: str,
+        body: str,
+        reply_to: EmailMessage | None = None,
+        ident: str = "",
+    ) -> EmailMessage:
         self.clock += 600
         msg = EmailMessage(policy=email.policy.SMTP)
         msg["From"] = sender
@@ -48,16 +54,29 @@ class Thread:
         self.messages.append(msg)
         return msg
 
-    def series(self, version: int, patches: list[Path], total: int, cover: str) -> list[EmailMessage]:
+    def series(
+        self, version: int, patches: list[Path], total: int, cover: str
+    ) -> list[EmailMessage]:
         tag = "PATCH" if version == 1 else f"PATCH v{version}"
-        head = self.post(AUTHOR, f"[{tag} 0/{total}] nvmem: survive unbind with active consumers",
-                         cover, ident=f"cover-v{version}")
+        head = self.post(
+            AUTHOR,
+            f"[{tag} 0/{total}] nvmem: survive unbind with active consumers",
+            cover,
+            ident=f"cover-v{version}",
+        )
         sent = [head]
         for number, patch in enumerate(patches, 1):
             original = BytesParser(policy=email.policy.default).parsebytes(patch.read_bytes())
             title = str(original["Subject"]).split("] ", 1)[1]
-            sent.append(self.post(AUTHOR, f"[{tag} {number}/{total}] {title}",
-                                  original.get_content(), head, f"v{version}-{number}"))
+            sent.append(
+                self.post(
+                    AUTHOR,
+                    f"[{tag} {number}/{total}] {title}",
+                    original.get_content(),
+                    head,
+                    f"v{version}-{number}",
+                )
+            )
         return sent
 
     def mbox(self) -> bytes:
@@ -65,8 +84,12 @@ class Thread:
         for msg in self.messages:
             out += b"From mboxrd@z Thu Jan  1 00:00:00 1970\n"
             body = msg.as_bytes(policy=email.policy.default.clone(linesep="\n"))
-            out += b"\n".join(b">" + line if line.startswith(b"From ") else line
-                              for line in body.split(b"\n")) + b"\n"
+            out += (
+                b"\n".join(
+                    b">" + line if line.startswith(b"From ") else line for line in body.split(b"\n")
+                )
+                + b"\n"
+            )
         return out
 
 
@@ -92,7 +115,7 @@ Changes in v2:
 def review(thread: Thread, patch: EmailMessage) -> None:
     """A reviewer quotes the first hunk and suggests a change as an unquoted fragment."""
     body = patch.get_content()
-    hunk = body[body.index("@@"):].split("\n@@", 1)[0].splitlines()[:12]
+    hunk = body[body.index("@@") :].split("\n@@", 1)[0].splitlines()[:12]
     quoted = "\n".join("> " + line for line in hunk)
     text = (
         f"On the v2 posting, {AUTHOR} wrote:\n{quoted}\n\n"
@@ -111,12 +134,18 @@ def main() -> None:
     thread.clock += 7 * DAY
     v2 = thread.series(2, PATCHES, 2, COVER_V2)
     review(thread, v2[1])
-    thread.post("Tess Tester <tess@example.org>", f"Re: {v2[0]['Subject']}",
-                "Ran the unbind-under-consumers tests on 6.12.\n\n"
-                "Tested-by: Tess Tester <tess@example.org>\n", v2[0])
+    thread.post(
+        "Tess Tester <tess@example.org>",
+        f"Re: {v2[0]['Subject']}",
+        "Ran the unbind-under-consumers tests on 6.12.\n\n"
+        "Tested-by: Tess Tester <tess@example.org>\n",
+        v2[0],
+    )
     (HERE / "nvmem-survive-unbind.thread.mbox").write_bytes(thread.mbox())
     thread.clock += 7 * DAY
-    cover = COVER_V2.replace("Changes in v2", "Changes in v3:\n- patch 2 split in two\n\nChanges in v2")
+    cover = COVER_V2.replace(
+        "Changes in v2", "Changes in v3:\n- patch 2 split in two\n\nChanges in v2"
+    )
     v3 = thread.series(3, PATCHES, 3, cover)  # 1/3 and 2/3; 3/3 never reached the list
     assert len(v3) == 3
     (HERE / "nvmem-survive-unbind-incomplete.thread.mbox.gz").write_bytes(
