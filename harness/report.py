@@ -114,8 +114,12 @@ def junit_suite(results: list[ItemResult], boots: list[BootRecord], info: RunInf
             )
         if result.status == "skipped":
             case.add_skipped_info(message=result.error or "not run")
-        elif result.error:
+        elif result.error and result.status == "error":
             case.add_error_info(message=result.error.splitlines()[0], output=result.error)
+        elif result.error:  # failed by a kernel report; what it kept from finishing
+            case.add_failure_info(
+                message=result.error.splitlines()[0], output=result.error, failure_type="cut-short"
+            )
         cases.append(case)
     outside = [s for boot in boots for s in boot.outside_splats]
     if outside:

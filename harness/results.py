@@ -80,10 +80,17 @@ def kernel_reports(result: ItemResult) -> list[Splat]:
 
 
 def decide(result: ItemResult) -> None:
-    """The status from what the result holds: an error, kernel reports or violations, or none."""
-    if result.error:
+    """The status from what the result holds: kernel reports, an error, violations, or none.
+
+    A kernel report fails the item even when it also has an error: a scenario whose
+    fixture could not come up because an earlier removal hung the kernel (the hung-task
+    report names where) has a verdict, the kernel's bug, not "no verdict".
+    """
+    if kernel_reports(result):
+        result.status = "fail"
+    elif result.error:
         result.status = "error"
-    elif kernel_reports(result) or result.violations:
+    elif result.violations:
         result.status = "fail"
     elif result.splats:
         result.status = "error"

@@ -85,3 +85,21 @@ def test_a_harness_timeout_dump_alone_is_no_verdict_but_a_kernel_hang_fails():
     hung = ItemResult(Item("x", sc, 0, 1), guest=guest_report(**{}), splats=splats.parse(text))
     decide(hung)
     assert hung.status == "fail"
+
+
+def test_a_kernel_report_fails_an_item_its_fixture_could_not_come_up_in():
+    """A removal hung the kernel (dln2_stop never returned) and the next item's USB fixture
+    could not come up: the hung-task report is the verdict, not "no verdict"."""
+    from harness import splats
+    from harness.results import Item, ItemResult, decide
+    from harness.scenario import load_scenarios, resolve
+
+    (sc,) = load_scenarios(resolve(["gpio-sim-plug-cycle"]))
+    text = (LOG.parent / "harness-gpio-sim-removal-never-returns.log").read_text(errors="replace")
+    error = "scenario error: fixture eeprom0: harness-1-0: host did not configure the device"
+    hung = ItemResult(Item("x", sc, 0, 1), error=error, splats=splats.parse(text))
+    decide(hung)
+    assert hung.status == "fail" and hung.error == error
+    alone = ItemResult(Item("x", sc, 0, 1), error=error)
+    decide(alone)
+    assert alone.status == "error"
