@@ -49,6 +49,28 @@ def _stage() -> Iterator[None]:
         _fail("interrupted", Exit.INTERRUPTED)
 
 
+def _kcidb_origin(value: str) -> str:
+    try:
+        return kcidb.check_origin(value)
+    except kcidb.KcidbError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+KCIDB_FILE_OPTION = click.option(
+    "--kcidb",
+    "kcidb_file",
+    type=click.Path(dir_okay=False),
+    help="also write the results as a KCIDB document (KernelCI's schema, validated)",
+)
+KCIDB_ORIGIN_OPTION = click.option(
+    "--kcidb-origin",
+    default=kcidb.DEFAULT_ORIGIN,
+    show_default=True,
+    callback=lambda ctx, param, value: _kcidb_origin(value),
+    help="the CI system's name in KCIDB ids (lower case, digits, _)",
+)
+
+
 def _run_fields(
     tree: str | None,
     extra: tuple[str, ...],
@@ -241,13 +263,6 @@ def log_cmd(
     sys.exit(1 if found else 0)
 
 
-def _kcidb_origin(value: str) -> str:
-    try:
-        return kcidb.check_origin(value)
-    except kcidb.KcidbError as exc:
-        raise click.BadParameter(str(exc)) from exc
-
-
 def _log_objects(
     vmlinux: str | None, modules: str | None, kernel: str | None
 ) -> symbols.Objects | None:
@@ -366,19 +381,8 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> sha
     help="then a shell in the guest on the serial console, the fixtures as the scenario left "
     "them (--shell=before: set up, stop before the first removal); `exit` tears down",
 )
-@click.option(
-    "--kcidb",
-    "kcidb_file",
-    type=click.Path(dir_okay=False),
-    help="also write the results as a KCIDB document (KernelCI's schema, validated)",
-)
-@click.option(
-    "--kcidb-origin",
-    default=kcidb.DEFAULT_ORIGIN,
-    show_default=True,
-    callback=lambda ctx, param, value: _kcidb_origin(value),
-    help="the CI system's name in KCIDB ids (lower case, digits, _)",
-)
+@KCIDB_FILE_OPTION
+@KCIDB_ORIGIN_OPTION
 def run_cmd(
     scenarios: tuple[str, ...],
     tree: str | None,
@@ -432,7 +436,11 @@ def run_cmd(
 @main.command(name="merge")
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("--out", "out_dir", required=True, help="directory for the merged results")
-def merge_cmd(dirs: tuple[str, ...], out_dir: str) -> None:
+@KCIDB_FILE_OPTION
+@KCIDB_ORIGIN_OPTION
+def merge_cmd(
+    dirs: tuple[str, ...], out_dir: str, kcidb_file: str | None, kcidb_origin: str
+) -> None:
     """One junit.xml and summary.json from the result DIRS of `harness run --shard K/N`.
 
     Every testcase appears once, with the shard it came from; an item that no
@@ -449,6 +457,8 @@ def merge_cmd(dirs: tuple[str, ...], out_dir: str) -> None:
         code = merge_mod.run_merge([Path(d) for d in dirs], Path(out_dir), list(sys.argv))
     except merge_mod.MergeError as exc:
         _fail(str(exc))
+    if kcidb_file:
+        run_command.write_kcidb(Path(kcidb_file), kcidb_origin, Path(out_dir))
     sys.exit(code)
 
 
@@ -523,6 +533,8 @@ def durations_cmd(summaries: tuple[str, ...], table: str) -> None:
 @ACCEL_OPTION
 @SEED_OPTION
 @TIMEOUT_OPTION
+@KCIDB_FILE_OPTION
+@KCIDB_ORIGIN_OPTION
 def series_cmd(
     scenarios: tuple[str, ...],
     base: str,
@@ -537,6 +549,8 @@ def series_cmd(
     accel: str,
     seed: int | None,
     run_timeout: float,
+    kcidb_file: str | None,
+    kcidb_origin: str,
 ) -> None:
     """What a patch series changes: SCENARIOS on --base and on base + series.
 
@@ -572,6 +586,8 @@ def series_cmd(
         series_version=series_version,
         head=head,
         affected=affected,
+        kcidb=kcidb_file,
+        kcidb_origin=kcidb_origin,
     )
     with _stage():
         outcome = series_mod.run_series(request)

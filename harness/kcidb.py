@@ -93,8 +93,10 @@ def add_run(
     )
     if not any(c["id"] == checkout_id for c in doc.checkouts):
         doc.checkouts.append(_checkout(checkout_id, origin, build, props, patchset))
-    build_id = f"{origin}:{_key(checkout_id, props.get('config_hash'), build.get('duration_s'))}"
-    doc.builds.append(_build(build_id, checkout_id, origin, build, props, out))
+    # a series' added runs boot the side's build again: one build, tested more
+    build_id = f"{origin}:{_key(checkout_id, props.get('config_hash'))}"
+    if not any(b["id"] == build_id for b in doc.builds):
+        doc.builds.append(_build(build_id, checkout_id, origin, build, props, out))
     run = _key(summary.get("command"), str(out), summary.get("duration_s"), label)
     for item in summary.get("items", []):
         test_id = f"{origin}:{run}:{item['id']}"

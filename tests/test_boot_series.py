@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from harness import kcidb
+
 pytestmark = pytest.mark.boot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,8 +56,14 @@ def test_a_real_fix_is_called_fixed_and_the_rest_unchanged(tmp_path):
         str(SERIES / "spi-dln2-transfer-length"),
         "--repeat",
         "1",
+        "--kcidb",
+        str(tmp_path / "kcidb.json"),
     )
     assert code == 0, "a fix regresses nothing"
+    doc = kcidb.validate(json.loads((tmp_path / "kcidb.json").read_text()))
+    base, head = doc["checkouts"]
+    assert "patchset_hash" not in base and len(head["patchset_hash"]) == 64
+    assert len(doc["builds"]) == 2 and len(doc["tests"]) == 2 + 2 + 6  # head's added runs too
     assert summary["touched"] == ["drivers/spi/spi-dln2.c"]
     fixed = verdicts["mtd-data-integrity"]
     assert fixed["verdict"] == "fixed", fixed["line"]

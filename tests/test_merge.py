@@ -225,3 +225,26 @@ def test_a_summary_that_is_not_json_is_refused_with_its_line(tmp_path):
     path.write_text('{\n  "shard": [1,\n}')
     result = CliRunner().invoke(main, ["merge", str(tmp_path / "s1"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and f"error: {path}:3: not valid JSON" in result.output
+
+
+def test_merged_shards_as_one_kcidb_document(tmp_path):
+    from harness import kcidb
+
+    _write_shard(tmp_path / "s1", 1, 2)
+    _write_shard(tmp_path / "s2", 2, 2, status="fail")
+    out, doc = tmp_path / "merged", tmp_path / "kcidb.json"
+    result = CliRunner().invoke(
+        main,
+        [
+            "merge",
+            str(tmp_path / "s1"),
+            str(tmp_path / "s2"),
+            "--out",
+            str(out),
+            "--kcidb",
+            str(doc),
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    tests = kcidb.validate(json.loads(doc.read_text()))["tests"]
+    assert len(tests) == len(SCENARIOS) * 2 and {t["status"] for t in tests} == {"PASS", "FAIL"}

@@ -323,8 +323,8 @@ def _write(run: _Run, started: float) -> list[ItemResult]:
             console.write(Path(boot.console).read_text(errors="replace"))
     info.duration_s = round(time.monotonic() - started, 1)
     report.write(run.out, results, boots, info)
-    if run.request.kcidb:
-        write_kcidb(run.request, run.out)
+    if run.request.kcidb and not run.request.placed:  # a series writes its sides' itself
+        write_kcidb(Path(run.request.kcidb), run.request.kcidb_origin, run.out)
     for line in report.table(results):
         say(line)
     for line in error_lines(results, run.out):
@@ -334,12 +334,17 @@ def _write(run: _Run, started: float) -> list[ItemResult]:
     return results
 
 
-def write_kcidb(request: RunRequest, out: Path) -> None:
-    """The run's summary.json as a KCIDB document (validated) at --kcidb."""
-    doc = kcidb_mod.Document(request.kcidb_origin)
-    kcidb_mod.add_run(doc, json.loads((out / "summary.json").read_text()), out)
-    kcidb_mod.write(Path(request.kcidb), doc)
-    say(f"kcidb: {request.kcidb} ({len(doc.tests)} test(s), {len(doc.issues)} issue(s))")
+def write_kcidb(
+    path: Path, origin: str, *runs: tuple[Path, kcidb_mod.Patchset | None] | Path
+) -> None:
+    """Runs' summary.json (``runs``: their directories, each with the patchset its
+    checkout carries, if any) as one KCIDB document (validated) at ``path``."""
+    doc = kcidb_mod.Document(origin)
+    for run in runs:
+        out, patchset = run if isinstance(run, tuple) else (run, None)
+        kcidb_mod.add_run(doc, json.loads((out / "summary.json").read_text()), out, patchset)
+    kcidb_mod.write(path, doc)
+    say(f"kcidb: {path} ({len(doc.tests)} test(s), {len(doc.issues)} issue(s))")
 
 
 def run_until_enough(

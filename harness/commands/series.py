@@ -18,7 +18,7 @@ from pathlib import Path
 
 from junit_xml import TestCase, TestSuite
 
-from harness import compare, evidence, lore, paths, report, stages, vcs
+from harness import compare, evidence, kcidb, lore, paths, report, stages, vcs
 from harness.commands import run as run_command
 from harness.commands.run import RunOutcome, RunRequest
 from harness.progress import say
@@ -209,7 +209,7 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
         raise PipelineError(str(exc)) from exc
     outcome.exit_code = exit_code_for(outcome)
     outcome.duration_s = round(time.monotonic() - started, 1)
-    write_series(out, outcome)
+    _write_all(request, outcome)
     for line in compare.table(outcome.comparisons):
         say(line)
     say(f"series: {out}/report.md  {verdict_counts(outcome.comparisons)}")
@@ -217,6 +217,35 @@ def run_series(request: SeriesRequest) -> SeriesOutcome:
         left = f"{len(outcome.left_out)} left out by --affected" if outcome.left_out else ""
         say(f"series: nothing was tested ({left or 'every selected scenario was skipped'})")
     return outcome
+
+
+def _write_all(request: SeriesRequest, outcome: SeriesOutcome) -> None:
+    write_series(outcome.out, outcome)
+    if request.kcidb:
+        _write_kcidb(request, outcome)
+
+
+def _write_kcidb(request: SeriesRequest, outcome: SeriesOutcome) -> None:
+    """Both sides' runs, added ones included; head's checkout carries the series."""
+    files: tuple[Path, ...] = ()
+    if outcome.thread:
+        files = (outcome.thread.mbox,)
+    elif request.series:
+        files = tuple(vcs.series_files(Path(request.series)))
+    thread = outcome.thread
+    patchset = kcidb.Patchset(
+        files,
+        thread.message_id if thread else "",
+        thread.subject if thread else "",
+        thread.version if thread else None,
+    )
+    runs = []
+    for side in outcome.sides:
+        dirs = [side.outcome.out] if side.outcome else []
+        dirs += [m.outcome.out for m in side.more]
+        carried = patchset if side.name == "head" and files else None
+        runs += [(d, carried) for d in dirs if (d / "summary.json").is_file()]
+    run_command.write_kcidb(Path(request.kcidb), request.kcidb_origin, *runs)
 
 
 def _compare(names: list[str], sides: list[SideInfo]) -> list[compare.Comparison]:
