@@ -177,6 +177,7 @@ class Bench:
     def run(self, scenarios: list[Scenario], out: str, repeat: int, seed=None, enough=None):
         request = RunRequest(
             tree=str(self.worktree.path),
+            placed=True,  # the benchmark holds the worktree and put it at the mutant
             scenarios=tuple(str(sc.path) for sc in scenarios),
             out_dir=str(self.out / out),
             repeat=repeat,
