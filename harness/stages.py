@@ -30,7 +30,6 @@ from harness.tree import (
     default_tree,
     default_tree_path,
     open_tree,
-    restore_owned,
 )
 from harness.yamlnodes import SchemaErrors
 
@@ -40,8 +39,8 @@ class ConfigRequest:
     tree: str | None = None  # None: Debian's linux-source tarball
     kconfig: tuple[str, ...] = ()  # user fragments, applied last
     scenarios: tuple[str, ...] = ()  # names or files; () = all built-in
-    # series and bisection put a harness-owned tree at the commit to build themselves
-    # (holding it exclusively); any other run finds such a tree back at its import
+    # series and bisection hold a harness-owned tree exclusively and put it at the commit
+    # to build; any other run on such a tree holds it shared, so a series cannot move it
     placed: bool = False
 
 
@@ -100,8 +99,6 @@ def open_kernel_tree(request: ConfigRequest) -> KernelTree:
     try:
         if request.tree is None:
             return default_tree()
-        if not request.placed and vcs.harness_owned(Path(request.tree)):
-            restore_owned(Path(request.tree))
         return open_tree(Path(request.tree))
     except TreeError as exc:
         raise PipelineError(str(exc)) from exc

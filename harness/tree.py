@@ -119,19 +119,6 @@ def default_tree(tarball: Path = paths.DEFAULT_SOURCE_TARBALL, restore: bool = T
     return open_tree(dest, origin=f"tarball:{tarball}")
 
 
-def restore_owned(path: Path) -> None:
-    """A tree the harness imported (`harness fetch`) back at its imported commit: a series
-    or bisection on it leaves it where it stopped, and a run must test what it names."""
-    path = path.resolve()
-    with locks.hold(path.parent / f"{path.name}.lock", f"the tree {path}"):
-        try:
-            vcs.restore_import(path)
-        except vcs.RevisionError:
-            return  # not an import of the harness's (no refs/harness/import): leave it
-        except vcs.VcsError as exc:
-            raise TreeError(f"{path}: {exc}") from exc
-
-
 def _unpack_once(tarball: Path, dest_root: Path, dest: Path) -> None:
     stem = dest.name
     stamp = dest_root / f"{stem}.unpacked"

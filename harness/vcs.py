@@ -119,6 +119,14 @@ def restore_import(path: Path) -> None:
         Worktree(path, path).checkout(imported)
 
 
+def _has_import(path: Path) -> bool:
+    try:
+        resolve(path, IMPORT_REF)
+    except RevisionError:
+        return False
+    return True
+
+
 def _has_commit(path: Path) -> bool:
     try:
         git(path, "rev-parse", "--verify", "HEAD^{commit}")
@@ -260,7 +268,12 @@ def worktree_path(repo: Path) -> Path:
 
 @contextmanager
 def worktree(repo: Path) -> Iterator[Worktree]:
-    """The repository's harness worktree, created once, held (flock) while in use."""
+    """The repository's harness worktree, created once, held (flock) while in use.
+
+    A tree the harness imported (the default tree, `harness fetch`'s) is its own
+    worktree: it is put back at its import when the holder is done, so a later run
+    that names it tests the imported sources, not where a series left it.
+    """
     if not is_repository(repo):
         raise VcsError(
             f"{repo} is not a git repository; series and bisection need commits "
@@ -275,7 +288,11 @@ def worktree(repo: Path) -> Iterator[Worktree]:
             if path.exists():
                 raise VcsError(f"{path} exists but is not a worktree of {repo}; remove it")
             git(repo, "worktree", "add", "-q", "--detach", str(path), "HEAD")
-        yield Worktree(repo, path)
+        try:
+            yield Worktree(repo, path)
+        finally:
+            if path == repo.resolve() and _has_import(repo):
+                restore_import(repo)
 
 
 def series_files(path: Path) -> list[Path]:

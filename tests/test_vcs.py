@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import stages, vcs
+from harness import vcs
 from tests.test_inputs import harness
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,19 +293,18 @@ def test_bisection_with_its_own_terms_for_a_fix(tmp_path):
     assert "git bisect fixed" in bisection.log and "git bisect broken" in bisection.log
 
 
-def test_a_run_finds_a_fetched_tree_back_at_its_import_after_a_series_left_it(cache):
-    """`harness fetch`'s trees live in the cache, and a series or bisection on one moves
-    its own checkout: a run that names it tests the imported sources, not the series head."""
+def test_a_fetched_tree_is_back_at_its_import_when_a_series_is_done_with_it(cache):
+    """`harness fetch`'s trees live in the cache and a series or bisection moves their own
+    checkout: when the holder is done, a run that names the tree tests the imported sources."""
     tree = cache / "trees" / "linux-source-7.3"
     (tree / "drivers").mkdir(parents=True)
     (tree / "Makefile").write_text("VERSION = 7\nPATCHLEVEL = 3\n")
     (tree / "Kconfig").write_text("\n")
     imported = vcs.import_tree(tree, "Linux 7.3")
-    (tree / "drivers" / "a.c").write_text("int a;\n")
-    git(tree, "add", "-A")
-    git(tree, "commit", "-q", "-m", "series head")
     assert vcs.harness_owned(tree)
-    placed = stages.open_kernel_tree(stages.ConfigRequest(tree=str(tree), placed=True))
-    assert placed.git_commit != imported, "a series' own run builds where it put the tree"
-    found = stages.open_kernel_tree(stages.ConfigRequest(tree=str(tree)))
-    assert found.git_commit == imported and not (tree / "drivers" / "a.c").exists()
+    with vcs.worktree(tree) as worktree:
+        (tree / "drivers" / "a.c").write_text("int a;\n")
+        git(tree, "add", "-A")
+        git(tree, "commit", "-q", "-m", "series head")
+        assert worktree.path == tree.resolve() and git(tree, "rev-parse", "HEAD") != imported
+    assert git(tree, "rev-parse", "HEAD") == imported and not (tree / "drivers" / "a.c").exists()
