@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import kcidb
+from harness import kcidb, symbols
+from harness.tree import default_tree_path
 
 pytestmark = pytest.mark.boot
 
@@ -140,6 +141,24 @@ def test_selftest_kasan_is_a_failure_with_its_title(harness_run):
     assert any(
         m.startswith("KASAN: slab-use-after-free Read in lkdtm_READ_AFTER_FREE") for m in messages
     )
+
+
+def test_the_kasan_report_names_the_source_line_of_the_bad_read(harness_run):
+    """Reports carry file:line where the build has line tables: LKDTM's read of freed
+    memory is decoded to the very line of lkdtm_READ_AFTER_FREE that reads it."""
+    _, junit, cases, _, _ = harness_run
+    props = {p.get("name"): p.get("value") for p in junit.iter("property")}
+    if symbols.for_build(props["build_dir"], {}) is None:
+        pytest.skip("the build has no line tables (kconfigs/debug.config sets no DEBUG_INFO yet)")
+    heap = default_tree_path() / "drivers" / "misc" / "lkdtm" / "heap.c"
+    source = heap.read_text().splitlines()
+    start = next(n for n, line in enumerate(source) if "void lkdtm_READ_AFTER_FREE(" in line)
+    read = next(n for n in range(start, len(source)) if "saw = base[offset];" in source[n]) + 1
+    (failure,) = [
+        f for f in cases["selftest-kasan"].findall("failure") if "KASAN" in f.get("message")
+    ]
+    frame = re.search(r"lkdtm_READ_AFTER_FREE\+0x\S+ \((\S+)\)", failure.text or "")
+    assert frame and frame.group(1) == f"drivers/misc/lkdtm/heap.c:{read}", failure.text
 
 
 def test_lockdep_is_on_for_every_repetition_of_a_deterministic_lockdep_bug(harness_run):
