@@ -457,9 +457,7 @@ def main() -> int:
             records[i] = measure(bench, control, mutant, *screens[i])
             say(f"mutant {mutant.name}: {records[i]['verdict']}")
             write(records, control_record, info)  # a benchmark cut short keeps what it measured
-        worktree.checkout(base)
-        vcs.restore_import(repo)
-    write(records, control_record, info)
+    write(records, control_record, info)  # the worktree's exit put the tree back at its import
     return 0
 
 

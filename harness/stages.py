@@ -24,13 +24,7 @@ from harness.results import ItemResult
 from harness.runner import Runner
 from harness.scenario import Scenario, load_scenarios, resolve
 from harness.status import Exit, PipelineError
-from harness.tree import (
-    KernelTree,
-    TreeError,
-    default_tree,
-    default_tree_path,
-    open_tree,
-)
+from harness.tree import KernelTree, TreeError, default_tree, default_tree_path, open_tree
 from harness.yamlnodes import SchemaErrors
 
 
@@ -73,8 +67,9 @@ def load(request: ConfigRequest) -> list[Scenario]:
 
 @contextmanager
 def tree_in_use(request: ConfigRequest) -> Iterator[None]:
-    """The default tree is held (shared) while a command reads it: a series or a
-    bisection moves it between commits only when no run is building or booting it."""
+    """A tree the harness imported (the default one, `harness fetch`'s) is held (shared)
+    while a command reads it: a series or a bisection moves it between commits only when
+    no run is building or booting it."""
     if request.tree is None:
         checkout = default_tree_path()
     elif not request.placed and vcs.harness_owned(Path(request.tree)):
@@ -97,9 +92,7 @@ def api_tree(tree: str | None) -> Path | None:
 
 def open_kernel_tree(request: ConfigRequest) -> KernelTree:
     try:
-        if request.tree is None:
-            return default_tree()
-        return open_tree(Path(request.tree))
+        return open_tree(Path(request.tree)) if request.tree else default_tree()
     except TreeError as exc:
         raise PipelineError(str(exc)) from exc
 
