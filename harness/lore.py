@@ -129,15 +129,15 @@ def _read(spec: str, out: Path, version: int | None, code: int, said: str, fetch
     mbox = out / "series.mbx"
     if not mbox.is_file():
         raise LoreError(f"{spec}: b4 am wrote no patches ({last[0]})")
-    first = _messages(mbox)[0]
+    patches = _messages(mbox)
     cover_file = out / "series.cover"
-    cover = _messages(cover_file)[0] if cover_file.is_file() else first
+    cover = _messages(cover_file)[0] if cover_file.is_file() else patches[0]
     link = _LINK.search(said)
     return ThreadSeries(
         source=spec,
         mbox=mbox,
         version=found,
-        patches=len(_messages(mbox)),
+        patches=len(patches),
         subject=" ".join(str(cover["Subject"]).split()),
         message_id=link.group(1) if link else str(cover["Message-ID"] or "").strip("<>"),
     )
