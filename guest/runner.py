@@ -24,7 +24,7 @@ import time
 import traceback
 from pathlib import Path
 
-from guest import fixtures, protocol, provider, shell
+from guest import blocked, fixtures, protocol, provider, shell
 from guest import workers as worker_types
 from guest.provider import FixtureError
 from guest.waits import poll
@@ -47,6 +47,9 @@ MIDREAD_WINDOW_MAX = 5.0
 # so a slow machine ends with a result (a min_ops violation), not a killed guest.
 DEADLINE_MARGIN = 0.1
 DEADLINE_MARGIN_MAX = 30.0
+# The host's item timeout may end a wait for blocked tasks this long before it
+# passes, so that the result (not a killed guest) reaches it.
+HOST_MARGIN = 3.0
 
 
 kmsg = provider.kmsg
@@ -731,6 +734,8 @@ class ScenarioRun:
         self.watchdog.start()
         error, slab = self._cycles()
         self.watchdog.cancel()
+        if not self.needs_reboot:
+            self._check_blocked(started + timeout - HOST_MARGIN)
         fds_after = open_fds()
         taint_after = taint()
         kmsg(f"harness: scenario-end {self.id}")
@@ -791,6 +796,27 @@ class ScenarioRun:
                 self._close_held(everything=True)
                 self.teardown_fixtures()
         return error, (slab_first, slab_last)
+
+    def _check_blocked(self, host_deadline: float) -> None:
+        """Tasks the item left stuck in the kernel end the boot, with stacks; stuck as long
+        as the hung-task detector allows, they are a hang the item caused."""
+        hang, report_by = blocked.hung_window()
+        settled = blocked.settle(min(report_by, max(0.0, host_deadline - time.monotonic())))
+        if not settled.stuck:
+            return
+        self.needs_reboot = True
+        names = ", ".join(f"{t.comm} (pid {t.tid})" for t in settled.stuck)
+        if settled.reported or settled.waited >= hang:
+            self.violate(
+                f"tasks stayed blocked (state D, no context switch) for {settled.waited:.0f} s"
+                f" after the item's teardown: {names}"
+            )
+            dump_blocked(f"{self.id} left tasks blocked", stuck=settled.stuck[0].tid)
+        else:
+            kmsg(
+                f"harness: {self.id}: still blocked when the item's time ran out after"
+                f" {settled.waited:.1f} s, too short to call a hang: {names}; next item reboots"
+            )
 
     def open_shell(self, when: str) -> None:
         """The developer's shell in the state the scenario left, its fixtures' paths first.
