@@ -1,8 +1,10 @@
-"""The pipeline examples in examples/pipelines/ parse, and every harness command in them
-is one the CLI takes."""
+"""The pipeline examples in examples/pipelines/ pass their engines' own checks (actionlint
+with ShellCheck, GitLab's CI schema), and every harness command in them is one the CLI takes."""
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -20,6 +22,10 @@ SHARD_VARIABLES = {
     "${{ matrix.shard }}/${{ strategy.job-total }}": "2/4",
 }
 VARIABLE = re.compile(r"\$\{\{[^}]*\}\}|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?")
+# The linters, pinned in pyproject.toml's test extra, beside this interpreter.
+TOOLS = Path(sys.executable).parent
+# The jobs that boot, and so want the runner's KVM.
+BOOTING_JOBS = ("scenarios", "series")
 
 
 def _shell_lines(node) -> list[str]:
@@ -100,3 +106,67 @@ def test_a_wrong_option_would_be_caught():
         parse(["run", "--kernell", "k.tar.gz"])
     with pytest.raises(click.BadParameter):
         parse(["run", "--kernel", "k.tar.gz", "--shard", "0/4"])
+
+
+def _tool(name: str) -> str:
+    path = TOOLS / name
+    assert path.exists(), f"{path} is missing: `make venv` installs the test extra"
+    return str(path)
+
+
+def actionlint(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [_tool("actionlint"), "-no-color", "-shellcheck", _tool("shellcheck"), str(path)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def gitlab_schema(path: Path) -> subprocess.CompletedProcess:
+    """GitLab's own CI schema (app/assets/javascripts/editor/schema/ci.json), as vendored
+    by check-jsonschema: what GitLab's pipeline editor and gitlab-ci-local check against."""
+    return subprocess.run(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.gitlab-ci", str(path)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_github_workflow_passes_actionlint():
+    done = actionlint(GITHUB)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_gitlab_file_passes_gitlab_schema():
+    done = gitlab_schema(GITLAB)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_linters_catch_a_mistake(tmp_path):
+    """A misspelt matrix property and a misspelt job keyword: both checks must fail them."""
+    flow = tmp_path / "flow.yml"
+    flow.write_text(
+        GITHUB.read_text().replace("--out shard-${{ matrix.shard }}", "--out ${{ matrix.shrd }}")
+    )
+    done = actionlint(flow)
+    assert done.returncode == 1 and 'property "shrd" is not defined' in done.stdout, done.stdout
+    pipeline = tmp_path / "gitlab-ci.yml"
+    pipeline.write_text(GITLAB.read_text().replace("  parallel: 4", "  paralel: 4"))
+    done = gitlab_schema(pipeline)
+    assert done.returncode == 1 and "'paralel' was unexpected" in done.stdout, done.stdout
+
+
+def test_github_boot_jobs_get_the_runners_kvm():
+    """--privileged hands the container /dev/kvm where the runner has it, and only there."""
+    jobs = yaml.safe_load(GITHUB.read_text())["jobs"]
+    for name, job in jobs.items():
+        options = job["container"].get("options", "") if isinstance(job["container"], dict) else ""
+        assert ("--privileged" in options) == (name in BOOTING_JOBS), name
+        assert "--device" not in options, "fails the job on a runner without /dev/kvm"
+
+
+def test_gitlab_documents_the_kvm_runner_tag():
+    """Shared runners have no KVM: the tag that picks a runner with /dev/kvm is one line away."""
+    text = GITLAB.read_text()
+    assert yaml.safe_load(text)[".kvm-runner"]["tags"] == ["kvm"]
+    assert 'devices = ["/dev/kvm"]' in text and "extends: .kvm-runner" in text
