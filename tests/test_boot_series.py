@@ -10,12 +10,17 @@
    bitmap freed before gpiochip_remove() numbs the chip). gpio-sim-remove-
    under-readers must be called regressed, with the KASAN title, after base
    ran without it as often as its rate on head asks.
+3. nvmem-survive-unbind as a mailing-list thread (two versions, a review that
+   quotes a hunk, trailers): b4 takes v2, whose head has the same source tree
+   as the plain patches, so nvmem-in-kernel-consumer-unbind is called fixed
+   as with them (the README's worked example), the trailers in the commits.
 
 Both run on the default tree's own checkout, which shares the build directory
 of the other boot tests: each side's build compiles the series' files and links.
 """
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -116,3 +121,51 @@ def test_an_injected_lifetime_bug_is_called_regressed_with_its_kasan_title(tmp_p
         failure.get("message") == "regressed: KASAN: slab-use-after-free Read in __bitmap_replace"
     )
     assert "gpio_sim_get_multiple" in failure.text
+
+
+def _tree_of(repo: str, base: str, patches: list[Path], index: Path) -> str:
+    """The source tree the plain patches give on base, in a scratch index (no checkout)."""
+    env = {**os.environ, "GIT_INDEX_FILE": str(index)}
+    git = ["git", "-C", repo]
+    subprocess.run([*git, "read-tree", base], env=env, check=True)
+    subprocess.run([*git, "apply", "--cached", *map(str, patches)], env=env, check=True)
+    return subprocess.run(
+        [*git, "write-tree"], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_a_thread_gives_the_verdict_of_its_plain_patches(tmp_path):
+    code, summary, verdicts = series(
+        tmp_path,
+        "nvmem-in-kernel-consumer-unbind",
+        "--series",
+        str(SERIES / "nvmem-survive-unbind.thread.mbox"),
+        "--repeat",
+        "1",
+    )
+    assert code == 0, "a fix regresses nothing"
+    fixed = verdicts["nvmem-in-kernel-consumer-unbind"]
+    assert fixed["verdict"] == "fixed", fixed["line"]
+    props = {
+        p.get("name"): p.get("value") for p in ET.parse(tmp_path / "junit.xml").iter("property")
+    }
+    assert props["series_version"] == "2"
+    assert props["series_message_id"] == "cover-v2.2@lifetime-harness.test"
+    assert props["series_subject"] == "[PATCH v2 0/2] nvmem: survive unbind with active consumers"
+    repo, base, head = props["repository"], props["base_commit"], props["head_commit"]
+    log = subprocess.run(
+        ["git", "-C", repo, "log", "--format=%B", f"{base}..{head}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "Reviewed-by: Rita Reviewer <rita@example.org>" in log
+    assert log.count("Tested-by: Tess Tester <tess@example.org>") == 2
+    plain = sorted((SERIES / "nvmem-survive-unbind").glob("*.patch"))
+    head_tree = subprocess.run(
+        ["git", "-C", repo, "rev-parse", f"{head}^{{tree}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert head_tree == _tree_of(repo, base, plain, tmp_path / "index")
