@@ -2,8 +2,9 @@
 
 A pure function of what a run already wrote (summary.json's dict): one checkout
 (the tree, its commit, a series' patchset), one build, one test per scenario
-item (path ``lifetime.<scenario>``), and an issue per distinct kernel report
-with an incident per item that hit it. Validated with kcidb-io, the schema's
+item (path ``lifetime.<scenario>``), one per boot whose kernel reported outside
+every item (``lifetime.kernel_log``), and an issue per distinct kernel report
+with an incident per test that hit it. Validated with kcidb-io, the schema's
 own package, against the newest version it knows (v5.3 in kcidb-io 141).
 """
 
@@ -101,28 +102,39 @@ def add_run(
     for item in summary.get("items", []):
         test_id = f"{origin}:{run}:{item['id']}"
         doc.tests.append(_test(test_id, build_id, origin, item, props))
-        for n, title in enumerate(dict.fromkeys(s["title"] for s in item.get("splats", []))):
-            issue_id = f"{origin}:{_key(title)}"
-            doc.issues.setdefault(
-                issue_id,
-                {
-                    "id": issue_id,
-                    "version": 0,
-                    "origin": origin,
-                    "report_subject": title,
-                    "culprit": {"code": not title.startswith("timeout:"), "harness": False},
-                },
-            )
-            doc.incidents.append(
-                {
-                    "id": f"{test_id}:{n}",
-                    "origin": origin,
-                    "issue_id": issue_id,
-                    "issue_version": 0,
-                    "test_id": test_id,
-                    "present": True,
-                }
-            )
+        _incidents(doc, test_id, [s["title"] for s in item.get("splats", [])])
+    for boot in summary.get("boots", []):
+        if titles := [s["title"] for s in boot.get("splats_outside_scenarios") or []]:
+            where = f"shard-{boot['shard']}-boot-" if "shard" in boot else "boot-"
+            test_id = f"{origin}:{run}:{where}{boot['index']}"
+            doc.tests.append(_outside_test(test_id, build_id, origin, boot, titles, props))
+            _incidents(doc, test_id, titles)
+
+
+def _incidents(doc: Document, test_id: str, titles: list[str]) -> None:
+    """An issue per distinct report title, an incident of it in this test."""
+    for n, title in enumerate(dict.fromkeys(titles)):
+        issue_id = f"{doc.origin}:{_key(title)}"
+        doc.issues.setdefault(
+            issue_id,
+            {
+                "id": issue_id,
+                "version": 0,
+                "origin": doc.origin,
+                "report_subject": title,
+                "culprit": {"code": not title.startswith("timeout:"), "harness": False},
+            },
+        )
+        doc.incidents.append(
+            {
+                "id": f"{test_id}:{n}",
+                "origin": doc.origin,
+                "issue_id": issue_id,
+                "issue_version": 0,
+                "test_id": test_id,
+                "present": True,
+            }
+        )
 
 
 def _checkout(cid: str, origin: str, build: dict, props: dict, patchset: Patchset | None) -> dict:
@@ -191,10 +203,7 @@ def _test(tid: str, bid: str, origin: str, item: dict, props: dict) -> dict:
         "origin": origin,
         "path": f"lifetime.{item['scenario']}",
         "status": _status(item),
-        "environment": {
-            "comment": f"QEMU, {props.get('accelerator', 'accelerator unknown')}",
-            "misc": {"qemu_command": props.get("qemu_command") or ""},
-        },
+        "environment": _environment(props),
         "misc": {"item": item["id"], "seed": item.get("seed"), "boot": item.get("boot")},
     }
     if comment := "; ".join(w for w in dict.fromkeys(why) if w):
@@ -206,6 +215,38 @@ def _test(tid: str, bid: str, origin: str, item: dict, props: dict) -> dict:
         test["output_files"] = [{"name": "console.log", "url": _uri(item["console"])}]
     if item.get("repro"):
         test["misc"]["reproduce"] = item["repro"]
+    return test
+
+
+def _environment(props: dict) -> dict:
+    return {
+        "comment": f"QEMU, {props.get('accelerator', 'accelerator unknown')}",
+        "misc": {"qemu_command": props.get("qemu_command") or ""},
+    }
+
+
+def _outside_test(
+    tid: str, bid: str, origin: str, boot: dict, titles: list[str], props: dict
+) -> dict:
+    """Reports a boot's kernel printed outside every item (booting, between items, at
+    power-off): they count too, as the JUnit testcase "kernel log outside scenarios" does."""
+    test = {
+        "id": tid,
+        "build_id": bid,
+        "origin": origin,
+        "path": "lifetime.kernel_log",
+        "status": "FAIL",
+        "comment": "; ".join(dict.fromkeys(titles)),
+        "environment": _environment(props),
+        "misc": {
+            "boot": boot["index"],
+            "outside_scenarios": True,
+            **({"shard": boot["shard"]} if "shard" in boot else {}),
+        },
+    }
+    if boot.get("console") and Path(boot["console"]).is_file():
+        test["log_url"] = _uri(boot["console"])
+        test["output_files"] = [{"name": "console.log", "url": _uri(boot["console"])}]
     return test
 
 

@@ -35,10 +35,10 @@ def _document(tmp_path: Path, patchset: kcidb.Patchset | None = None) -> dict:
 def test_a_run_is_one_checkout_one_build_and_a_test_per_item(tmp_path):
     doc = _document(tmp_path)
     assert doc["version"] == {"major": 5, "minor": 3}
-    assert len(doc["checkouts"]) == len(doc["builds"]) == 1 and len(doc["tests"]) == 3
+    assert len(doc["checkouts"]) == len(doc["builds"]) == 1 and len(doc["tests"]) == 3 + 1
     statuses = [t["status"] for t in doc["tests"]]
-    assert statuses == ["PASS", "FAIL", "ERROR"]  # the hung item: it could not finish
-    assert {t["path"] for t in doc["tests"]} == {"lifetime.gpio-sim-remove-under-readers"}
+    assert statuses == ["PASS", "FAIL", "ERROR", "FAIL"]  # the hung item: it could not finish
+    assert {t["path"] for t in doc["tests"][:3]} == {"lifetime.gpio-sim-remove-under-readers"}
     failed = doc["tests"][1]
     assert failed["comment"].startswith("KASAN: slab-use-after-free Read in gpio_ioctl")
 
@@ -48,9 +48,20 @@ def test_each_distinct_report_is_an_issue_with_an_incident_per_item(tmp_path):
     subjects = sorted(i["report_subject"] for i in doc["issues"])
     assert subjects == [
         "KASAN: slab-use-after-free Read in gpio_ioctl",
+        "WARNING in foo",
         "WARNING in gpio_sim_dev_release",
     ]
-    assert {i["test_id"] for i in doc["incidents"]} == {doc["tests"][1]["id"]}
+    assert {i["test_id"] for i in doc["incidents"]} == {
+        doc["tests"][1]["id"],
+        doc["tests"][3]["id"],
+    }
+
+
+def test_a_report_outside_every_item_is_a_failed_kernel_log_test(tmp_path):
+    """Every report in a boot counts: one outside the items fails a test of its own."""
+    outside = _document(tmp_path)["tests"][3]
+    assert outside["path"] == "lifetime.kernel_log" and outside["comment"] == "WARNING in foo"
+    assert outside["misc"] == {"boot": 1, "outside_scenarios": True}
 
 
 def test_a_series_checkout_carries_its_patchset_and_thread(tmp_path):

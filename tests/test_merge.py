@@ -247,4 +247,7 @@ def test_merged_shards_as_one_kcidb_document(tmp_path):
     )
     assert result.exit_code == 1, result.output
     tests = kcidb.validate(json.loads(doc.read_text()))["tests"]
-    assert len(tests) == len(SCENARIOS) * 2 and {t["status"] for t in tests} == {"PASS", "FAIL"}
+    assert len(tests) == len(SCENARIOS) * 2 + 2 and {t["status"] for t in tests} == {"PASS", "FAIL"}
+    # each shard's boot reported outside every item: a failed kernel_log test per shard
+    logs = [t for t in tests if t["path"] == "lifetime.kernel_log"]
+    assert [t["misc"]["shard"] for t in logs] == [1, 2] and len({t["id"] for t in tests}) == 8
