@@ -115,3 +115,14 @@ def settle(
             if tid in now and now[tid].switches == task.switches
         }
     return Settled([], time.monotonic() - started, False)
+
+
+def kernel_stack(tid: int, proc: Path = PROC) -> tuple[str, list[str]]:
+    """(state letter, frames) of a task from /proc: a task in an interruptible wait (state
+    S) that never returns is stuck as surely as one in D, and sysrq w shows only D."""
+    try:
+        _, state = parse_stat((proc / str(tid) / "stat").read_text())
+        frames = (proc / str(tid) / "stack").read_text().splitlines()
+    except (OSError, IndexError):  # it ended meanwhile, or no CONFIG_STACKTRACE
+        return "?", []
+    return state, frames

@@ -22,7 +22,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
+from threading import Thread
 
 from guest import blocked, fixtures, protocol, provider, shell
 from guest import workers as worker_types
@@ -59,13 +61,23 @@ def event(kind: str, **fields) -> None:
     kmsg("harness-event " + json.dumps({"event": kind, **fields}, separators=(",", ":")))
 
 
-def dump_blocked(reason: str, stuck: int | None = None) -> None:
+def dump_blocked(reason: str, stuck: int | None = None, waiting: Sequence[Thread] = ()) -> None:
     """Put the stacks of every blocked (D state) task into the kernel log: what is stuck.
 
-    ``stuck`` (a thread id) names the task the host titles the hang by.
+    ``stuck`` (a thread id) names the task the host titles the hang by. ``waiting``:
+    runner threads that never came back, whose kernel stacks go first (in any state, so
+    a wait that never ends in S shows too); the host titles the dump by the first, still
+    as the harness's dump (a timeout unless the hung-task detector saw a hang too).
     """
     which = f"; stuck: pid {stuck}" if stuck else ""
+    if waiting and not stuck:
+        which = f"; waiting: pid {waiting[0].native_id}"
     kmsg(f"harness: {reason}; stacks of blocked tasks follow (sysrq w{which})")
+    for thread in waiting:
+        state, frames = blocked.kernel_stack(thread.native_id)
+        kmsg(f"harness-stack: task:{thread.name} state:{state} pid:{thread.native_id}")
+        for frame in frames:
+            kmsg(f" {frame}")
     try:
         Path("/proc/sysrq-trigger").write_text("w")
     except OSError as exc:
@@ -471,7 +483,10 @@ class ScenarioRun:
             {"cycle": self.cycle, "do": "wait-workers", "latency_s": round(waited, 4)}
         )
         if not hit and any(w.alive() for w in targets):
-            dump_blocked("consumers still running after their provider was removed")
+            dump_blocked(
+                "consumers still running after their provider was removed",
+                waiting=[t for w in targets for t in w.running()],
+            )
         for w in [] if hit else targets:
             if w.alive():
                 self.violate(
@@ -542,7 +557,10 @@ class ScenarioRun:
                 self.needs_reboot = True
             if stuck and not self.kernel_hit:
                 self.violate(f"worker threads blocked and never returned: {', '.join(stuck)}")
-                dump_blocked(f"worker threads blocked: {', '.join(stuck)}")
+                dump_blocked(
+                    f"worker threads blocked: {', '.join(stuck)}",
+                    waiting=w.running(),
+                )
 
     def _fatal_taint(self) -> str:
         """The KASAN/Oops taint letters this item has caused so far ("" if none)."""

@@ -263,13 +263,16 @@ def _warning(m: re.Match, lines: list[Line]) -> str | tuple[str, str]:
     return f"WARNING in {_func(lines, func)}"
 
 
-_TASK = re.compile(r"^task:(\S+)\s+state:(\w)\b.*?\bpid:\s*(\d+)")
+# sysrq w's task lines, and the guest runner's for a thread it waited on (harness-stack:
+# its /proc stack, in any state: guest/runner.py dump_blocked)
+_TASK = re.compile(r"^(?:harness-stack: )?task:(\S+)\s+state:(\w)\b.*?\bpid:\s*(\d+)")
 
 
 def _blocked(m: re.Match, lines: list[Line]) -> str | None:
     """A sysrq-w dump the harness asked for when something hung: titled where the stuck
     task sleeps (the task the harness names, else the first blocked one)."""
     stuck = m.groupdict().get("pid")
+    harness_clock = m.group(0).startswith("harness") and m.groupdict().get("how") != "stuck"
     tasks: list[tuple[str, list[Line]]] = []
     for line in lines:
         if t := _TASK.match(line.text):
@@ -279,7 +282,7 @@ def _blocked(m: re.Match, lines: list[Line]) -> str | None:
     chosen = next((body for pid, body in tasks if pid == stuck), None)
     for body in [chosen] if chosen is not None else [b for _, b in tasks]:
         if where := first_useful(frames_of(body)):
-            if stuck is None and m.group(0).startswith("harness"):
+            if harness_clock:
                 return HARNESS_DUMP, f"INFO: task hung in {where}"  # see _timeouts
             return f"INFO: task hung in {where}"
     return None
@@ -423,8 +426,8 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "hung-task",
         re.compile(
-            r"^harness(?:-host)?: .*stacks of blocked tasks follow(?: \(sysrq w; stuck: pid "
-            r"(?P<pid>\d+)\))?"
+            r"^harness(?:-host)?: .*stacks of blocked tasks follow(?: \(sysrq w; "
+            r"(?P<how>stuck|waiting): pid (?P<pid>\d+)\))?"
         ),
         _blocked,
     ),

@@ -25,13 +25,15 @@ def _proc(root: Path, tasks: dict[int, str]) -> Path:
     for tid, sample in tasks.items():
         task = root / str(tid) / "task" / str(tid)
         task.mkdir(parents=True)
-        shutil.copy(PROC / f"{sample}.stat", task / "stat")
-        shutil.copy(PROC / f"{sample}.status", task / "status")
+        for part in ("stat", "status", "stack"):
+            if (PROC / f"{sample}.{part}").exists():
+                shutil.copy(PROC / f"{sample}.{part}", task / part)
+                shutil.copy(PROC / f"{sample}.{part}", root / str(tid) / part)
     return root
 
 
 def test_blocked_now_lists_only_state_d(tmp_path):
-    proc = _proc(tmp_path, {934: "vfork-parent", 1007: "sleeping"})
+    proc = _proc(tmp_path, {934: "vfork-parent", 17227: "sleeping"})
     assert blocked.blocked_now(proc) == {934: blocked.Task(934, "kworker/0:1 (x)", 37)}
 
 
@@ -85,3 +87,11 @@ def test_the_detectors_report_ends_the_wait():
     kernel = Kernel([{7: worker}], [3, 3, 4])
     settled = blocked.settle(3600.0, kernel.blocked, kernel.reports)
     assert settled.stuck == [worker] and settled.reported
+
+
+def test_a_threads_kernel_stack_in_any_state(tmp_path):
+    """A wait in state S never shows in sysrq w: the runner reads the thread's own stack."""
+    proc = _proc(tmp_path, {17227: "sleeping"})
+    state, frames = blocked.kernel_stack(17227, proc)
+    assert state == "S" and frames[0] == "[<0>] do_wait+0x53/0x120" and len(frames) == 5
+    assert blocked.kernel_stack(4242, proc) == ("?", [])  # it ended meanwhile

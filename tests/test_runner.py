@@ -163,6 +163,9 @@ def test_a_consumer_still_running_after_its_provider_went_is_named_with_its_fixt
         def alive(self) -> int:
             return 1
 
+        def running(self) -> list:
+            return []
+
     run.removed_this_cycle = {spec.fixture}
     run.expect = dataclasses.replace(run.expect, workers_exit_within=0.05)
     monkeypatch.setattr(runner, "dump_blocked", lambda *a, **k: None)

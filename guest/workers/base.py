@@ -355,7 +355,11 @@ class Worker:
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        return [t.name for t in self.threads if t.is_alive()]
+        return [t.name for t in self.running()]
+
+    def running(self) -> list[threading.Thread]:
+        """The threads that have not returned (their kernel stacks name where they wait)."""
+        return [t for t in self.threads if t.is_alive()]
 
     def snapshot(self) -> dict:
         return {
