@@ -24,7 +24,6 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from threading import Thread
 
 from guest import blocked, fixtures, protocol, provider, shell
 from guest import workers as worker_types
@@ -61,7 +60,9 @@ def event(kind: str, **fields) -> None:
     kmsg("harness-event " + json.dumps({"event": kind, **fields}, separators=(",", ":")))
 
 
-def dump_blocked(reason: str, stuck: int | None = None, waiting: Sequence[Thread] = ()) -> None:
+def dump_blocked(
+    reason: str, stuck: int | None = None, waiting: Sequence[threading.Thread] = ()
+) -> None:
     """Put the stacks of every blocked (D state) task into the kernel log: what is stuck.
 
     ``stuck`` (a thread id) names the task the host titles the hang by. ``waiting``:
