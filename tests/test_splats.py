@@ -133,6 +133,22 @@ def test_a_blocked_tasks_dump_is_titled_where_the_stuck_task_sleeps():
     assert splats.parse(empty) == []
 
 
+def test_a_consumer_waiting_interruptibly_is_named_by_its_own_stack():
+    """A reader that never returns sleeps in state S in the driver's wait (mutant 18, the CP2112
+    waiting without a timeout), which sysrq w does not show: the runner's harness-stack lines
+    name it, and the dump is titled by that wait, not by the kernfs lock its sibling waits on."""
+    text = (LOGS / "harness-cp2112-wait-interruptible.log").read_text(errors="replace")
+    found = splats.parse(text)
+    (wait,) = [s for s in found if s.title == "INFO: task hung in cp2112_wait"]
+    assert wait.excerpt.splitlines()[0].startswith("harness: worker threads blocked")
+    assert wait.kind == "hung-task"  # the unbind that never returned is the kernel side's proof
+    alone = text[text.index("harness: worker threads blocked") :]
+    alone = alone[: alone.index("harness: scenario-end")]
+    assert [(s.kind, s.title) for s in splats.parse(alone)] == [
+        ("timeout", "timeout: tasks blocked in cp2112_wait")
+    ]
+
+
 def test_the_hosts_dump_after_the_runner_went_quiet_is_the_same_hang():
     """Hung-task reports, the runner's deadline dump and the host's sysrq dump: one bug."""
     text = (LOGS / "harness-gpio-sim-removal-never-returns.log").read_text(errors="replace")
