@@ -210,12 +210,17 @@ def _test(tid: str, bid: str, origin: str, item: dict, props: dict) -> dict:
         test["comment"] = comment
     if item.get("duration_s"):
         test["duration"] = float(item["duration_s"])
-    if item.get("console") and Path(item["console"]).is_file():
-        test["log_url"] = _uri(item["console"])
-        test["output_files"] = [{"name": "console.log", "url": _uri(item["console"])}]
+    _attach_console(test, item.get("console"))
     if item.get("repro"):
         test["misc"]["reproduce"] = item["repro"]
     return test
+
+
+def _attach_console(test: dict, console: str | None) -> None:
+    """The console log as the test's log and output file, where it was kept."""
+    if console and Path(console).is_file():
+        test["log_url"] = _uri(console)
+        test["output_files"] = [{"name": "console.log", "url": _uri(console)}]
 
 
 def _environment(props: dict) -> dict:
@@ -244,9 +249,7 @@ def _outside_test(
             **({"shard": boot["shard"]} if "shard" in boot else {}),
         },
     }
-    if boot.get("console") and Path(boot["console"]).is_file():
-        test["log_url"] = _uri(boot["console"])
-        test["output_files"] = [{"name": "console.log", "url": _uri(boot["console"])}]
+    _attach_console(test, boot.get("console"))
     return test
 
 
